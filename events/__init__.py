@@ -1,0 +1,1 @@
+"""The wire format: CloudEvents models, the taxonomy they use, and the emitter SDK."""

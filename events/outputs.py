@@ -1,0 +1,95 @@
+"""What the pipeline produces: violations (public topic), audit records and dead letters."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Severity = Literal["low", "medium", "high", "critical"]
+
+# Dead letters follow the Kafka Connect convention: the value and key are the original bytes,
+# untouched, and why they were rejected travels in headers.
+DLQ_REASON = "privtrail.error.reason"
+DLQ_FIELD = "privtrail.error.field"
+DLQ_TOPIC = "privtrail.error.topic"
+DLQ_PARTITION = "privtrail.error.partition"
+DLQ_OFFSET = "privtrail.error.offset"
+DLQ_TIME = "privtrail.error.time"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Violation(_Record):
+    """One broken rule, as produced to `privacy.violations` (key: subject pseudonym)."""
+
+    violation_id: str
+    rule_id: str
+    org: str
+    severity: Severity
+    policy_version: str
+    policy_section: str
+    policy_text: str
+    explanation: str
+    subject_pseudonym: str
+    subject_kind: str
+    # The event that broke the rule; for a missed deadline, the event that started its clock.
+    event_id: str
+    event_type: str
+    # When the rule was broken, in event time (for a missed deadline: the deadline itself).
+    occurred_at: datetime
+    detected_at: datetime
+    deadline: datetime | None = None
+    data_categories: list[str] = []
+    data_use: str | None = None
+    actor: str | None = None
+    recipient: str | None = None
+
+    @staticmethod
+    def make_id(rule_id: str, cause: str) -> str:
+        """Deterministic, so a replayed or duplicated event yields the same violation id."""
+        return hashlib.sha256(f"{rule_id}\x1f{cause}".encode()).hexdigest()[:32]
+
+
+class AuditRecord(_Record):
+    """An accepted event as judged: who touched whose data, which categories, why, sent where.
+
+    Personal identifiers never appear here: the subject is a keyed pseudonym.
+    """
+
+    event_id: str
+    event_type: str
+    source: str
+    org: str
+    event_time: datetime
+    judged_at: datetime
+    subject_pseudonym: str
+    subject_kind: str
+    actor_kind: str | None = None
+    actor_id: str | None = None
+    data_categories: list[str] = []
+    data_use: str | None = None
+    legal_basis: str | None = None
+    recipient_id: str | None = None
+    recipient_kind: str | None = None
+    recipient_country: str | None = None
+    encrypted: bool | None = None
+    safeguard: str | None = None
+    aggregated: bool | None = None
+    explicit_consent: bool | None = None
+    # The remaining `data` fields of state-changing events (status, right, settings, ...).
+    details: dict[str, str] = {}
+    policy_version: str
+    violated_rules: list[str] = []
+    partition: int
+    offset: int
+
+
+class AuditBatch(_Record):
+    """Audit records of one judged batch, sent as one message to keep the hot path per batch."""
+
+    records: list[AuditRecord]

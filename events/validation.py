@@ -1,0 +1,97 @@
+"""Turns raw Kafka bytes into a typed event, or an `InvalidEvent` that names the bad field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
+
+from events.models import DataAccessed, EventData, PrivacyEvent
+from events.taxonomy import Taxonomy
+
+_ADAPTER: TypeAdapter[PrivacyEvent] = TypeAdapter(PrivacyEvent)
+
+
+@dataclass(frozen=True)
+class InvalidEvent(Exception):
+    """Why an input was rejected: the offending field (dotted path) and a readable reason."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}" if self.field else self.reason
+
+
+def parse_event(raw: bytes, taxonomies: Mapping[str, Taxonomy]) -> PrivacyEvent:
+    """Validate a structured-mode CloudEvent against the contract and its org's taxonomy."""
+    try:
+        event = _ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    check_taxonomy(event.data, taxonomies)
+    return event
+
+
+def check_taxonomy(data: EventData, taxonomies: Mapping[str, Taxonomy]) -> None:
+    taxonomy = taxonomies.get(data.org)
+    if taxonomy is None:
+        known = ", ".join(sorted(taxonomies)) or "none"
+        raise InvalidEvent("data.org", f"unknown org {data.org!r} (orgs with a policy: {known})")
+    if data.subject.kind not in taxonomy.data_subjects:
+        raise InvalidEvent(
+            "data.subject.kind", f"unknown fideslang data subject {data.subject.kind!r}"
+        )
+    categories = getattr(data, "data_categories", None) or []
+    for i, key in enumerate(categories):
+        if key not in taxonomy.data_categories:
+            raise InvalidEvent(
+                f"data.data_categories[{i}]", f"unknown data category {key!r} for org {data.org!r}"
+            )
+    use = getattr(data, "data_use", None)
+    if use is not None and use not in taxonomy.data_uses:
+        raise InvalidEvent("data.data_use", f"unknown data use {use!r} for org {data.org!r}")
+    public = getattr(getattr(data, "settings", None), "public_categories", None) or []
+    for i, key in enumerate(public):
+        if key not in taxonomy.data_categories:
+            raise InvalidEvent(
+                f"data.settings.public_categories[{i}]",
+                f"unknown data category {key!r} for org {data.org!r}",
+            )
+    if isinstance(data, DataAccessed) and not data.data_categories:
+        raise InvalidEvent("data.data_categories", "must not be empty")
+
+
+def _first_error(exc: ValidationError) -> InvalidEvent:
+    error = exc.errors(include_url=False)[0]
+    if error["type"] == "json_invalid":
+        return InvalidEvent("", f"not valid JSON ({error['ctx'].get('error', 'parse error')})")
+    if error["type"] == "dict_type" and not error["loc"]:
+        return InvalidEvent("", "a CloudEvent must be a JSON object")
+    return InvalidEvent(_field_path(error), _reason(error))
+
+
+def _field_path(error: ErrorDetails) -> str:
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return "type"
+    # The first step of a discriminated union's location is the `type` tag, not a field.
+    loc = list(error["loc"])[1:]
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _reason(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "union_tag_not_found":
+        return "missing required attribute"
+    if kind == "union_tag_invalid":
+        return f"unknown event type {error['ctx']['tag']!r}"
+    if kind == "missing":
+        return "missing required field"
+    if kind == "extra_forbidden":
+        return "unknown field (not in the event contract)"
+    return str(error["msg"])

@@ -1,0 +1,74 @@
+"""One typed settings object for every privtrail process, read from `PRIVTRAIL_*` env vars."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_POLICIES = Path(__file__).resolve().parent.parent / "policies"
+
+
+class Topics(BaseSettings):
+    """Kafka topic names. `events`, `violations` and `deadletter` are the public contract."""
+
+    model_config = SettingsConfigDict(env_prefix="PRIVTRAIL_TOPIC_")
+
+    events: str = "privacy.events"
+    violations: str = "privacy.violations"
+    deadletter: str = "privacy.deadletter"
+    # Internal: accepted events as judged audit records, consumed by the store.
+    audit: str = "privacy.audit"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVTRAIL_", env_nested_delimiter="__")
+
+    data_dir: Path = Path(".privtrail")
+    # Unset: privtrail starts its embedded broker. Set: an external Kafka cluster.
+    kafka_bootstrap: str | None = None
+    broker: Literal["noida", "tansu"] = "noida"
+    embedded_kafka_port: int = 9092
+    # Unset: the embedded chDB engine under data_dir. `http://user:pass@host:8123/db` for a server.
+    clickhouse_dsn: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8088
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    topics: Topics = Field(default_factory=Topics)
+    policies_dir: Path = REPO_POLICIES
+    # Keys the subject pseudonyms; set a private value in production so pseudonyms can't be
+    # recomputed from guessed ids by anyone who reads the store.
+    pseudonym_key: SecretStr = SecretStr("privtrail-dev-key")
+    # Worker batching: the agent judges up to `batch_size` events at once, waiting at most
+    # `batch_window` seconds for a batch to fill.
+    batch_size: int = Field(default=2000, ge=1)
+    batch_window: float = Field(default=0.2, gt=0)
+    # Store batching: rows are inserted once `sink_batch_size` are buffered or after
+    # `sink_flush_interval` seconds.
+    sink_batch_size: int = Field(default=20000, ge=1)
+    sink_flush_interval: float = Field(default=0.5, gt=0)
+    # Broker quirks that are configuration, not code (see privtrail/broker.py).
+    producer_max_batch_size: int | None = None
+    broker_session_timeout: float | None = None
+    broker_heartbeat_interval: float | None = None
+    broker_rebalance_timeout: float | None = None
+    webhook_url: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @cached_property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.embedded_kafka_port}"
+
+    @cached_property
+    def store_dsn(self) -> str:
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"

@@ -1,0 +1,121 @@
+"""Per-subject privacy state, as the events of one subject build it up in event-time order."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from events.models import (
+    AccountChangedEvent,
+    ConsentChangedEvent,
+    LegalHoldChangedEvent,
+    PrivacyEvent,
+    RequestFulfilledEvent,
+    RequestOpenedEvent,
+    SettingsChangedEvent,
+)
+from events.taxonomy import is_under
+
+# Enough to catch a producer's retry or a replayed batch; the store dedups by id regardless.
+RECENT_IDS = 64
+
+
+class Consent(BaseModel):
+    status: Literal["given", "withdrawn", "objected"]
+    at: datetime
+    # For an objection: only these categories (None: all of them).
+    data_categories: list[str] | None = None
+
+
+class OpenRequest(BaseModel):
+    right: str
+    opened_at: datetime
+    event_id: str
+
+
+class SubjectState(BaseModel):
+    """Everything the rules need to know about one subject of one org."""
+
+    org: str
+    subject_kind: str
+    consents: dict[str, Consent] = Field(default_factory=dict)
+    profile_visible: bool | None = None
+    public_categories: list[str] | None = None
+    auto_share_with_employers: bool | None = None
+    account_status: str | None = None
+    created_at: datetime | None = None
+    closed_at: datetime | None = None
+    closed_event_id: str | None = None
+    last_activity_at: datetime | None = None
+    open_requests: dict[str, OpenRequest] = Field(default_factory=dict)
+    erased_at: datetime | None = None
+    legal_hold_since: datetime | None = None
+    # Deadlines already reported, so each fires once: "<rule id>@<deadline iso>".
+    fired_deadlines: list[str] = Field(default_factory=list)
+    recent_event_ids: list[str] = Field(default_factory=list)
+    last_event_time: datetime | None = None
+
+    def consent_for(self, data_use: str) -> Consent | None:
+        """The consent record that governs a use: the one for the most specific ancestor key."""
+        governing = [use for use in self.consents if is_under(data_use, use)]
+        return self.consents[max(governing, key=len)] if governing else None
+
+    def has_consent(self, data_use: str) -> bool:
+        consent = self.consent_for(data_use)
+        return consent is not None and consent.status == "given"
+
+    def objects_to(self, data_use: str, categories: list[str]) -> bool:
+        """True when the subject objected to this use of (any of) these categories."""
+        consent = self.consent_for(data_use)
+        if consent is None or consent.status != "objected":
+            return False
+        if consent.data_categories is None:
+            return True
+        return any(is_under(c, o) for c in categories for o in consent.data_categories)
+
+    @property
+    def on_legal_hold(self) -> bool:
+        return self.legal_hold_since is not None
+
+    def seen(self, event_id: str) -> bool:
+        return event_id in self.recent_event_ids
+
+    def apply(self, event: PrivacyEvent) -> None:
+        """Fold one event into the state (after the rules have judged it against the old state)."""
+        self.recent_event_ids = [*self.recent_event_ids[-(RECENT_IDS - 1) :], event.id]
+        if self.last_event_time is None or event.time > self.last_event_time:
+            self.last_event_time = event.time
+        match event:
+            case ConsentChangedEvent(data=data):
+                self.consents[data.data_use] = Consent(
+                    status=data.status, at=event.time, data_categories=data.data_categories
+                )
+            case SettingsChangedEvent(data=data):
+                for name, value in data.settings.model_dump(exclude_none=True).items():
+                    setattr(self, name, value)
+            case AccountChangedEvent(data=data):
+                self._apply_account(data.status, event.time, event.id)
+            case RequestOpenedEvent(data=data):
+                self.open_requests[data.request_id] = OpenRequest(
+                    right=data.right, opened_at=event.time, event_id=event.id
+                )
+            case RequestFulfilledEvent(data=data):
+                self.open_requests.pop(data.request_id, None)
+                if data.right == "erasure":
+                    self.erased_at = event.time
+            case LegalHoldChangedEvent(data=data):
+                self.legal_hold_since = event.time if data.status == "placed" else None
+
+    def _apply_account(self, status: str, at: datetime, event_id: str) -> None:
+        self.last_activity_at = at
+        if status == "active":
+            return
+        self.account_status = status
+        if status == "created":
+            self.created_at = at
+        elif status == "closed":
+            self.closed_at, self.closed_event_id = at, event_id
+        elif status == "reopened":
+            self.closed_at = self.closed_event_id = None
