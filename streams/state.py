@@ -22,6 +22,11 @@ from events.taxonomy import is_under
 RECENT_IDS = 64
 
 
+def deadline_key(rule_id: str, deadline: datetime) -> str:
+    """Identifies one deadline of one rule, so it is reported once."""
+    return f"{rule_id}@{deadline.isoformat()}"
+
+
 class Consent(BaseModel):
     status: Literal["given", "withdrawn", "objected"]
     at: datetime
@@ -49,10 +54,11 @@ class SubjectState(BaseModel):
     closed_at: datetime | None = None
     closed_event_id: str | None = None
     last_activity_at: datetime | None = None
+    last_activity_event_id: str | None = None
     open_requests: dict[str, OpenRequest] = Field(default_factory=dict)
     erased_at: datetime | None = None
     legal_hold_since: datetime | None = None
-    # Deadlines already reported, so each fires once: "<rule id>@<deadline iso>".
+    # Deadlines already reported, so each fires once (see `deadline_key`).
     fired_deadlines: list[str] = Field(default_factory=list)
     recent_event_ids: list[str] = Field(default_factory=list)
     last_event_time: datetime | None = None
@@ -78,6 +84,12 @@ class SubjectState(BaseModel):
     @property
     def on_legal_hold(self) -> bool:
         return self.legal_hold_since is not None
+
+    def has_fired(self, rule_id: str, deadline: datetime) -> bool:
+        return deadline_key(rule_id, deadline) in self.fired_deadlines
+
+    def mark_fired(self, rule_id: str, deadline: datetime) -> None:
+        self.fired_deadlines.append(deadline_key(rule_id, deadline))
 
     def seen(self, event_id: str) -> bool:
         return event_id in self.recent_event_ids
@@ -109,7 +121,7 @@ class SubjectState(BaseModel):
                 self.legal_hold_since = event.time if data.status == "placed" else None
 
     def _apply_account(self, status: str, at: datetime, event_id: str) -> None:
-        self.last_activity_at = at
+        self.last_activity_at, self.last_activity_event_id = at, event_id
         if status == "active":
             return
         self.account_status = status
