@@ -8,7 +8,6 @@ worker's.
 
 from __future__ import annotations
 
-import re
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -21,13 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from streams.rules import judge_history, load_policy_set
 from streams.rules.policy import YamlPolicySet
 from tests.conformance.compact import as_time, build_events
+from tests.contract import clause_rule_ids
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
 POLICIES = REPO / "policies"
-# The clause list is the public contract; the repo may carry a copy in docs/.
-CLAUSE_FILES = (REPO / "docs" / "policy-clauses.md", REPO.parent / "shared" / "policy-clauses.md")
-RULE_ROW = re.compile(r"^\|\s*([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+)\s*\|")
 
 
 class Case(BaseModel):
@@ -58,14 +55,6 @@ def _case_files() -> dict[str, CaseFile]:
 
 CASE_FILES = _case_files()
 CASES = [(rule, case) for rule, file in CASE_FILES.items() for case in file.cases]
-
-
-def clause_ids() -> list[str]:
-    for path in CLAUSE_FILES:
-        if path.is_file():
-            text = path.read_text(encoding="utf-8")
-            return [m.group(1) for line in text.splitlines() if (m := RULE_ROW.match(line))]
-    raise AssertionError(f"policy-clauses.md not found at {' or '.join(map(str, CLAUSE_FILES))}")
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +105,7 @@ def test_case(rule_id: str, case: Case, policy: YamlPolicySet, tmp_path: Path) -
 
 def test_every_clause_has_a_firing_case_and_a_near_miss() -> None:
     missing = []
-    for rule_id in clause_ids():
+    for rule_id in clause_rule_ids():
         cases = CASE_FILES[rule_id].cases if rule_id in CASE_FILES else []
         if not any(rule_id in case.expect for case in cases):
             missing.append(f"{rule_id}: no case where it fires")
@@ -126,11 +115,11 @@ def test_every_clause_has_a_firing_case_and_a_near_miss() -> None:
 
 
 def test_policies_enforce_exactly_the_clauses(policy: YamlPolicySet) -> None:
-    clauses = clause_ids()
+    clauses = clause_rule_ids()
     in_policies = [info.rule_id for info in policy.rules]
     assert sorted(set(in_policies) - set(clauses)) == [], "rules not in policy-clauses.md"
     assert sorted(set(clauses) - set(in_policies)) == [], "clauses without a rule"
 
 
 def test_case_files_are_about_known_rules() -> None:
-    assert sorted(set(CASE_FILES) - set(clause_ids())) == []
+    assert sorted(set(CASE_FILES) - set(clause_rule_ids())) == []
