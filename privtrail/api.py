@@ -1,0 +1,298 @@
+"""The query API: violations, a subject's data lineage, rejected inputs and store statistics.
+
+Subjects are only ever named by their keyed pseudonym in answers: `/lineage/{subject_id}` takes
+the real id, pseudonymises it with the deployment's key and never echoes it back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel
+
+from events.outputs import Violation
+from events.tags import pseudonymise
+from privtrail import __version__
+from privtrail.settings import Settings
+from sinks import LineageEdge, Rejected
+from sinks.clickhouse.store import Store
+from sinks.ingest import Ingestor, IngestStatus
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "dashboards" / "index.html"
+MAX_LIMIT = 10_000
+# A rejected input's envelope attributes are shown cut to this length.
+MAX_ATTRIBUTE_CHARS = 200
+
+_RELATIVE = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Most rows to return.")]
+
+
+class StoreHealth(BaseModel):
+    ok: bool
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    store: StoreHealth
+    # None when this process runs no ingest loop.
+    ingest: IngestStatus | None
+
+
+class Party(BaseModel):
+    """An actor or recipient of a subject's data, and which categories it got."""
+
+    kind: str | None
+    id: str | None
+    country: str | None = None
+    categories: list[str]
+
+
+class LineageSummary(BaseModel):
+    categories: list[str]
+    uses: list[str]
+    actors: list[Party]
+    recipients: list[Party]
+    violations: list[Violation]
+
+
+class Lineage(BaseModel):
+    org: str
+    subject_pseudonym: str
+    subject_kind: str | None
+    edges: list[LineageEdge]
+    summary: LineageSummary
+
+
+class RejectedInput(BaseModel):
+    """A rejected input as the API shows it: why, and where from, but not its bytes.
+
+    The raw input and its Kafka key hold the subject's real id, so only the CloudEvents
+    envelope attributes `id`, `type` and `source` are read out of it, when it parses.
+    """
+
+    rejection_id: str
+    received_at: datetime
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    field: str | None
+    reason: str
+    size_bytes: int
+    event_id: str | None
+    event_type: str | None
+    event_source: str | None
+
+
+class RuleCount(BaseModel):
+    org: str
+    rule_id: str
+    severity: str
+    count: int
+
+
+class Stats(BaseModel):
+    """Stored rows (each duplicate counted once) and violations per rule and per org."""
+
+    events: int
+    violations: int
+    lineage_edges: int
+    rejected_events: int
+    violations_by_rule: list[RuleCount]
+    violations_by_org: dict[str, int]
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """An ISO 8601 datetime (UTC if it has no zone), or `now` minus `<n>s|m|h|d|w`."""
+    relative = _RELATIVE.fullmatch(text.strip())
+    if relative:
+        amount, unit = relative.groups()
+        return now - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither an ISO 8601 datetime nor a relative time like 15m, 2h or 7d"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def create_app(settings: Settings, store: Store, ingestor: Ingestor | None = None) -> FastAPI:
+    app = FastAPI(
+        title="privtrail",
+        version=__version__,
+        summary="Live data flows checked against the privacy policy that governs them.",
+    )
+    key = settings.pseudonym_key.get_secret_value().encode()
+
+    @app.exception_handler(ClickHouseError)
+    def store_unavailable(request: Request, error: ClickHouseError) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": f"store query failed: {error}"})
+
+    @app.get("/health", response_model=Health)
+    def health() -> JSONResponse:
+        store_health = _store_health(store)
+        ingest = ingestor.status() if ingestor else None
+        healthy = store_health.ok and (ingest is None or (ingest.running and not ingest.last_error))
+        body = Health(
+            status="ok" if healthy else "degraded",
+            version=__version__,
+            store=store_health,
+            ingest=ingest,
+        )
+        return JSONResponse(
+            body.model_dump(mode="json"), status_code=200 if store_health.ok else 503
+        )
+
+    @app.get("/violations", response_model=list[Violation])
+    def violations(
+        org: Annotated[str | None, Query(description="Only this org's violations.")] = None,
+        rule: Annotated[
+            str | None, Query(description="Only this rule ID, e.g. LX-ADNET-001.")
+        ] = None,
+        since: Annotated[
+            str | None,
+            Query(description="Broken at or after: ISO 8601 datetime, or relative: 15m, 2h, 7d."),
+        ] = None,
+        limit: Limit = 100,
+    ) -> list[Violation]:
+        """Violations, newest first (by when the rule was broken, in event time)."""
+        start = _since_param(since) if since is not None else None
+        return store.violations(org=org, rule=rule, since=start, limit=limit)
+
+    @app.get("/lineage/{subject_id:path}", response_model=Lineage)
+    def lineage(
+        subject_id: Annotated[str, PathParam(description="The subject's id in the org's systems.")],
+        org: Annotated[str, Query(min_length=1, description="The org the subject belongs to.")],
+    ) -> Lineage:
+        """Who accessed or received which of the subject's data, and the rules it broke."""
+        pseudonym = pseudonymise(key, org, subject_id)
+        edges = store.lineage(org, pseudonym)
+        broken = store.violations(org=org, subject_pseudonym=pseudonym, limit=MAX_LIMIT)
+        return Lineage(
+            org=org,
+            subject_pseudonym=pseudonym,
+            subject_kind=_subject_kind(edges, broken),
+            edges=edges,
+            summary=_summarise(edges, broken),
+        )
+
+    @app.get("/rejected", response_model=list[RejectedInput])
+    def rejected(limit: Limit = 100) -> list[RejectedInput]:
+        """The most recently rejected inputs, newest first."""
+        return [_rejected_input(row) for row in store.rejected(limit)]
+
+    @app.get("/stats", response_model=Stats)
+    def stats() -> Stats:
+        """Rows per table and violations per rule and per org."""
+        counts = store.stats()
+        by_rule = [RuleCount(**row) for row in counts["violations_by_rule"]]
+        by_org: dict[str, int] = {}
+        for row in by_rule:
+            by_org[row.org] = by_org.get(row.org, 0) + row.count
+        return Stats(**counts["tables"], violations_by_rule=by_rule, violations_by_org=by_org)
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        if not DASHBOARD.is_file():
+            raise HTTPException(404, f"dashboard page not found at {DASHBOARD}")
+        return FileResponse(DASHBOARD, media_type="text/html")
+
+    return app
+
+
+def _since_param(text: str) -> datetime:
+    try:
+        return parse_since(text, datetime.now(UTC))
+    except ValueError as error:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "since"), "msg": str(error), "input": text}]
+        ) from None
+
+
+def _store_health(store: Store) -> StoreHealth:
+    try:
+        store.ping()
+    except Exception as error:
+        return StoreHealth(ok=False, error=str(error))
+    return StoreHealth(ok=True)
+
+
+def _subject_kind(edges: list[LineageEdge], broken: list[Violation]) -> str | None:
+    if edges:
+        return edges[0].subject_kind
+    return broken[0].subject_kind if broken else None
+
+
+def _summarise(edges: list[LineageEdge], broken: list[Violation]) -> LineageSummary:
+    shares = [e for e in edges if e.action == "shared"]
+    return LineageSummary(
+        categories=_distinct(e.data_category for e in edges),
+        uses=_distinct(e.data_use for e in edges),
+        actors=_parties(edges, lambda e: (e.actor_kind, e.actor_id, None)),
+        recipients=_parties(
+            shares, lambda e: (e.recipient_kind, e.recipient_id, e.recipient_country)
+        ),
+        violations=broken,
+    )
+
+
+def _distinct(values: Iterable[str | None]) -> list[str]:
+    return sorted({v for v in values if v is not None})
+
+
+def _parties(
+    edges: list[LineageEdge],
+    party_of: Callable[[LineageEdge], tuple[str | None, str | None, str | None]],
+) -> list[Party]:
+    categories: dict[tuple[str | None, str | None, str | None], set[str]] = {}
+    for edge in edges:
+        categories.setdefault(party_of(edge), set()).add(edge.data_category)
+    return [
+        Party(kind=kind, id=party_id, country=country, categories=sorted(cats))
+        for (kind, party_id, country), cats in sorted(categories.items(), key=lambda i: str(i[0]))
+    ]
+
+
+def _rejected_input(row: Rejected) -> RejectedInput:
+    envelope = _envelope(row.raw)
+    return RejectedInput(
+        rejection_id=row.rejection_id,
+        received_at=row.received_at,
+        source_topic=row.source_topic,
+        source_partition=row.source_partition,
+        source_offset=row.source_offset,
+        field=row.field,
+        reason=row.reason,
+        size_bytes=len(row.raw),
+        event_id=envelope.get("id"),
+        event_type=envelope.get("type"),
+        event_source=envelope.get("source"),
+    )
+
+
+def _envelope(raw: bytes) -> dict[str, str]:
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {
+        name: value[:MAX_ATTRIBUTE_CHARS]
+        for name in ("id", "type", "source")
+        if isinstance(value := parsed.get(name), str)
+    }

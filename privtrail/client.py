@@ -1,0 +1,130 @@
+"""A typed client of the query API, for the CLI and for scripts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from events.outputs import Violation
+from privtrail.api import Health, Lineage, RejectedInput, Stats
+from privtrail.settings import Settings
+
+T = TypeVar("T")
+
+_VIOLATIONS = TypeAdapter(list[Violation])
+_REJECTED = TypeAdapter(list[RejectedInput])
+
+
+class ApiError(RuntimeError):
+    """The service is not reachable, or answered with an error."""
+
+
+class ApiClient:
+    def __init__(
+        self, base_url: str, timeout: float = 10.0, http: httpx.Client | None = None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiClient:
+        return cls(settings.api_url)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def health(self) -> Health:
+        """The service's health; a degraded service (HTTP 503) still answers with its state."""
+        response = self._request("/health", "/health", {}, accept=(200, 503))
+        return Health.model_validate_json(response.content)
+
+    def violations(
+        self,
+        org: str | None = None,
+        rule: str | None = None,
+        since: str | datetime | None = None,
+        limit: int = 100,
+    ) -> list[Violation]:
+        """`since`: a datetime, an ISO 8601 string, or relative like `15m`, `2h`, `7d`."""
+        params: dict[str, Any] = {"org": org, "rule": rule, "limit": limit}
+        params["since"] = since.isoformat() if isinstance(since, datetime) else since
+        return self._get(_VIOLATIONS, "/violations", params)
+
+    def lineage(self, subject_id: str, org: str) -> Lineage:
+        # The id is sent, never shown: errors name the route, not the subject.
+        path = f"/lineage/{quote(subject_id, safe='')}"
+        response = self._request(path, "/lineage/<subject>", {"org": org})
+        return Lineage.model_validate_json(response.content)
+
+    def rejected(self, limit: int = 100) -> list[RejectedInput]:
+        return self._get(_REJECTED, "/rejected", {"limit": limit})
+
+    def stats(self) -> Stats:
+        return Stats.model_validate_json(self._request("/stats", "/stats", {}).content)
+
+    def _get(self, adapter: TypeAdapter[T], path: str, params: dict[str, Any]) -> T:
+        return adapter.validate_json(self._request(path, path, params).content)
+
+    def _request(
+        self,
+        path: str,
+        route: str,
+        params: dict[str, Any],
+        accept: tuple[int, ...] = (200,),
+    ) -> httpx.Response:
+        query = {name: value for name, value in params.items() if value is not None}
+        try:
+            response = self._http.get(path, params=query)
+        except httpx.TransportError as error:
+            if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+                raise ApiError(
+                    f"privtrail service not reachable at {self.base_url}: "
+                    "is `privtrail up` running?"
+                ) from error
+            raise ApiError(
+                f"privtrail service at {self.base_url} did not answer GET {route}: {error}"
+            ) from error
+        if response.status_code not in accept:
+            raise ApiError(
+                f"GET {route} failed with HTTP {response.status_code}: {_detail(response)}"
+            )
+        return response
+
+
+class _ErrorBody(BaseModel):
+    detail: Any = None
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = _ErrorBody.model_validate_json(response.content).detail
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(detail, list):
+        # FastAPI's validation errors: name each bad parameter.
+        return "; ".join(_validation_message(item) for item in detail)
+    return str(detail) if detail is not None else response.reason_phrase
+
+
+def _validation_message(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    location = [str(part) for part in item.get("loc", []) if part not in ("query", "path")]
+    name = ".".join(location)
+    return f"{name}: {item.get('msg', 'invalid')}" if name else str(item.get("msg", item))

@@ -1,0 +1,79 @@
+"""The store-owning process: ingest loop, alert sink and query API together.
+
+chDB allows one process per data directory, so the process that writes the store is also the
+one that answers queries about it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+from types import FrameType
+
+import uvicorn
+
+from privtrail.api import create_app
+from privtrail.broker import tuned_settings
+from privtrail.settings import Settings
+from sinks.alerts import create_alert_sink
+from sinks.clickhouse.store import Store
+from sinks.ingest import Ingestor
+
+log = logging.getLogger(__name__)
+
+_SUBJECT_IN_PATH = re.compile(r"^(/lineage/)[^?]*")
+
+
+class RedactSubjectIds(logging.Filter):
+    """Keeps the subject ids of `/lineage/{subject_id}` requests out of the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn's access record: (client, method, path, http version, status).
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            path = _SUBJECT_IN_PATH.sub(r"\1<subject>", args[2])
+            record.args = (*args[:2], path, *args[3:])
+        return True
+
+
+def serve(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM, then stop ingesting, flush, and close the store."""
+    settings = tuned_settings(settings)
+    store = Store.open(settings.store_dsn)
+    ingestor = Ingestor(settings, store)
+    alerts = create_alert_sink(settings)
+    if alerts is not None:
+        ingestor.listeners.append(alerts.send)
+    config = uvicorn.Config(
+        create_app(settings, store, ingestor),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level,
+    )
+    server = uvicorn.Server(config)
+    previous = _exit_on_signals(server)
+    logging.getLogger("uvicorn.access").addFilter(RedactSubjectIds())
+    try:
+        ingestor.start()
+        server.run()
+    finally:
+        ingestor.stop()
+        if alerts is not None:
+            alerts.close()
+        store.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("privtrail service stopped")
+
+
+def _exit_on_signals(server: uvicorn.Server) -> dict[signal.Signals, signal._HANDLER]:
+    # uvicorn replaces these while it runs and re-raises the signal into them afterwards; with
+    # the default handlers that would kill the process before the store is flushed and closed.
+    def request_exit(sig: int, frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # only the main thread receives signals; the caller owns shutdown
+    return {sig: signal.signal(sig, request_exit) for sig in (signal.SIGINT, signal.SIGTERM)}

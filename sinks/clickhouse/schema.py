@@ -1,0 +1,189 @@
+"""ClickHouse tables of the audit trail, and `ensure_schema` to create them.
+
+Every table is a ReplacingMergeTree whose sorting key ends in the row's own id, so a replayed
+or duplicated message is stored once; readers query with FINAL so a not-yet-merged duplicate
+never shows. `lineage_edges` is filled by a materialized view over `events`, one row per data
+category of each access or share.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from clickhouse_connect.driver.client import Client
+
+DEFAULT_DATABASE: Final = "privtrail"
+
+TIME: Final = "DateTime64(6, 'UTC')"
+LABEL: Final = "LowCardinality(String)"
+OPTIONAL_LABEL: Final = "LowCardinality(Nullable(String))"
+LABELS: Final = "Array(LowCardinality(String))"
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    order_by: tuple[str, ...]
+    # The column whose highest value wins among duplicates (None: any copy, they are equal).
+    version: str | None = None
+    partition_by: str | None = None
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    def ddl(self, database: str) -> str:
+        columns = ",\n    ".join(f"`{name}` {kind}" for name, kind in self.columns)
+        engine = f"ReplacingMergeTree({self.version or ''})"
+        partition = f"\nPARTITION BY {self.partition_by}" if self.partition_by else ""
+        return (
+            f"CREATE TABLE IF NOT EXISTS {database}.{self.name} (\n    {columns}\n)\n"
+            f"ENGINE = {engine}{partition}\nORDER BY ({', '.join(self.order_by)})"
+        )
+
+
+EVENTS = Table(
+    name="events",
+    columns=(
+        ("event_id", "String"),
+        ("event_type", LABEL),
+        ("source", LABEL),
+        ("org", LABEL),
+        ("event_time", TIME),
+        ("judged_at", TIME),
+        ("subject_pseudonym", "String"),
+        ("subject_kind", LABEL),
+        ("actor_kind", OPTIONAL_LABEL),
+        ("actor_id", "Nullable(String)"),
+        ("data_categories", LABELS),
+        ("data_use", OPTIONAL_LABEL),
+        ("legal_basis", OPTIONAL_LABEL),
+        ("recipient_id", "Nullable(String)"),
+        ("recipient_kind", OPTIONAL_LABEL),
+        ("recipient_country", OPTIONAL_LABEL),
+        ("encrypted", "Nullable(Bool)"),
+        ("safeguard", "Nullable(String)"),
+        ("aggregated", "Nullable(Bool)"),
+        ("explicit_consent", "Nullable(Bool)"),
+        ("details", "Map(String, String)"),
+        ("policy_version", LABEL),
+        ("violated_rules", LABELS),
+        ("partition", "Int32"),
+        ("offset", "Int64"),
+    ),
+    order_by=("org", "subject_pseudonym", "event_id"),
+    version="judged_at",
+    # An event's time never changes, so all copies of it land in the same partition and merge.
+    partition_by="toYYYYMM(event_time)",
+)
+
+VIOLATIONS = Table(
+    name="violations",
+    columns=(
+        ("violation_id", "String"),
+        ("rule_id", LABEL),
+        ("org", LABEL),
+        ("severity", "Enum8('low' = 1, 'medium' = 2, 'high' = 3, 'critical' = 4)"),
+        ("policy_version", LABEL),
+        ("policy_section", LABEL),
+        ("policy_text", "String"),
+        ("explanation", "String"),
+        ("subject_pseudonym", "String"),
+        ("subject_kind", LABEL),
+        ("event_id", "String"),
+        ("event_type", LABEL),
+        ("occurred_at", TIME),
+        ("detected_at", TIME),
+        ("deadline", f"Nullable({TIME})"),
+        ("data_categories", LABELS),
+        ("data_use", OPTIONAL_LABEL),
+        ("actor", "Nullable(String)"),
+        ("recipient", "Nullable(String)"),
+    ),
+    order_by=("org", "rule_id", "violation_id"),
+    version="detected_at",
+    partition_by="toYYYYMM(occurred_at)",
+)
+
+LINEAGE_EDGES = Table(
+    name="lineage_edges",
+    columns=(
+        ("event_id", "String"),
+        ("org", LABEL),
+        ("subject_pseudonym", "String"),
+        ("subject_kind", LABEL),
+        ("event_time", TIME),
+        ("action", "Enum8('accessed' = 1, 'shared' = 2)"),
+        ("actor_kind", OPTIONAL_LABEL),
+        ("actor_id", "Nullable(String)"),
+        ("data_category", LABEL),
+        ("data_use", OPTIONAL_LABEL),
+        ("legal_basis", OPTIONAL_LABEL),
+        ("recipient_id", "Nullable(String)"),
+        ("recipient_kind", OPTIONAL_LABEL),
+        ("recipient_country", OPTIONAL_LABEL),
+        ("policy_version", LABEL),
+    ),
+    order_by=("org", "subject_pseudonym", "event_id", "data_category"),
+    partition_by="toYYYYMM(event_time)",
+)
+
+REJECTED_EVENTS = Table(
+    name="rejected_events",
+    columns=(
+        ("rejection_id", "String"),
+        ("received_at", TIME),
+        ("source_topic", LABEL),
+        ("source_partition", "Int32"),
+        ("source_offset", "Int64"),
+        ("field", "Nullable(String)"),
+        ("reason", "String"),
+        # ClickHouse Strings are byte strings: the original input is kept exactly.
+        ("raw", "String"),
+        ("key", "Nullable(String)"),
+    ),
+    order_by=("rejection_id",),
+)
+
+TABLES: Final = (EVENTS, VIOLATIONS, LINEAGE_EDGES, REJECTED_EVENTS)
+
+_EDGE_COLUMNS_FROM_EVENT: Final = {
+    "action": "if(event_type = 'privacy.data.shared', 'shared', 'accessed')",
+    "data_category": "arrayJoin(data_categories)",
+}
+
+
+def lineage_view_ddl(database: str) -> str:
+    """The materialized view that turns each inserted access or share into lineage edges."""
+    select = ",\n    ".join(
+        f"{_EDGE_COLUMNS_FROM_EVENT.get(name, f'`{name}`')} AS `{name}`"
+        for name in LINEAGE_EDGES.column_names
+    )
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.lineage_edges_mv\n"
+        f"TO {database}.{LINEAGE_EDGES.name} AS\nSELECT\n    {select}\n"
+        f"FROM {database}.{EVENTS.name}\n"
+        "WHERE event_type IN ('privacy.data.accessed', 'privacy.data.shared')"
+    )
+
+
+def check_database_name(name: str) -> str:
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(
+            f"invalid ClickHouse database name {name!r}: use letters, digits and underscores"
+        )
+    return name
+
+
+def ensure_schema(client: Client, database: str = DEFAULT_DATABASE) -> None:
+    """Create the database, the tables and the lineage view where missing; safe to repeat."""
+    check_database_name(database)
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}", use_database=False)
+    for table in TABLES:
+        client.command(table.ddl(database), use_database=False)
+    client.command(lineage_view_ddl(database), use_database=False)

@@ -1,0 +1,237 @@
+"""The audit trail store: batched column inserts and the queries the API answers.
+
+One `Store` is shared by the ingest thread and the API's worker threads. chDB is an in-process
+engine with one engine per process and no async client, so every call goes through one lock;
+against a ClickHouse server the lock costs little next to a network round trip.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TypedDict
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from pydantic import BaseModel
+
+from events.outputs import AuditRecord, Violation
+from sinks import LineageEdge, Rejected
+from sinks.clickhouse.schema import (
+    DEFAULT_DATABASE,
+    EVENTS,
+    LINEAGE_EDGES,
+    REJECTED_EVENTS,
+    TABLES,
+    VIOLATIONS,
+    Table,
+    check_database_name,
+    ensure_schema,
+)
+
+ColumnFormats = dict[str, str | dict[str, str]]
+
+_BYTES_COLUMNS: ColumnFormats = {"raw": "bytes", "key": "bytes"}
+
+
+class StoreError(RuntimeError):
+    """The store could not be opened."""
+
+
+class RuleCount(TypedDict):
+    org: str
+    rule_id: str
+    severity: str
+    count: int
+
+
+class StoreStats(TypedDict):
+    # Rows per table, duplicates not counted.
+    tables: dict[str, int]
+    violations_by_rule: list[RuleCount]
+
+
+def split_database(dsn: str) -> tuple[str, str]:
+    """The DSN without its database, and that database (`privtrail` when the DSN names none).
+
+    The database goes in the path for a server (`http://host:8123/audit`) and in a `database`
+    parameter for an on-disk chDB (`chdb:///var/lib/privtrail?database=audit`), whose path is
+    the data directory.
+    """
+    parts = urlsplit(dsn)
+    query = dict(parse_qsl(parts.query))
+    path = parts.path
+    if parts.scheme == "chdb" and not parts.netloc:
+        database = query.pop("database", "")
+    elif parts.scheme in ("chdb", "http", "https"):
+        database = path.strip("/").split("/")[0] or query.pop("database", "")
+        path = ""
+    else:
+        raise StoreError(
+            f"unsupported store DSN scheme {parts.scheme!r} in {redact(dsn)}: "
+            "use chdb:///path/to/dir or http(s)://host:8123/database"
+        )
+    # Built by hand: urlunsplit would drop the empty authority of chdb:///path.
+    server = f"{parts.scheme}://{parts.netloc}{path}"
+    if query:
+        server += f"?{urlencode(query)}"
+    return server, check_database_name(database or DEFAULT_DATABASE)
+
+
+def redact(dsn: str) -> str:
+    """The DSN with its password hidden, for error messages and logs."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _utc(moment: datetime) -> datetime:
+    # A naive datetime is taken as UTC, the zone every time column of the store is in.
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _columns(table: Table, rows: Sequence[BaseModel]) -> list[list[Any]]:
+    return [[getattr(row, name) for row in rows] for name in table.column_names]
+
+
+class Store:
+    def __init__(self, client: Client, database: str) -> None:
+        self._client = client
+        self.database = database
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, dsn: str) -> Store:
+        """Connect to `dsn` (chdb:///dir or http(s)://...) and create the schema if missing."""
+        server_dsn, database = split_database(dsn)
+        try:
+            client = clickhouse_connect.get_client(dsn=server_dsn, tz_mode="aware")
+        except Exception as error:
+            raise StoreError(f"cannot open the store at {redact(dsn)}: {error}") from error
+        try:
+            ensure_schema(client, database)
+        except Exception as error:
+            client.close()
+            raise StoreError(f"cannot create the schema in {redact(dsn)}: {error}") from error
+        return cls(client, database)
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+    def ping(self) -> None:
+        """Raise if the store does not answer a trivial query."""
+        with self._lock:
+            self._client.command("SELECT 1", use_database=False)
+
+    def write_audit(self, records: Sequence[AuditRecord]) -> None:
+        self._insert(EVENTS, records)
+
+    def write_violations(self, violations: Sequence[Violation]) -> None:
+        self._insert(VIOLATIONS, violations)
+
+    def write_rejected(self, rejected: Sequence[Rejected]) -> None:
+        self._insert(REJECTED_EVENTS, rejected)
+
+    def violations(
+        self,
+        org: str | None = None,
+        rule: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+        subject_pseudonym: str | None = None,
+    ) -> list[Violation]:
+        """Violations matching every given filter, newest (in event time) first.
+
+        `since` bounds `occurred_at`: when the rule was broken, not when it was detected.
+        """
+        filters = {
+            "org": ("org = {org:String}", org),
+            "rule": ("rule_id = {rule:String}", rule),
+            "since": ("occurred_at >= {since:DateTime64(6, 'UTC')}", since and _utc(since)),
+            "subject": ("subject_pseudonym = {subject:String}", subject_pseudonym),
+        }
+        given = {name: f for name, f in filters.items() if f[1] is not None}
+        where = " AND ".join(condition for condition, _ in given.values()) or "1"
+        sql = (
+            f"SELECT {self._select(VIOLATIONS)} FROM {self._table(VIOLATIONS)} FINAL "
+            f"WHERE {where} ORDER BY occurred_at DESC, violation_id LIMIT {_positive(limit)}"
+        )
+        parameters = {name: value for name, (_, value) in given.items()}
+        return [Violation(**row) for row in self._rows(sql, parameters)]
+
+    def lineage(self, org: str, subject_pseudonym: str) -> list[LineageEdge]:
+        """Every category of the subject's data accessed or shared, in event-time order."""
+        sql = (
+            f"SELECT {self._select(LINEAGE_EDGES)} FROM {self._table(LINEAGE_EDGES)} FINAL "
+            "WHERE org = {org:String} AND subject_pseudonym = {subject:String} "
+            "ORDER BY event_time, event_id, data_category"
+        )
+        rows = self._rows(sql, {"org": org, "subject": subject_pseudonym})
+        return [LineageEdge(**row) for row in rows]
+
+    def rejected(self, limit: int = 100) -> list[Rejected]:
+        """The most recently rejected inputs, newest first, with their exact bytes."""
+        sql = (
+            f"SELECT {self._select(REJECTED_EVENTS)} FROM {self._table(REJECTED_EVENTS)} FINAL "
+            f"ORDER BY received_at DESC, rejection_id LIMIT {_positive(limit)}"
+        )
+        return [Rejected(**row) for row in self._rows(sql, {}, _BYTES_COLUMNS)]
+
+    def stats(self) -> StoreStats:
+        counts = " UNION ALL ".join(
+            f"SELECT '{t.name}' AS name, count() AS n FROM {self._table(t)} FINAL" for t in TABLES
+        )
+        by_rule = (
+            "SELECT org, rule_id, toString(any(severity)) AS severity, count() AS count "
+            f"FROM {self._table(VIOLATIONS)} FINAL GROUP BY org, rule_id "
+            "ORDER BY count DESC, org, rule_id"
+        )
+        tables = {str(row["name"]): int(row["n"]) for row in self._rows(counts, {})}
+        rules = [
+            RuleCount(
+                org=row["org"], rule_id=row["rule_id"], severity=row["severity"], count=row["count"]
+            )
+            for row in self._rows(by_rule, {})
+        ]
+        return StoreStats(tables=tables, violations_by_rule=rules)
+
+    def _insert(self, table: Table, rows: Sequence[BaseModel]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            self._client.insert(
+                table.name,
+                _columns(table, rows),
+                column_names=table.column_names,
+                database=self.database,
+                column_oriented=True,
+            )
+
+    def _rows(
+        self,
+        sql: str,
+        parameters: dict[str, Any],
+        column_formats: ColumnFormats | None = None,
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            result = self._client.query(sql, parameters=parameters, column_formats=column_formats)
+        names = result.column_names
+        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+    def _table(self, table: Table) -> str:
+        return f"{self.database}.{table.name}"
+
+    @staticmethod
+    def _select(table: Table) -> str:
+        return ", ".join(f"`{name}`" for name in table.column_names)
+
+
+def _positive(limit: int) -> int:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    return limit

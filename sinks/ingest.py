@@ -1,0 +1,411 @@
+"""The ingest loop: Kafka topics into the store, at least once, each row stored once.
+
+It consumes the audit, violation and dead-letter topics in one consumer group, buffers rows per
+table, and writes them when `sink_batch_size` rows are buffered or `sink_flush_interval` has
+passed; only then are the offsets committed. A crash between write and commit replays the
+batch, and the store's ReplacingMergeTree tables keep one copy of each row.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from events.outputs import (
+    DLQ_FIELD,
+    DLQ_OFFSET,
+    DLQ_PARTITION,
+    DLQ_REASON,
+    DLQ_TIME,
+    DLQ_TOPIC,
+    AuditBatch,
+    AuditRecord,
+    Violation,
+)
+from privtrail.settings import Settings
+from sinks import Rejected
+from sinks.clickhouse.store import Store
+
+GROUP_ID = "privtrail-store"
+# Upper bound on one poll, so `stop()` is noticed quickly even with nothing to consume.
+MAX_POLL_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 5.0
+BOOTSTRAP_TIMEOUT_MS = 5000
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+ViolationListener = Callable[[Sequence[Violation]], None]
+
+
+class Message(Protocol):
+    """The parts of a consumed Kafka record the ingest loop reads (kafka-python ConsumerRecord)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int | None: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
+
+
+class Consumer(Protocol):
+    """The parts of kafka-python's KafkaConsumer the ingest loop uses."""
+
+    def poll(
+        self, timeout_ms: int = 0, max_records: int | None = None
+    ) -> Mapping[Any, list[Any]]: ...
+    def commit(self) -> None: ...
+    def assignment(self) -> set[Any]: ...
+    def highwater(self, partition: Any) -> int | None: ...
+    def close(self, autocommit: bool = True) -> None: ...
+
+
+ConsumerFactory = Callable[[], Consumer]
+
+
+class IngestStatus(BaseModel):
+    running: bool
+    # Whether the Kafka consumer has been created (the broker answered).
+    connected: bool
+    # Messages behind the end of the partitions consumed so far (None: not known yet).
+    lag: int | None
+    last_flush: datetime | None
+    pending_rows: int
+    rows_written: dict[str, int]
+    # The latest problem, cleared by the next successful write.
+    last_error: str | None
+
+
+@dataclass
+class _Buffer:
+    audit: list[AuditRecord] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    # Monotonic time the oldest unwritten row arrived (None: empty).
+    since: float | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.audit) + len(self.violations) + len(self.rejected)
+
+    def mark_arrival(self) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+
+
+class Ingestor:
+    """Runs the ingest loop in a daemon thread of the process that owns the store."""
+
+    def __init__(
+        self, settings: Settings, store: Store, consumer_factory: ConsumerFactory | None = None
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        # Called with each batch of violations once it is stored (e.g. an alert sink's send).
+        self.listeners: list[ViolationListener] = []
+        self._consumer_factory = consumer_factory or (lambda: kafka_consumer(settings))
+        self._buffer = _Buffer()
+        self._stored_violations: list[Violation] = []
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connected = False
+        self._positions: dict[Hashable, int] = {}
+        self._lag: int | None = None
+        self._last_flush: datetime | None = None
+        self._rows_written = {"events": 0, "violations": 0, "rejected_events": 0}
+        self._last_error: str | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the ingestor is already started")
+        self._thread = threading.Thread(target=self._run, name="privtrail-ingest", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop consuming, write and commit what is buffered, close the consumer."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("ingest thread did not stop within %.0f s", timeout)
+
+    def status(self) -> IngestStatus:
+        thread = self._thread
+        return IngestStatus(
+            running=thread is not None and thread.is_alive(),
+            connected=self._connected,
+            lag=self._lag,
+            last_flush=self._last_flush,
+            pending_rows=self._buffer.rows,
+            rows_written=dict(self._rows_written),
+            last_error=self._last_error,
+        )
+
+    def _run(self) -> None:
+        consumer = self._connect()
+        if consumer is None:
+            return
+        try:
+            while not self._stopping.is_set():
+                self._step(consumer)
+            self._flush(consumer)
+        except Exception as error:
+            # Uncommitted messages are consumed again after a restart; /health says why.
+            self._last_error = f"ingest stopped: {error}"
+            log.exception("ingest stopped")
+        finally:
+            # Offsets are committed only after a successful write, never on close.
+            consumer.close(autocommit=False)
+            self._connected = False
+
+    def _connect(self) -> Consumer | None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                consumer = self._consumer_factory()
+            except Exception as error:
+                self._note_error(f"cannot connect to Kafka at {self.settings.bootstrap}: {error}")
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            else:
+                self._connected = True
+                self._last_error = None
+                return consumer
+        return None
+
+    def _step(self, consumer: Consumer) -> None:
+        if self._buffer.rows and self._flush_due():
+            if not self._flush(consumer):
+                self._stopping.wait(MAX_BACKOFF_SECONDS)
+            return
+        try:
+            polled = consumer.poll(timeout_ms=self._poll_timeout_ms(), max_records=self._room())
+        except Exception as error:
+            self._note_error(f"polling Kafka failed: {error}")
+            self._stopping.wait(MAX_BACKOFF_SECONDS)
+            return
+        for records in polled.values():
+            for record in records:
+                self._accept(record)
+        self._update_lag(consumer)
+
+    def _flush_due(self) -> bool:
+        if self._buffer.rows >= self.settings.sink_batch_size:
+            return True
+        since = self._buffer.since
+        return since is not None and time.monotonic() - since >= self.settings.sink_flush_interval
+
+    def _poll_timeout_ms(self) -> int:
+        wait = MAX_POLL_SECONDS
+        if self._buffer.since is not None:
+            left = self.settings.sink_flush_interval - (time.monotonic() - self._buffer.since)
+            wait = min(wait, max(left, 0.0))
+        return int(wait * 1000)
+
+    def _room(self) -> int:
+        return max(self.settings.sink_batch_size - self._buffer.rows, 1)
+
+    def _accept(self, message: Message) -> None:
+        topics = self.settings.topics
+        self._positions[(message.topic, message.partition)] = message.offset + 1
+        self._buffer.mark_arrival()
+        if message.topic == topics.deadletter:
+            self._buffer.rejected.append(rejected_from_dead_letter(message))
+        elif message.topic == topics.audit:
+            batch = _decode(AuditBatch, message)
+            if isinstance(batch, AuditBatch):
+                self._buffer.audit.extend(batch.records)
+            else:
+                self._buffer.rejected.append(batch)
+        elif message.topic == topics.violations:
+            violation = _decode(Violation, message)
+            if isinstance(violation, Violation):
+                self._buffer.violations.append(violation)
+            else:
+                self._buffer.rejected.append(violation)
+        else:
+            reason = f"message from topic {message.topic!r}, which the store does not consume"
+            self._buffer.rejected.append(rejected_message(message, reason, None))
+
+    def _flush(self, consumer: Consumer) -> bool:
+        """Write every buffered row, then commit; False (buffer kept) if the store failed."""
+        buffer = self._buffer
+        if not buffer.rows:
+            return True
+        try:
+            self._write("events", buffer.audit, self.store.write_audit)
+            violations = list(buffer.violations)
+            self._write("violations", buffer.violations, self.store.write_violations)
+            # Kept until the whole flush succeeds, so a retry after a partial failure still
+            # hands them to the listeners.
+            self._stored_violations.extend(violations)
+            self._write("rejected_events", buffer.rejected, self.store.write_rejected)
+        except Exception as error:
+            self._note_error(f"writing to the store failed, will retry: {error}")
+            return False
+        buffer.since = None
+        self._last_flush = datetime.now(UTC)
+        self._last_error = None
+        self._commit(consumer)
+        if self._stored_violations:
+            self._notify(self._stored_violations)
+            self._stored_violations = []
+        return True
+
+    def _write(self, table: str, rows: list[Any], write: Callable[[Sequence[Any]], None]) -> None:
+        if not rows:
+            return
+        write(rows)
+        self._rows_written[table] += len(rows)
+        # Cleared table by table: after a partial failure the retry skips what is written.
+        rows.clear()
+
+    def _commit(self, consumer: Consumer) -> None:
+        try:
+            consumer.commit()
+        except Exception as error:
+            # The rows are stored; a redelivery after a rebalance only re-writes them, and the
+            # store keeps one copy.
+            self._note_error(f"committing offsets failed (rows are stored): {error}")
+
+    def _notify(self, violations: Sequence[Violation]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(violations)
+            except Exception:
+                log.exception("violation listener %r failed", listener)
+
+    def _update_lag(self, consumer: Consumer) -> None:
+        lag = 0
+        known = False
+        for partition in consumer.assignment() or ():
+            position = self._positions.get((partition.topic, partition.partition))
+            try:
+                end = consumer.highwater(partition)
+            except Exception:
+                continue  # revoked since assignment() answered: no longer ours to report
+            if position is not None and end is not None:
+                lag += max(end - position, 0)
+                known = True
+        self._lag = lag if known else None
+
+    def _note_error(self, message: str) -> None:
+        self._last_error = message
+        log.warning(message)
+
+
+def kafka_consumer(settings: Settings) -> Consumer:
+    from kafka import KafkaConsumer
+
+    tuning: dict[str, int] = {}
+    if settings.broker_session_timeout is not None:
+        tuning["session_timeout_ms"] = int(settings.broker_session_timeout * 1000)
+    if settings.broker_heartbeat_interval is not None:
+        tuning["heartbeat_interval_ms"] = int(settings.broker_heartbeat_interval * 1000)
+    consumer: Consumer = KafkaConsumer(
+        settings.topics.audit,
+        settings.topics.violations,
+        settings.topics.deadletter,
+        bootstrap_servers=settings.bootstrap,
+        group_id=GROUP_ID,
+        client_id=GROUP_ID,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        # Short, so that stop() is not held up by a broker that isn't there; _connect retries.
+        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        **tuning,
+    )
+    return consumer
+
+
+def rejected_from_dead_letter(message: Message) -> Rejected:
+    """A dead letter as stored: original bytes, and the reason and origin from its headers."""
+    headers = {
+        name: (value or b"").decode("utf-8", errors="replace") for name, value in message.headers
+    }
+    origin = _origin(headers) or (message.topic, message.partition, message.offset)
+    return Rejected(
+        rejection_id=Rejected.make_id(*origin),
+        received_at=_parse_time(headers.get(DLQ_TIME)) or _message_time(message),
+        source_topic=origin[0],
+        source_partition=origin[1],
+        source_offset=origin[2],
+        # Kept as sent: an empty field header means the input as a whole (e.g. not JSON).
+        field=headers.get(DLQ_FIELD),
+        reason=headers.get(DLQ_REASON) or f"dead letter without a {DLQ_REASON} header",
+        raw=message.value or b"",
+        key=message.key,
+    )
+
+
+def rejected_message(message: Message, reason: str, field: str | None) -> Rejected:
+    """A message the store itself cannot decode, kept with its exact bytes."""
+    return Rejected(
+        rejection_id=Rejected.make_id(message.topic, message.partition, message.offset),
+        received_at=_message_time(message),
+        source_topic=message.topic,
+        source_partition=message.partition,
+        source_offset=message.offset,
+        field=field,
+        reason=reason,
+        raw=message.value or b"",
+        key=message.key,
+    )
+
+
+def _decode(model: type[M], message: Message) -> M | Rejected:
+    if message.value is None:
+        reason = f"empty message where a {model.__name__} was expected"
+        return rejected_message(message, reason, None)
+    try:
+        return model.model_validate_json(message.value)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or None
+        more = f" (and {error.error_count() - 1} more errors)" if error.error_count() > 1 else ""
+        reason = f"not a valid {model.__name__}: {first['msg']}{more}"
+        return rejected_message(message, reason, where)
+
+
+def _origin(headers: Mapping[str, str]) -> tuple[str, int, int] | None:
+    # All three or none: mixing the dead letter's own coordinates with a source topic could
+    # give two different rejections the same id.
+    topic = headers.get(DLQ_TOPIC)
+    partition = headers.get(DLQ_PARTITION, "")
+    offset = headers.get(DLQ_OFFSET, "")
+    if not topic or not partition.isdigit() or not offset.isdigit():
+        return None
+    return topic, int(partition), int(offset)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _message_time(message: Message) -> datetime:
+    if message.timestamp is not None and message.timestamp > 0:
+        return datetime.fromtimestamp(message.timestamp / 1000, UTC)
+    return datetime.now(UTC)
