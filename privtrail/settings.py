@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -25,9 +24,12 @@ class Topics(BaseSettings):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PRIVTRAIL_", env_nested_delimiter="__")
+    model_config = SettingsConfigDict(env_prefix="PRIVTRAIL_")
 
     data_dir: Path = Path(".privtrail")
+    # Names the worker's consumer group and its state changelog topic; workers sharing it share
+    # the work. Two pipelines on one cluster need two ids.
+    app_id: str = "privtrail"
     # Unset: privtrail starts its embedded broker. Set: an external Kafka cluster.
     kafka_bootstrap: str | None = None
     broker: Literal["noida", "tansu"] = "noida"
@@ -59,11 +61,11 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    @cached_property
+    @property
     def bootstrap(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.embedded_kafka_port}"
 
-    @cached_property
+    @property
     def store_dsn(self) -> str:
         if self.clickhouse_dsn:
             return self.clickhouse_dsn
@@ -72,3 +74,18 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as `PRIVTRAIL_*` variables, so child processes see exactly them."""
+        env = {f"PRIVTRAIL_TOPIC_{k.upper()}": v for k, v in self.topics.model_dump().items()}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "topics" or value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, Path):
+                value = value.resolve()
+            env[f"PRIVTRAIL_{name.upper()}"] = str(value)
+        env["PRIVTRAIL_CLICKHOUSE_DSN"] = self.store_dsn
+        return env

@@ -33,7 +33,6 @@ from privtrail.settings import Settings
 from sinks import Rejected
 from sinks.clickhouse.store import Store
 
-GROUP_ID = "privtrail-store"
 # Upper bound on one poll, so `stop()` is noticed quickly even with nothing to consume.
 MAX_POLL_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 5.0
@@ -324,8 +323,8 @@ def kafka_consumer(settings: Settings) -> Consumer:
         settings.topics.violations,
         settings.topics.deadletter,
         bootstrap_servers=settings.bootstrap,
-        group_id=GROUP_ID,
-        client_id=GROUP_ID,
+        group_id=f"{settings.app_id}-store",
+        client_id=f"{settings.app_id}-store",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         # Short, so that stop() is not held up by a broker that isn't there; _connect retries.

@@ -1,0 +1,3 @@
+from privtrail.cli import app
+
+app(prog_name="privtrail")

@@ -1,0 +1,281 @@
+"""The `privtrail` command: run the stack, emit events, and ask the audit trail questions."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from events.emitter import EmitError, Emitter
+from events.outputs import Violation
+from events.validation import InvalidEvent, parse_event
+from privtrail.client import ApiClient, ApiError
+from privtrail.settings import Settings
+
+app = typer.Typer(
+    help="privtrail: live data flows checked against your own privacy policy.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+policy_app = typer.Typer(help="Validate policy-as-code files.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+console = Console()
+errors = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Drive the reference orgs' demo workload.")] = False,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
+    events: Annotated[int, typer.Option(help="Demo events to emit.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Demo workload seed.")] = 7,
+) -> None:
+    """Start the broker (unless PRIVTRAIL_KAFKA_BOOTSTRAP is set), worker, store and query API."""
+    from privtrail.stack import Stack, StackError, violation_feed
+
+    settings = Settings()
+    started = time.monotonic()
+    try:
+        with Stack(settings) as stack:
+            console.print(
+                f"[green]privtrail is up[/]: Kafka {stack.bootstrap}, store {settings.store_dsn}, "
+                f"API {settings.api_url} (dashboard at /, OpenAPI at /docs)"
+            )
+            with violation_feed(settings, stack.bootstrap, _print_violation):
+                if demo:
+                    _run_demo(stack.bootstrap, settings, events, seed)
+                _serve_until(stack, duration, started)
+    except StackError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+def _serve_until(stack: Any, duration: float | None, started: float) -> None:
+    while duration is None or time.monotonic() - started < duration:
+        stack.check_alive()
+        time.sleep(0.5)
+
+
+def _run_demo(bootstrap: str, settings: Settings, count: int, seed: int) -> None:
+    from privtrail.demo import demo_events, send_demo
+
+    start = datetime.now(UTC) - timedelta(days=3 * 366)
+    progress = Progress(
+        TextColumn("emitting demo events"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with Emitter(bootstrap, source="/privtrail/demo", topic=settings.topics.events) as emitter:
+        with progress:
+            task = progress.add_task("demo", total=count)
+            send_demo(
+                emitter,
+                demo_events(seed, count, start),
+                on_sent=lambda n: progress.update(task, advance=n),
+            )
+        emitter.flush()
+
+
+def _print_violation(violation: Violation) -> None:
+    console.print(
+        f"[bold red]{violation.rule_id}[/] [cyan]{violation.org}[/] "
+        f"subject [magenta]{violation.subject_pseudonym}[/]: {violation.explanation}",
+        highlight=False,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run one stream-processing worker (Faust) in the foreground."""
+    from streams.worker import run_worker
+
+    run_worker(Settings())
+
+
+@app.command()
+def serve() -> None:
+    """Run the store writer and query API: the one process that owns the ClickHouse store."""
+    from privtrail.serve import serve as run_serve
+
+    run_serve(Settings())
+
+
+@app.command()
+def emit(
+    file: Annotated[
+        Path, typer.Argument(help="A JSON file with one CloudEvent, or - for stdin.")
+    ] = Path("-"),
+    force: Annotated[
+        bool, typer.Option(help="Send even if invalid, to exercise the dead-letter path.")
+    ] = False,
+) -> None:
+    """Send one CloudEvent to privacy.events, keyed by its subject id."""
+    from streams.rules.policy import load_policy_set
+
+    settings = Settings()
+    raw = sys.stdin.buffer.read() if str(file) == "-" else _read(file)
+    key = _subject_key(raw)
+    try:
+        event = parse_event(raw, load_policy_set(settings.policies_dir).taxonomies)
+        key = event.data.subject.id.get_secret_value().encode()
+    except InvalidEvent as exc:
+        if not force:
+            raise _fail(f"invalid event: {exc} (use --force to send it anyway)") from None
+        errors.print(f"[yellow]warning:[/] sending an invalid event: {exc}")
+    try:
+        with Emitter(
+            settings.bootstrap, source="/privtrail/cli", topic=settings.topics.events
+        ) as e:
+            e.send_raw(key, raw)
+            e.flush()
+    except EmitError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"sent to {settings.topics.events} at {settings.bootstrap}")
+
+
+def _read(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc.strerror}") from None
+
+
+def _subject_key(raw: bytes) -> bytes | None:
+    try:
+        return str(json.loads(raw)["data"]["subject"]["id"]).encode()
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+@app.command()
+def violations(
+    org: Annotated[str | None, typer.Option(help="Only this org.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Only this rule ID.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="ISO time or a span such as 15m, 2h, 7d.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """Violations found, newest first."""
+    found = _ask(lambda c: c.violations(org=org, rule=rule, since=since, limit=limit))
+    if as_json:
+        print(json.dumps([v.model_dump(mode="json") for v in found], indent=2))
+        return
+    table = Table("detected", "rule", "org", "subject", "explanation", title="Violations")
+    for v in found:
+        table.add_row(
+            f"{v.detected_at:%Y-%m-%d %H:%M:%S}",
+            v.rule_id,
+            v.org,
+            v.subject_pseudonym,
+            v.explanation,
+        )
+    console.print(table)
+
+
+@app.command()
+def lineage(
+    subject_id: Annotated[str, typer.Argument(help="The subject's id in the org's systems.")],
+    org: Annotated[str, typer.Option(help="The org (controller) the subject belongs to.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Where a subject's data went: who touched it, which categories, for what use, sent where."""
+    answer = _ask(lambda c: c.lineage(subject_id, org))
+    if as_json:
+        print(answer.model_dump_json(indent=2))
+        return
+    table = Table(
+        "time",
+        "action",
+        "actor",
+        "category",
+        "use",
+        "recipient",
+        "rule version",
+        title=f"Lineage of subject {answer.subject_pseudonym} ({org})",
+    )
+    for edge in answer.edges:
+        recipient = (
+            f"{edge.recipient_kind}:{edge.recipient_id} ({edge.recipient_country})"
+            if (edge.recipient_id)
+            else ""
+        )
+        table.add_row(
+            f"{edge.event_time:%Y-%m-%d %H:%M:%S}",
+            edge.action,
+            f"{edge.actor_kind}:{edge.actor_id}",
+            edge.data_category,
+            edge.data_use or "",
+            recipient,
+            edge.policy_version,
+        )
+    console.print(table)
+
+
+@app.command()
+def rejected(
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Inputs that were rejected, with the field and reason."""
+    found = _ask(lambda c: c.rejected(limit=limit))
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in found], indent=2))
+        return
+    table = Table("received", "where", "field", "reason", title="Rejected events")
+    for r in found:
+        table.add_row(f"{r.received_at:%Y-%m-%d %H:%M:%S}", r.rejection_id, r.field, r.reason)
+    console.print(table)
+
+
+@policy_app.command("check")
+def policy_check(
+    path: Annotated[Path, typer.Argument(help="A policy file or directory.")] = Path("policies"),
+) -> None:
+    """Validate policy files: unknown keys, duplicate IDs, conditions that can never fire."""
+    from streams.rules.check import check_policies
+
+    problems = check_policies(path)
+    for problem in problems:
+        errors.print(f"{problem.file}:{problem.line}: {problem.message}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"[green]{path}: policies OK[/]")
+
+
+def _ask(question: Any) -> Any:
+    try:
+        return question(ApiClient(Settings().api_url))
+    except ApiError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def topics() -> None:
+    """Create the topics with their partition counts (idempotent; checks existing ones)."""
+    from privtrail.topics import ensure_topics
+
+    settings = Settings()
+    ensure_topics(settings)
+    console.print(f"topics ready on {settings.bootstrap} ({settings.partitions} partitions)")

@@ -1,0 +1,169 @@
+"""The Faust worker: judges `privacy.events` and produces violations, audit batches, dead letters.
+
+Hot path per batch, not per event: the agent takes up to `batch_size` events, judges them in
+one go (streams/judging.py), sends all outputs, then writes each touched subject's state once.
+
+Delivery: outputs are flushed to the broker *before* the state changelog is written. A crash in
+between re-judges the batch against the old state and re-sends the same (deterministic) ids,
+which the store dedups; a crash after it finds the events already folded into the state
+(`SubjectState.seen`) and skips them. Either way each event counts once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+
+from events.outputs import AuditBatch
+from privtrail.settings import Settings
+from streams.judging import Incoming, Judge, Verdicts
+from streams.rules import PolicySet
+from streams.state import SubjectState
+
+# Keeps each audit message well under Kafka's default 1 MB message size.
+AUDIT_RECORDS_PER_MESSAGE = 500
+DEADLINE_TICK_SECONDS = 5.0
+
+
+def create_app(settings: Settings, policy: PolicySet) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap}",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        store="memory://",
+        datadir=str(settings.data_dir / "worker"),
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        **_client_tuning(settings),
+    )
+    Pipeline(app, settings, policy)
+    return app
+
+
+def _client_tuning(settings: Settings) -> dict[str, Any]:
+    tuning = {
+        "producer_max_batch_size": settings.producer_max_batch_size,
+        "broker_session_timeout": settings.broker_session_timeout,
+        "broker_heartbeat_interval": settings.broker_heartbeat_interval,
+        "broker_rebalance_timeout": settings.broker_rebalance_timeout,
+    }
+    return {name: value for name, value in tuning.items() if value is not None}
+
+
+class Pipeline:
+    """Wires the judge into a Faust app: source topic, state table, outputs, deadline timer."""
+
+    def __init__(self, app: faust.App, settings: Settings, policy: PolicySet) -> None:
+        self.app = app
+        self.settings = settings
+        self.judge = Judge(policy, settings.pseudonym_key.get_secret_value().encode())
+        topics = settings.topics
+        self.source = self._raw_topic(topics.events)
+        self.violations = self._raw_topic(topics.violations)
+        self.deadletter = self._raw_topic(topics.deadletter)
+        self.audit = self._raw_topic(topics.audit)
+        # Keyed by subject pseudonym, so the changelog never carries a raw subject id.
+        self.states = app.Table(
+            "subject-state",
+            partitions=settings.partitions,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        )
+        # The source partitions whose subjects' deadlines the judge has indexed.
+        self._indexed: set[int] | None = None
+        app.agent(self.source, name="privtrail.judge")(self._judge_stream)
+        app.timer(DEADLINE_TICK_SECONDS, name="privtrail.deadlines")(self._deadline_tick)
+
+    def _raw_topic(self, name: str) -> faust.TopicT:
+        return self.app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=self.settings.partitions,
+        )
+
+    async def _judge_stream(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        size, window = self.settings.batch_size, self.settings.batch_window
+        # take_events is on the concrete Stream only; agents are always given one.
+        batches = cast(faust.Stream[bytes], stream).take_events(size, within=window)
+        async for events in batches:
+            self._refresh_deadline_index()
+            batch = [_incoming(event) for event in events]
+            # A batch that did not fill means we have caught up with the topic, so the wall
+            # clock is "now" for deadlines (event-contract.md, Time).
+            now = self._now() if len(batch) < size else None
+            await self._publish(self.judge.judge_batch(batch, self._load, now))
+            yield None
+
+    async def _deadline_tick(self) -> None:
+        if self.app.rebalancing:
+            return  # tables are still recovering; the next tick sees them whole
+        self._refresh_deadline_index()
+        verdicts = self.judge.judge_due(self._now(), self._load)
+        if verdicts.violations:
+            await self._publish(verdicts)
+
+    def _refresh_deadline_index(self) -> None:
+        """After a rebalance, index pending deadlines of the subjects this worker now owns."""
+        owned = {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.source.get_topic_name()
+        }
+        if owned == self._indexed:
+            return
+        self.judge.forget_partitions(set(range(self.settings.partitions)) - owned)
+        for key, entry in self.states.data.items():
+            if entry["partition"] in owned - (self._indexed or set()):
+                state = SubjectState.model_validate(entry["state"])
+                self.judge.track(key, entry["partition"], state)
+        self._indexed = owned
+
+    def _now(self) -> datetime:
+        wall = datetime.now(UTC)
+        watermark = self.judge.watermark
+        return max(wall, watermark) if watermark else wall
+
+    def _load(self, key: str) -> SubjectState | None:
+        entry = self.states.data.get(key)
+        return SubjectState.model_validate(entry["state"]) if entry else None
+
+    async def _publish(self, verdicts: Verdicts) -> None:
+        now = datetime.now(UTC)
+        for letter in verdicts.dead_letters:
+            self.deadletter.send_soon(
+                key=letter.incoming.key, value=letter.incoming.value, headers=letter.headers(now)
+            )
+        for violation in verdicts.violations:
+            self.violations.send_soon(
+                key=violation.subject_pseudonym.encode(), value=violation.model_dump_json().encode()
+            )
+        for start in range(0, len(verdicts.audit), AUDIT_RECORDS_PER_MESSAGE):
+            chunk = verdicts.audit[start : start + AUDIT_RECORDS_PER_MESSAGE]
+            self.audit.send_soon(value=AuditBatch(records=chunk).model_dump_json().encode())
+        await self.app.producer.flush()
+        self._persist(verdicts)
+
+    def _persist(self, verdicts: Verdicts) -> None:
+        for key, (partition, state) in verdicts.states.items():
+            entry = {"partition": partition, "state": state.model_dump(mode="json")}
+            # The changelog partition follows the source partition, as Faust does per event.
+            self.states.data[key] = entry
+            self.states.send_changelog(partition, key, entry)
+
+
+def _incoming(event: faust.EventT[bytes]) -> Incoming:
+    message = event.message
+    return Incoming(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value or b"",
+    )

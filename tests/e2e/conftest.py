@@ -1,0 +1,97 @@
+"""The real pipeline for end-to-end tests: workers and the store/API process on a real broker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from privtrail.broker import EmbeddedBroker
+from privtrail.client import ApiClient, ApiError
+from privtrail.settings import Settings
+from privtrail.topics import ensure_topics
+from tests.support import free_port, log_tail, running_process, settings_for
+
+T = TypeVar("T")
+
+
+@dataclass
+class Pipeline:
+    """A running store/API process, plus the workers a test starts and stops."""
+
+    settings: Settings
+    api: ApiClient
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @contextmanager
+    def worker(self, name: str = "worker") -> Iterator[subprocess.Popen[bytes]]:
+        with running_process(
+            [sys.executable, "-m", "privtrail", "worker"],
+            self.settings.data_dir / f"{name}.log",
+            env=self.settings.as_env(),
+        ) as process:
+            self.processes.append(process)
+            try:
+                yield process
+            finally:
+                self.processes.remove(process)
+
+    def wait_for(self, probe: Callable[[], T | None], what: str, timeout: float = 90) -> T:
+        """Poll `probe` until it returns something truthy; fail, with the process logs, after
+        `timeout` seconds or as soon as a pipeline process has died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = probe()
+            if result:
+                return result
+            if any(process.poll() is not None for process in self.processes):
+                pytest.fail(f"a pipeline process died waiting for {what}\n{self.logs()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{self.logs()}")
+            time.sleep(0.5)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{log_tail(path)}"
+            for path in sorted(self.settings.data_dir.glob("*.log"))
+        )
+
+
+def pipeline_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    settings = settings_for(broker, tmp_path).model_copy(
+        update={
+            "kafka_bootstrap": broker.bootstrap,
+            "api_port": free_port(),
+            "app_id": f"privtrail-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def pipeline(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Pipeline]:
+    """The store-owning API process on the parametrized broker; workers are up to the test."""
+    settings = pipeline_settings(broker, tmp_path)
+    with running_process(
+        [sys.executable, "-m", "privtrail", "serve"], tmp_path / "serve.log", env=settings.as_env()
+    ) as serve:
+        running = Pipeline(settings, ApiClient(settings.api_url), [serve])
+        running.wait_for(lambda: _healthy(running.api), "the query API", timeout=60)
+        yield running
+
+
+def _healthy(api: ApiClient) -> bool:
+    try:
+        api.health()
+        return True
+    except ApiError:
+        return False
