@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,10 +48,14 @@ def up(
     seed: Annotated[int, typer.Option(help="Demo workload seed.")] = 7,
 ) -> None:
     """Start the broker (unless PRIVTRAIL_KAFKA_BOOTSTRAP is set), worker, store and query API."""
+    from privtrail.broker import BrokerError
     from privtrail.stack import Stack, StackError, violation_feed
+    from privtrail.topics import TopicError
 
     settings = Settings()
     started = time.monotonic()
+    # A SIGTERM must stop the stack as cleanly as Ctrl-C does, or its processes outlive us.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         with Stack(settings) as stack:
             console.print(
@@ -62,10 +66,14 @@ def up(
                 if demo:
                     _run_demo(stack.bootstrap, settings, events, seed)
                 _serve_until(stack, duration, started)
-    except StackError as exc:
+    except (StackError, BrokerError, TopicError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _serve_until(stack: Any, duration: float | None, started: float) -> None:
@@ -75,9 +83,9 @@ def _serve_until(stack: Any, duration: float | None, started: float) -> None:
 
 
 def _run_demo(bootstrap: str, settings: Settings, count: int, seed: int) -> None:
-    from privtrail.demo import demo_events, send_demo
+    from privtrail.demo import default_start, demo_events, send_demo
 
-    start = datetime.now(UTC) - timedelta(days=3 * 366)
+    start = default_start()
     progress = Progress(
         TextColumn("emitting demo events"),
         BarColumn(),
@@ -101,6 +109,7 @@ def _print_violation(violation: Violation) -> None:
         f"[bold red]{violation.rule_id}[/] [cyan]{violation.org}[/] "
         f"subject [magenta]{violation.subject_pseudonym}[/]: {violation.explanation}",
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # `batch_window` seconds for a batch to fill.
     batch_size: int = Field(default=2000, ge=1)
     batch_window: float = Field(default=0.2, gt=0)
+    # Deadlines run on event time; once no event has arrived for this many seconds the worker
+    # has caught up, and the wall clock becomes "now" (event-contract.md, Time).
+    wall_clock_after_idle: float = Field(default=5.0, gt=0)
     # Store batching: rows are inserted once `sink_batch_size` are buffered or after
     # `sink_flush_interval` seconds.
     sink_batch_size: int = Field(default=20000, ge=1)

@@ -11,11 +11,13 @@ which the store dedups; a crash after it finds the events already folded into th
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+from faust.types import TP
 
 from events.outputs import AuditBatch
 from privtrail.settings import Settings
@@ -75,6 +77,9 @@ class Pipeline:
         )
         # The source partitions whose subjects' deadlines the judge has indexed.
         self._indexed: set[int] | None = None
+        # Source partition -> next offset to judge, to tell which partitions have a backlog.
+        self._next_offsets: dict[int, int] = {}
+        self._last_batch_at = time.monotonic()
         app.agent(self.source, name="privtrail.judge")(self._judge_stream)
         app.timer(DEADLINE_TICK_SECONDS, name="privtrail.deadlines")(self._deadline_tick)
 
@@ -93,29 +98,41 @@ class Pipeline:
         # take_events is on the concrete Stream only; agents are always given one.
         batches = cast(faust.Stream[bytes], stream).take_events(size, within=window)
         async for events in batches:
+            self._last_batch_at = time.monotonic()
             self._refresh_deadline_index()
             batch = [_incoming(event) for event in events]
-            # A batch that did not fill means we have caught up with the topic, so the wall
-            # clock is "now" for deadlines (event-contract.md, Time).
-            now = self._now() if len(batch) < size else None
-            await self._publish(self.judge.judge_batch(batch, self._load, now))
+            for message in batch:
+                self._next_offsets[message.partition] = message.offset + 1
+            await self._publish(self.judge.judge_batch(batch, self._load, self._lagging()))
             yield None
 
     async def _deadline_tick(self) -> None:
-        if self.app.rebalancing:
-            return  # tables are still recovering; the next tick sees them whole
+        """With no events arriving, deadlines still fall due: on the wall clock."""
+        idle = time.monotonic() - self._last_batch_at >= self.settings.wall_clock_after_idle
+        if self.app.rebalancing or not idle:
+            return  # tables are recovering, or event time is still moving on its own
         self._refresh_deadline_index()
         verdicts = self.judge.judge_due(self._now(), self._load)
         if verdicts.violations:
             await self._publish(verdicts)
 
+    def _owned(self) -> set[int]:
+        name = self.source.get_topic_name()
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == name}
+
+    def _lagging(self) -> set[int]:
+        """Owned source partitions with events not judged yet."""
+        name = self.source.get_topic_name()
+        lagging = set()
+        for partition in self._owned():
+            end = self.app.consumer.highwater(TP(name, partition))
+            if end is None or end > self._next_offsets.get(partition, 0):
+                lagging.add(partition)
+        return lagging
+
     def _refresh_deadline_index(self) -> None:
         """After a rebalance, index pending deadlines of the subjects this worker now owns."""
-        owned = {
-            tp.partition
-            for tp in self.app.assignor.assigned_actives()
-            if tp.topic == self.source.get_topic_name()
-        }
+        owned = self._owned()
         if owned == self._indexed:
             return
         self.judge.forget_partitions(set(range(self.settings.partitions)) - owned)

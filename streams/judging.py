@@ -6,9 +6,10 @@ Pure of Faust and Kafka so it can be tested in-process and reused for replay; th
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -77,20 +78,40 @@ class _Accepted:
 
 
 class Judge:
-    """Judges events against a policy set, tracking event time and pending deadlines."""
+    """Judges events against a policy set, tracking event time and pending deadlines.
+
+    Event time ("now" for deadlines) advances per source partition: it is the lowest of the
+    newest event times read from partitions that still have a backlog, or, when all are caught
+    up, the newest event time read at all. So a partition read ahead of another during a
+    catch-up cannot make a deadline fire before the lagging partition's events are judged.
+    """
 
     def __init__(self, policy: PolicySet, pseudonym_key: bytes) -> None:
         self.policy = policy
         self._pseudonym_key = pseudonym_key
-        # The highest event time seen: "now" for deadlines while catching up.
-        self.watermark: datetime | None = None
-        # State key -> (next deadline, partition), for the subjects this worker owns.
+        # Source partition -> newest event time read from it.
+        self._partition_times: dict[int, datetime] = {}
+        # State key -> (next deadline, partition), for the subjects this worker owns; the heap
+        # orders them, and entries that no longer match the dict are skipped as stale.
         self._deadlines: dict[str, tuple[datetime, int]] = {}
+        self._heap: list[tuple[datetime, str]] = []
+
+    @property
+    def watermark(self) -> datetime | None:
+        """The newest event time read from any owned partition."""
+        return max(self._partition_times.values(), default=None)
+
+    def event_time(self, lagging: Collection[int] = ()) -> datetime | None:
+        """Event-time "now", given the partitions that still have unread events."""
+        if any(p not in self._partition_times for p in lagging):
+            return None  # nothing read yet from a partition with a backlog
+        behind = [self._partition_times[p] for p in lagging]
+        return min(behind) if behind else self.watermark
 
     def judge_batch(
-        self, batch: Sequence[Incoming], load: StateLoader, now: datetime | None = None
+        self, batch: Sequence[Incoming], load: StateLoader, lagging: Collection[int] = ()
     ) -> Verdicts:
-        """Judge a batch; with `now`, also report every owned deadline that passed before it."""
+        """Judge a batch, then report the deadlines that event time has passed."""
         verdicts = Verdicts()
         by_subject: dict[str, list[_Accepted]] = defaultdict(list)
         for incoming in batch:
@@ -104,6 +125,7 @@ class Judge:
             for item in items:
                 self._judge_one(item, state, verdicts, judged_at)
             self._remember(key, items[-1].incoming.partition, state, verdicts)
+        now = self.event_time(lagging)
         if now is not None:
             self._judge_due(now, load, verdicts)
         return verdicts
@@ -113,29 +135,37 @@ class Judge:
         return self._judge_due(now, load, Verdicts())
 
     def _judge_due(self, now: datetime, load: StateLoader, verdicts: Verdicts) -> Verdicts:
+        due: list[tuple[str, int]] = []
+        while self._heap and self._heap[0][0] < now:
+            deadline, key = heapq.heappop(self._heap)
+            entry = self._deadlines.get(key)
+            if entry is None or entry[0] != deadline:
+                continue  # stale: the subject's deadline moved or its partition left
+            del self._deadlines[key]
+            due.append((key, entry[1]))
         judged_at = datetime.now(UTC)
-        for key, (deadline, partition) in list(self._deadlines.items()):
-            if deadline >= now:
-                continue
-            # A subject judged in this very batch has newer state than the store.
+        for key, partition in due:
+            # A subject judged in this very batch has newer state than the table.
             state = verdicts.states[key][1] if key in verdicts.states else load(key)
-            if state is None:
-                continue
-            self._report_due(state, key, now, verdicts, judged_at)
-            self._remember(key, partition, state, verdicts)
+            if state is not None:
+                self._report_due(state, key, now, verdicts, judged_at)
+                self._remember(key, partition, state, verdicts)
         return verdicts
 
     def track(self, key: str, partition: int, state: SubjectState) -> None:
-        """Index a recovered subject's pending deadline (after a rebalance or restart)."""
+        """Index a subject's next deadline (also after a rebalance or restart)."""
         deadline = self.policy.next_deadline(state)
         if deadline is None:
             self._deadlines.pop(key, None)
-        else:
+        elif self._deadlines.get(key) != (deadline, partition):
             self._deadlines[key] = (deadline, partition)
+            heapq.heappush(self._heap, (deadline, key))
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
         self._deadlines = {k: v for k, v in self._deadlines.items() if v[1] not in gone}
+        for partition in gone:
+            self._partition_times.pop(partition, None)
 
     def _accept(self, incoming: Incoming, verdicts: Verdicts) -> _Accepted | None:
         try:
@@ -144,6 +174,9 @@ class Judge:
         except InvalidEvent as error:
             verdicts.dead_letters.append(DeadLetter(incoming, error))
             return None
+        newest = self._partition_times.get(incoming.partition)
+        if newest is None or event.time > newest:
+            self._partition_times[incoming.partition] = event.time
         subject_id = event.data.subject.id.get_secret_value()
         pseudonym = pseudonymise(self._pseudonym_key, event.data.org, subject_id)
         return _Accepted(event, incoming, pseudonym)
@@ -154,8 +187,6 @@ class Judge:
         event = item.event
         if state.seen(event.id):
             return  # the idempotency key: the same id twice is one event
-        if self.watermark is None or event.time > self.watermark:
-            self.watermark = event.time
         # Deadlines that fell due before this event are judged first, in event-time order.
         self._report_due(state, item.pseudonym, event.time, verdicts, judged_at)
         findings = self.policy.judge(event, state)

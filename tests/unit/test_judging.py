@@ -183,3 +183,23 @@ def test_audit_records_keep_state_change_details() -> None:
     )
     record = verdicts.audit[0]
     assert record.details == {"status": "closed"} and record.actor_kind is None
+
+
+def test_a_lagging_partition_holds_event_time_back() -> None:
+    """During a catch-up, partition 3 read far ahead must not fire a deadline on partition 0."""
+    judge, store = Judge(TwoRules(), b"k"), Store()
+    closed = Incoming("privacy.events", 0, 0, b"s1", raw("c", 0, status="closed"))
+    store.save(judge.judge_batch([closed], store.load, lagging={0}))
+    ahead = Incoming("privacy.events", 3, 0, b"s2", raw("x", 3 * 24 * 60, subject="s2"))
+    verdicts = judge.judge_batch([ahead], store.load, lagging={0})
+    assert not verdicts.violations and judge.event_time({0}) == T0
+    # Partition 0 has caught up: event time is the newest read anywhere, and the deadline is due.
+    caught_up = judge.judge_batch([], store.load, lagging=())
+    assert [v.rule_id for v in caught_up.violations] == ["T-CLOSE-2"]
+
+
+def test_no_event_time_before_a_lagging_partition_is_read() -> None:
+    judge = Judge(TwoRules(), b"k")
+    judge.judge_batch([incoming(raw("e", 5))], Store().load)
+    assert judge.event_time({1}) is None
+    assert judge.event_time() == T0 + timedelta(minutes=5)
