@@ -191,16 +191,15 @@ def violations(
     if as_json:
         print(json.dumps([v.model_dump(mode="json") for v in found], indent=2))
         return
-    table = Table("detected", "rule", "org", "subject", "explanation", title="Violations")
     for v in found:
-        table.add_row(
-            f"{v.detected_at:%Y-%m-%d %H:%M:%S}",
-            v.rule_id,
-            v.org,
-            v.subject_pseudonym,
-            v.explanation,
+        console.print(
+            f"[dim]{v.occurred_at:%Y-%m-%d %H:%M:%S}[/] [bold red]{v.rule_id}[/] "
+            f"[cyan]{v.org}[/] {v.severity} subject [magenta]{v.subject_pseudonym}[/] "
+            f"[dim]event {v.event_id}, policy {v.policy_version}[/]",
+            highlight=False,
         )
-    console.print(table)
+        console.print(f"  {v.explanation}", highlight=False)
+    console.print(f"{len(found)} violation(s)", style="dim")
 
 
 @app.command()
