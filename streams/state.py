@@ -62,6 +62,10 @@ class SubjectState(BaseModel):
     fired_deadlines: list[str] = Field(default_factory=list)
     recent_event_ids: list[str] = Field(default_factory=list)
     last_event_time: datetime | None = None
+    # Event time of the newest change to each aspect ("consent:<use>", "setting:<name>",
+    # "account", "legal_hold", "request:<id>"), so an older change arriving late never
+    # overrides a newer one.
+    changed_at: dict[str, datetime] = Field(default_factory=dict)
 
     def consent_for(self, data_use: str) -> Consent | None:
         """The consent record that governs a use: the one for the most specific ancestor key."""
@@ -97,32 +101,47 @@ class SubjectState(BaseModel):
     def apply(self, event: PrivacyEvent) -> None:
         """Fold one event into the state (after the rules have judged it against the old state)."""
         self.recent_event_ids = [*self.recent_event_ids[-(RECENT_IDS - 1) :], event.id]
-        if self.last_event_time is None or event.time > self.last_event_time:
-            self.last_event_time = event.time
+        at = event.time
+        if self.last_event_time is None or at > self.last_event_time:
+            self.last_event_time = at
         match event:
             case ConsentChangedEvent(data=data):
-                self.consents[data.data_use] = Consent(
-                    status=data.status, at=event.time, data_categories=data.data_categories
-                )
+                if self._newest(f"consent:{data.data_use}", at):
+                    self.consents[data.data_use] = Consent(
+                        status=data.status, at=at, data_categories=data.data_categories
+                    )
             case SettingsChangedEvent(data=data):
                 for name, value in data.settings.model_dump(exclude_none=True).items():
-                    setattr(self, name, value)
+                    if self._newest(f"setting:{name}", at):
+                        setattr(self, name, value)
             case AccountChangedEvent(data=data):
-                self._apply_account(data.status, event.time, event.id)
+                self._apply_account(data.status, at, event.id)
             case RequestOpenedEvent(data=data):
-                self.open_requests[data.request_id] = OpenRequest(
-                    right=data.right, opened_at=event.time, event_id=event.id
-                )
+                if self._newest(f"request:{data.request_id}", at):
+                    self.open_requests[data.request_id] = OpenRequest(
+                        right=data.right, opened_at=at, event_id=event.id
+                    )
             case RequestFulfilledEvent(data=data):
-                self.open_requests.pop(data.request_id, None)
-                if data.right == "erasure":
-                    self.erased_at = event.time
+                if self._newest(f"request:{data.request_id}", at):
+                    self.open_requests.pop(data.request_id, None)
+                if data.right == "erasure" and (self.erased_at is None or at > self.erased_at):
+                    self.erased_at = at
             case LegalHoldChangedEvent(data=data):
-                self.legal_hold_since = event.time if data.status == "placed" else None
+                if self._newest("legal_hold", at):
+                    self.legal_hold_since = at if data.status == "placed" else None
+
+    def _newest(self, aspect: str, at: datetime) -> bool:
+        """Record a change of `aspect` at `at`, unless a newer change was already applied."""
+        previous = self.changed_at.get(aspect)
+        if previous is not None and previous > at:
+            return False
+        self.changed_at[aspect] = at
+        return True
 
     def _apply_account(self, status: str, at: datetime, event_id: str) -> None:
-        self.last_activity_at, self.last_activity_event_id = at, event_id
-        if status == "active":
+        if self.last_activity_at is None or at >= self.last_activity_at:
+            self.last_activity_at, self.last_activity_event_id = at, event_id
+        if status == "active" or not self._newest("account", at):
             return
         self.account_status = status
         if status == "created":

@@ -96,3 +96,22 @@ def test_state_round_trips_through_json() -> None:
     state.mark_fired("XA-DSAR-007", T0)
     again = SubjectState.model_validate(state.model_dump(mode="json"))
     assert again == state and again.has_fired("XA-DSAR-007", T0) and again.seen("e1")
+
+
+def test_a_late_older_change_never_overrides_a_newer_one() -> None:
+    use = "marketing.communications"
+    state = fold(
+        event("consent.changed", 5, data_use=use, status="withdrawn"),
+        event("consent.changed", 1, data_use=use, status="given"),  # arrives late
+        event("settings.changed", 6, settings={"profile_visible": False}),
+        event("settings.changed", 2, settings={"profile_visible": True}),
+        event("account.changed", 7, status="closed"),
+        event("account.changed", 3, status="reopened"),
+        event("request.fulfilled", 9, request_id="r1", right="erasure"),
+        event("request.opened", 8, request_id="r1", right="erasure"),
+    )
+    assert not state.has_consent(use)
+    assert state.profile_visible is False
+    assert state.closed_at == T0 + timedelta(minutes=7)
+    assert not state.open_requests and state.erased_at == T0 + timedelta(minutes=9)
+    assert state.last_activity_at == T0 + timedelta(minutes=7)
