@@ -258,8 +258,9 @@ def _deadline_violation(
 ) -> Violation:
     deadline = _deadline_of(finding)
     return Violation(
+        # Other subjects can miss the same rule's deadline at the same instant.
         violation_id=Violation.make_id(
-            finding.rule.rule_id, deadline_key(finding.rule.rule_id, deadline)
+            finding.rule.rule_id, f"{pseudonym}\x1f{deadline_key(finding.rule.rule_id, deadline)}"
         ),
         rule_id=finding.rule.rule_id,
         org=state.org,

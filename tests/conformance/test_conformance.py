@@ -15,57 +15,20 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
 from streams.rules import judge_history, load_policy_set
 from streams.rules.policy import YamlPolicySet
+from tests.conformance.cases import POLICIES, Case, case_files, org_of
 from tests.conformance.compact import as_time, build_events
 from tests.contract import clause_rule_ids
 
-HERE = Path(__file__).parent
-REPO = HERE.parent.parent
-POLICIES = REPO / "policies"
-
-
-class Case(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    events: list[dict[str, Any]] = Field(min_length=1)
-    expect: list[str]
-    now: Any = None
-    policy: dict[str, Any] | None = None
-
-
-class CaseFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    rule: str
-    cases: list[Case] = Field(min_length=1)
-
-
-def _case_files() -> dict[str, CaseFile]:
-    files = {}
-    for path in sorted(HERE.glob("*.yaml")):
-        parsed = CaseFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-        assert parsed.rule == path.stem, f"{path.name} is about {parsed.rule}; name it after it"
-        files[path.stem] = parsed
-    return files
-
-
-CASE_FILES = _case_files()
+CASE_FILES = case_files()
 CASES = [(rule, case) for rule, file in CASE_FILES.items() for case in file.cases]
 
 
 @pytest.fixture(scope="module")
 def policy() -> YamlPolicySet:
     return load_policy_set(POLICIES)
-
-
-def _org_of(policy: YamlPolicySet, rule_id: str) -> str:
-    orgs = {info.rule_id: info.org for info in policy.rules}
-    assert rule_id in orgs, f"no policy file has rule {rule_id}"
-    return orgs[rule_id]
 
 
 def _merge(base: Any, override: Any) -> Any:
@@ -92,7 +55,7 @@ def _overridden(org: str, override: dict[str, Any], directory: Path) -> YamlPoli
     ("rule_id", "case"), CASES, ids=[f"{rule}: {case.name}" for rule, case in CASES]
 )
 def test_case(rule_id: str, case: Case, policy: YamlPolicySet, tmp_path: Path) -> None:
-    org = _org_of(policy, rule_id)
+    org = org_of(policy, rule_id)
     judged = policy if case.policy is None else _overridden(org, case.policy, tmp_path)
     kind = judged.policies[org].subject_kinds[0]
     events = build_events(case.events, org, kind, judged.taxonomies, rule_id)

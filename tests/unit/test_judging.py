@@ -203,3 +203,14 @@ def test_no_event_time_before_a_lagging_partition_is_read() -> None:
     judge.judge_batch([incoming(raw("e", 5))], Store().load)
     assert judge.event_time({1}) is None
     assert judge.event_time() == T0 + timedelta(minutes=5)
+
+
+def test_subjects_missing_a_deadline_at_the_same_instant_get_distinct_violations() -> None:
+    judge, store = Judge(TwoRules(), b"k"), Store()
+    closures = [
+        incoming(raw("c1", 0, status="closed", subject="s1"), key=b"s1"),
+        incoming(raw("c2", 0, status="closed", subject="s2"), key=b"s2", offset=1),
+    ]
+    store.save(judge.judge_batch(closures, store.load))
+    due = judge.judge_due(T0 + timedelta(days=2), store.load)
+    assert len({v.violation_id for v in due.violations}) == 2

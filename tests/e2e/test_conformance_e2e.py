@@ -1,0 +1,218 @@
+"""The conformance suite end to end: the real broker, worker and store agree with `judge_history`.
+
+Event time is global to a worker, so cases cannot each get their own "now" in one pipeline: a
+case's events would fire the deadlines of another case's near miss. Instead every case gets its
+own subjects, all cases become ONE history produced before the worker starts (so it catches up
+through it), and the stored violations must equal judging that same history in-process, up to
+its latest event time. Cases that time cannot affect must, in addition, find exactly what they
+expect on their own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from events.emitter import Emitter
+from events.models import PrivacyEvent
+from events.outputs import Violation
+from events.tags import pseudonymise
+from privtrail.api import MAX_LIMIT
+from streams.rules import SubjectFinding, judge_history, load_policy_set
+from streams.rules.policy import YamlPolicySet
+from streams.state import SubjectState
+from tests.conformance.cases import POLICIES, Case, case_files, org_of
+from tests.conformance.compact import build_events
+from tests.e2e.conftest import Pipeline
+
+pytestmark = pytest.mark.e2e
+# Deadlines fire on event time only: the wall clock never takes over during the test.
+NEVER_IDLE = 10**6
+# Policy overrides need a policy of their own, which one pipeline cannot give; few may need it.
+MAX_OVERRIDDEN = 3
+# The store has settled once the violation count stays the same this long.
+QUIET_SECONDS = 3.0
+WAIT_SECONDS = 60
+
+# (subject id, rule id, id of the breaking event or "deadline <when>")
+Verdict = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A case made real: its events, on subjects no other case uses."""
+
+    tag: str
+    rule_id: str
+    case: Case
+    events: list[PrivacyEvent]
+
+
+def prepare(policy: YamlPolicySet) -> tuple[list[Prepared], list[str]]:
+    """Every case without a policy override, and the names of those with one."""
+    prepared: list[Prepared] = []
+    overridden: list[str] = []
+    for rule_id, file in case_files().items():
+        for case in file.cases:
+            if case.policy is not None:
+                overridden.append(f"{rule_id}: {case.name}")
+                continue
+            tag = f"c{len(prepared) + len(overridden):03d}"
+            org = org_of(policy, rule_id)
+            kind = policy.policies[org].subject_kinds[0]
+            items = [isolated(item, tag) for item in case.events]
+            events = build_events(items, org, kind, policy.taxonomies, f"{tag}-{rule_id}")
+            prepared.append(Prepared(tag, rule_id, case, events))
+    return prepared, overridden
+
+
+def isolated(item: Mapping[str, Any], tag: str) -> dict[str, Any]:
+    """A compact event moved onto the case's own subject, and its event id if it names one.
+
+    An actor or recipient with the subject's id is the subject itself (a member viewing their
+    own profile), so it moves along.
+    """
+    subject = item.get("subject", "s1")
+    moved = {**item, "subject": f"{tag}-{subject}"}
+    if "id" in item:
+        moved["id"] = f"{tag}-{item['id']}"
+    for party in ("actor", "recipient"):
+        if party in item:
+            kind, party_id, *rest = str(item[party]).split(":")
+            if party_id == subject:
+                moved[party] = ":".join([kind, f"{tag}-{party_id}", *rest])
+    return moved
+
+
+def in_global_time_order(prepared: list[Prepared]) -> list[PrivacyEvent]:
+    # Stable, as judge_history's sort is, so ties keep the same order in both runs.
+    return sorted((e for p in prepared for e in p.events), key=lambda e: e.time)
+
+
+def subject_id(event: PrivacyEvent) -> str:
+    return event.data.subject.id.get_secret_value()
+
+
+def deadline_cause(deadline: datetime) -> str:
+    return f"deadline {deadline.astimezone(UTC).isoformat()}"
+
+
+def in_process_verdict(found: SubjectFinding) -> Verdict:
+    cause = found.event.id if found.event else deadline_cause(_deadline(found.finding.deadline))
+    return (found.subject.id.get_secret_value(), found.finding.rule.rule_id, cause)
+
+
+def stored_verdict(violation: Violation, subjects: Mapping[str, str]) -> Verdict:
+    assert violation.subject_pseudonym in subjects, f"unknown subject in {violation}"
+    cause = (
+        deadline_cause(_deadline(violation.deadline))
+        if violation.event_type == "deadline"
+        else violation.event_id
+    )
+    return (subjects[violation.subject_pseudonym], violation.rule_id, cause)
+
+
+def _deadline(value: datetime | None) -> datetime:
+    assert value is not None, "a deadline verdict without its deadline"
+    return value
+
+
+def time_sensitive(policy: YamlPolicySet, case: Prepared) -> bool:
+    """Whether a later "now" than the case's own last event could change what it finds."""
+    org = org_of(policy, case.rule_id)
+    rule = next(r for r in policy.policies[org].rules if r.id == case.rule_id)
+    return rule.deadline is not None or case.case.now is not None or leaves_deadline(policy, case)
+
+
+def leaves_deadline(policy: YamlPolicySet, case: Prepared) -> bool:
+    """Whether some subject of the case still has a deadline running after its events, as a
+    closed account has for a rule about something else: the combined history runs on past it."""
+    states: dict[str, SubjectState] = {}
+    for event in sorted(case.events, key=lambda e: e.time):
+        org, kind = event.data.org, event.data.subject.kind
+        states.setdefault(subject_id(event), SubjectState(org=org, subject_kind=kind)).apply(event)
+    return any(policy.next_deadline(state) is not None for state in states.values())
+
+
+def settled(count: Callable[[], int]) -> Callable[[], int | None]:
+    """A probe that answers the count once it has not changed for QUIET_SECONDS."""
+    last: list[tuple[int, float]] = []
+
+    def probe() -> int | None:
+        now, current = time.monotonic(), count()
+        if not last or last[0][0] != current:
+            last[:] = [(current, now)]
+            return None
+        return current if now - last[0][1] >= QUIET_SECONDS else None
+
+    return probe
+
+
+def differences(
+    stored: Counter[Verdict], expected: Counter[Verdict], names: Mapping[str, str]
+) -> str:
+    lines = []
+    sides = (("only stored", stored - expected), ("only in-process", expected - stored))
+    for label, extra in sides:
+        for (subject, rule, cause), times in sorted(extra.items()):
+            case = names[subject.split("-", 1)[0]]
+            lines.append(f"  {label}: {rule} x{times} for {subject} ({case}), {cause}")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("broker", ["noida"], indirect=True)
+def test_the_pipeline_judges_the_conformance_suite_as_judge_history_does(
+    pipeline: Pipeline,
+) -> None:
+    policy = load_policy_set(POLICIES)
+    prepared, overridden = prepare(policy)
+    assert len(overridden) <= MAX_OVERRIDDEN, f"too many cases skipped here: {overridden}"
+    history = in_global_time_order(prepared)
+    event_time_only = {"wall_clock_after_idle": NEVER_IDLE}
+    judged = replace(pipeline, settings=pipeline.settings.model_copy(update=event_time_only))
+    topic = judged.settings.topics.events
+    with Emitter(judged.settings.bootstrap, source="/conformance", topic=topic) as emitter:
+        for event in history:
+            emitter.emit(event)
+        emitter.flush()
+
+    with judged.worker():
+        judged.wait_for(
+            lambda: judged.api.stats().events == len(history),
+            f"all {len(history)} events stored",
+            WAIT_SECONDS,
+        )
+        judged.wait_for(
+            settled(lambda: judged.api.stats().violations), "a settled violation count", 30
+        )
+        stored = judged.api.violations(limit=MAX_LIMIT)
+    assert len(stored) < MAX_LIMIT, "the violations query hit its limit; the check would be partial"
+
+    key = judged.settings.pseudonym_key.get_secret_value().encode()
+    subjects = {pseudonymise(key, e.data.org, subject_id(e)): subject_id(e) for e in history}
+    names = {p.tag: f"{p.rule_id}: {p.case.name}" for p in prepared}
+    got = Counter(stored_verdict(v, subjects) for v in stored)
+    end = history[-1].time
+    expected = Counter(in_process_verdict(f) for f in judge_history(policy, history, end))
+    assert got == expected, (
+        f"the pipeline stored {sum(got.values())} violations, judge_history found "
+        f"{sum(expected.values())}:\n{differences(got, expected, names)}"
+    )
+
+    wrong = []
+    for case in prepared:
+        if time_sensitive(policy, case):
+            continue
+        mine = [rule for subject, rule, _ in got.elements() if subject.startswith(f"{case.tag}-")]
+        rules = sorted(mine)
+        if rules != sorted(case.case.expect):
+            wrong.append(f"  {names[case.tag]}: expected {case.case.expect}, stored {rules}")
+    assert not wrong, "cases that time cannot affect found the wrong violations:\n" + "\n".join(
+        wrong
+    )
