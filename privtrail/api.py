@@ -6,6 +6,8 @@ the real id, pseudonymises it with the deployment's key and never echoes it back
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -20,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
-from events.outputs import Violation
+from events.outputs import AuditRecord, Violation
 from events.tags import pseudonymise
 from privtrail import __version__
 from privtrail.settings import Settings
@@ -37,6 +39,14 @@ _RELATIVE = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Most rows to return.")]
+
+
+class HistoryPage(BaseModel):
+    """Stored audit records in event-time order; pass `next_cursor` back for the next page."""
+
+    records: list[AuditRecord]
+    # None on the last page.
+    next_cursor: str | None
 
 
 class StoreHealth(BaseModel):
@@ -115,6 +125,19 @@ class Stats(BaseModel):
     violations_by_org: dict[str, int]
 
 
+class Latency(BaseModel):
+    """Milliseconds from an event's own `time` to its row in the store: the emitter's delay,
+    the queue ahead of the worker, judging and ingest batching together. Each event counts once.
+    """
+
+    events: int
+    # None when no event was stored in the window.
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    last_stored_at: datetime | None
+
+
 def parse_since(text: str, now: datetime) -> datetime:
     """An ISO 8601 datetime (UTC if it has no zone), or `now` minus `<n>s|m|h|d|w`."""
     relative = _RELATIVE.fullmatch(text.strip())
@@ -173,6 +196,38 @@ def create_app(settings: Settings, store: Store, ingestor: Ingestor | None = Non
         start = _since_param(since) if since is not None else None
         return store.violations(org=org, rule=rule, since=start, limit=limit)
 
+    @app.get("/history", response_model=HistoryPage)
+    def history(
+        since: Annotated[
+            str | None,
+            Query(description="Event time at or after: ISO 8601, or relative: 15m, 2h, 7d."),
+        ] = None,
+        until: Annotated[
+            str | None,
+            Query(description="Event time strictly before: ISO 8601, or relative: 15m, 2h, 7d."),
+        ] = None,
+        org: Annotated[str | None, Query(description="Only this org's events.")] = None,
+        cursor: Annotated[
+            str | None, Query(description="The `next_cursor` of the previous page.")
+        ] = None,
+        limit: Limit = 5000,
+    ) -> HistoryPage:
+        """Judged events as stored audit records (subjects by pseudonym only), oldest first.
+
+        Ordered by event time, then event id; each event once. A history longer than `limit`
+        comes in pages: repeat the request with `cursor` set to the answer's `next_cursor`
+        until it is null. Used by `privtrail replay` to re-judge history under another policy.
+        """
+        start = _since_param(since, "since") if since is not None else None
+        end = _since_param(until, "until") if until is not None else None
+        after = _cursor_param(cursor) if cursor is not None else None
+        records = store.history_page(start, end, org, after, limit)
+        last = records[-1] if len(records) == limit else None
+        return HistoryPage(
+            records=records,
+            next_cursor=encode_cursor(last.event_time, last.event_id) if last else None,
+        )
+
     @app.get("/lineage/{subject_id:path}", response_model=Lineage)
     def lineage(
         subject_id: Annotated[str, PathParam(description="The subject's id in the org's systems.")],
@@ -205,6 +260,17 @@ def create_app(settings: Settings, store: Store, ingestor: Ingestor | None = Non
             by_org[row.org] = by_org.get(row.org, 0) + row.count
         return Stats(**counts["tables"], violations_by_rule=by_rule, violations_by_org=by_org)
 
+    @app.get("/stats/latency", response_model=Latency)
+    def latency(
+        since: Annotated[
+            str | None,
+            Query(description="Only events stored at or after: ISO 8601, or relative: 15m, 2h."),
+        ] = None,
+    ) -> Latency:
+        """Event-to-store lag (p50, p99, max) of the events stored in the window."""
+        start = _since_param(since) if since is not None else None
+        return Latency(**store.latency(start))
+
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
         if not DASHBOARD.is_file():
@@ -214,13 +280,38 @@ def create_app(settings: Settings, store: Store, ingestor: Ingestor | None = Non
     return app
 
 
-def _since_param(text: str) -> datetime:
+def _since_param(text: str, name: str = "since") -> datetime:
     try:
         return parse_since(text, datetime.now(UTC))
     except ValueError as error:
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("query", "since"), "msg": str(error), "input": text}]
-        ) from None
+        raise _invalid(name, str(error), text) from None
+
+
+def encode_cursor(event_time: datetime, event_id: str) -> str:
+    """An opaque page cursor: the event time and id of the last record returned."""
+    text = json.dumps([event_time.isoformat(), event_id])
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        moment, event_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(moment), str(event_id)
+    except (binascii.Error, ValueError, TypeError):
+        raise ValueError(f"{cursor!r} is not a cursor returned by /history") from None
+
+
+def _cursor_param(text: str) -> tuple[datetime, str]:
+    try:
+        return decode_cursor(text)
+    except ValueError as error:
+        raise _invalid("cursor", str(error), text) from None
+
+
+def _invalid(name: str, message: str, text: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", name), "msg": message, "input": text}]
+    )
 
 
 def _store_health(store: Store) -> StoreHealth:

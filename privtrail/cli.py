@@ -287,3 +287,46 @@ def topics() -> None:
     settings = Settings()
     ensure_topics(settings)
     console.print(f"topics ready on {settings.bootstrap} ({settings.partitions} partitions)")
+
+
+@app.command()
+def replay(
+    policy: Annotated[
+        Path, typer.Option("--policy", help="The candidate policy file or directory.")
+    ],
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only events at or after: ISO time or a span such as 7d (state built by "
+            "earlier events is then unknown to both versions)."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Only events before: ISO time or a span; deadlines are judged up to it."),
+    ] = None,
+    org: Annotated[str | None, typer.Option(help="Only this org's history.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-judge stored history under another policy version: per rule, violations added and
+    removed compared with the live policy. Live results are not changed.
+
+    Deadlines are judged up to --until, or else up to the newest stored event.
+    """
+    from privtrail.replay import LIVE_UNCHANGED, render, replay_history
+    from streams.rules import PolicyError
+    from streams.rules.rejudge import RebuildError, ReplayError
+
+    try:
+        result = replay_history(Settings(), policy, since, until, org)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            errors.print(str(problem), highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except (ApiError, RebuildError, ReplayError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(result.as_json(), indent=2))
+        errors.print(LIVE_UNCHANGED, highlight=False, soft_wrap=True)
+        return
+    render(result, console)

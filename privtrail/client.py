@@ -10,8 +10,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from events.outputs import Violation
-from privtrail.api import Health, Lineage, RejectedInput, Stats
+from events.outputs import AuditRecord, Violation
+from privtrail.api import Health, HistoryPage, Latency, Lineage, RejectedInput, Stats
 from privtrail.settings import Settings
 
 T = TypeVar("T")
@@ -77,6 +77,33 @@ class ApiClient:
 
     def stats(self) -> Stats:
         return Stats.model_validate_json(self._request("/stats", "/stats", {}).content)
+
+    def latency(self, since: str | datetime | None = None) -> Latency:
+        """Event-to-store lag of events stored since `since` (as in `violations`), or of all."""
+        params = {"since": since.isoformat() if isinstance(since, datetime) else since}
+        path = "/stats/latency"
+        return Latency.model_validate_json(self._request(path, path, params).content)
+
+    def history(
+        self,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+        org: str | None = None,
+        page_size: int = 5000,
+    ) -> list[AuditRecord]:
+        """Every stored audit record with `since <= event time < until`, oldest first, read
+        page by page. `since`, `until`: datetimes, ISO 8601 strings, or relative like `7d`."""
+        params: dict[str, Any] = {"org": org, "limit": page_size}
+        params["since"] = since.isoformat() if isinstance(since, datetime) else since
+        params["until"] = until.isoformat() if isinstance(until, datetime) else until
+        records: list[AuditRecord] = []
+        while True:
+            response = self._request("/history", "/history", params)
+            page = HistoryPage.model_validate_json(response.content)
+            records.extend(page.records)
+            if page.next_cursor is None:
+                return records
+            params["cursor"] = page.next_cursor
 
     def _get(self, adapter: TypeAdapter[T], path: str, params: dict[str, Any]) -> T:
         return adapter.validate_json(self._request(path, path, params).content)

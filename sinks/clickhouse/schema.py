@@ -32,13 +32,17 @@ class Table:
     # The column whose highest value wins among duplicates (None: any copy, they are equal).
     version: str | None = None
     partition_by: str | None = None
+    # Columns ClickHouse fills from their DEFAULT on insert: (name, type with DEFAULT clause).
+    # They are not in `column_names`, so inserts leave them out and the default applies.
+    store_filled: tuple[tuple[str, str], ...] = ()
 
     @property
     def column_names(self) -> list[str]:
         return [name for name, _ in self.columns]
 
     def ddl(self, database: str) -> str:
-        columns = ",\n    ".join(f"`{name}` {kind}" for name, kind in self.columns)
+        every_column = (*self.columns, *self.store_filled)
+        columns = ",\n    ".join(f"`{name}` {kind}" for name, kind in every_column)
         engine = f"ReplacingMergeTree({self.version or ''})"
         partition = f"\nPARTITION BY {self.partition_by}" if self.partition_by else ""
         return (
@@ -78,6 +82,8 @@ EVENTS = Table(
     ),
     order_by=("org", "subject_pseudonym", "event_id"),
     version="judged_at",
+    # When the row reached the store: `stored_at - event_time` is the judge + store lag.
+    store_filled=(("stored_at", "DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC')"),),
     # An event's time never changes, so all copies of it land in the same partition and merge.
     partition_by="toYYYYMM(event_time)",
 )

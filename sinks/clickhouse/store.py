@@ -8,7 +8,7 @@ against a ClickHouse server the lock costs little next to a network round trip.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -35,6 +35,9 @@ ColumnFormats = dict[str, str | dict[str, str]]
 
 _BYTES_COLUMNS: ColumnFormats = {"raw": "bytes", "key": "bytes"}
 
+# Audit records read per query when streaming history: bounds memory, not the history's length.
+HISTORY_PAGE = 5000
+
 
 class StoreError(RuntimeError):
     """The store could not be opened."""
@@ -51,6 +54,17 @@ class StoreStats(TypedDict):
     # Rows per table, duplicates not counted.
     tables: dict[str, int]
     violations_by_rule: list[RuleCount]
+
+
+class StoreLatency(TypedDict):
+    """Milliseconds from events' own time to their storage, over the events counted."""
+
+    events: int
+    # None when no event was counted.
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    last_stored_at: datetime | None
 
 
 def split_database(dsn: str) -> tuple[str, str]:
@@ -164,6 +178,55 @@ class Store:
         parameters = {name: value for name, (_, value) in given.items()}
         return [Violation(**row) for row in self._rows(sql, parameters)]
 
+    def history(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        org: str | None = None,
+        page_size: int = HISTORY_PAGE,
+    ) -> Iterator[AuditRecord]:
+        """Stored audit records with `since <= event_time < until`, by event time then id.
+
+        Read `page_size` rows per query, so a long history never sits in memory at once.
+        """
+        after: tuple[datetime, str] | None = None
+        while True:
+            page = self.history_page(since, until, org, after, page_size)
+            yield from page
+            if len(page) < page_size:
+                return
+            after = (page[-1].event_time, page[-1].event_id)
+
+    def history_page(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        org: str | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[AuditRecord]:
+        """One page of `history`: the first `limit` records ordered after `after`
+        (the event time and id of the previous page's last record)."""
+        filters = {
+            "since": ("event_time >= {since:DateTime64(6, 'UTC')}", since and _utc(since)),
+            "until": ("event_time < {until:DateTime64(6, 'UTC')}", until and _utc(until)),
+            "org": ("org = {org:String}", org),
+            "after_time": (
+                "(event_time, event_id) > ({after_time:DateTime64(6, 'UTC')}, {after_id:String})",
+                after and _utc(after[0]),
+            ),
+        }
+        given = {name: f for name, f in filters.items() if f[1] is not None}
+        where = " AND ".join(condition for condition, _ in given.values()) or "1"
+        parameters = {name: value for name, (_, value) in given.items()}
+        if after is not None:
+            parameters["after_id"] = after[1]
+        sql = (
+            f"SELECT {self._select(EVENTS)} FROM {self._table(EVENTS)} FINAL "
+            f"WHERE {where} ORDER BY event_time, event_id LIMIT {_positive(limit)}"
+        )
+        return [AuditRecord(**row) for row in self._rows(sql, parameters)]
+
     def lineage(self, org: str, subject_pseudonym: str) -> list[LineageEdge]:
         """Every category of the subject's data accessed or shared, in event-time order."""
         sql = (
@@ -199,6 +262,33 @@ class Store:
             for row in self._rows(by_rule, {})
         ]
         return StoreStats(tables=tables, violations_by_rule=rules)
+
+    def latency(self, since: datetime | None = None) -> StoreLatency:
+        """How long events took from their `time` to being stored, for events stored since
+        `since` (all when None): emitter delay + queueing + judging + ingest batching.
+
+        Quantiles are ClickHouse's approximate `quantiles`, exact up to 8192 events.
+        """
+        lag = "toUnixTimestamp64Milli(stored_at) - toUnixTimestamp64Milli(event_time)"
+        where = "stored_at >= {since:DateTime64(3, 'UTC')}" if since is not None else "1"
+        sql = (
+            f"SELECT count() AS events, quantiles(0.5, 0.99)({lag}) AS q, max({lag}) AS max_ms, "
+            f"max(stored_at) AS last_stored_at FROM {self._table(EVENTS)} FINAL WHERE {where}"
+        )
+        parameters = {"since": _utc(since)} if since is not None else {}
+        row = self._rows(sql, parameters)[0]
+        if row["events"] == 0:
+            return StoreLatency(
+                events=0, p50_ms=None, p99_ms=None, max_ms=None, last_stored_at=None
+            )
+        p50, p99 = row["q"]
+        return StoreLatency(
+            events=int(row["events"]),
+            p50_ms=float(p50),
+            p99_ms=float(p99),
+            max_ms=float(row["max_ms"]),
+            last_stored_at=row["last_stored_at"],
+        )
 
     def _insert(self, table: Table, rows: Sequence[BaseModel]) -> None:
         if not rows:

@@ -224,6 +224,40 @@ def test_stats(api: ApiClient) -> None:
     assert stats.violations_by_org == {"linkxup": 2, "connectx": 1}
 
 
+def test_latency_is_the_event_to_store_lag_of_events_stored_in_the_window() -> None:
+    lagged = Store.open(store_dsn())
+    try:
+        now = datetime.now(UTC)
+        # Events 1 to 100 seconds old when stored: p50 about 50.5 s, p99 about 99 s.
+        lags = range(1, 101)
+        lagged.write_audit(
+            [audit(f"e{lag}", event_time=now - timedelta(seconds=lag)) for lag in lags]
+        )
+        with TestClient(create_app(SETTINGS, lagged)) as http:
+            api = ApiClient(str(http.base_url), http=http)
+            everything, recent, none_yet = (
+                api.latency(),
+                api.latency(since="10m"),
+                api.latency(since=now + timedelta(hours=1)),
+            )
+            schema = http.get("/openapi.json").json()
+            bad = http.get("/stats/latency", params={"since": "soon"})
+    finally:
+        lagged.close()
+
+    # The insert happens after `now`, so each lag is its offset plus a little.
+    slack = 5000
+    assert everything.events == 100
+    assert everything.p50_ms is not None and 50_500 <= everything.p50_ms <= 50_500 + slack
+    assert everything.p99_ms is not None and 99_000 <= everything.p99_ms <= 99_010 + slack
+    assert everything.max_ms is not None and 100_000 <= everything.max_ms <= 100_000 + slack
+    assert everything.last_stored_at is not None and everything.last_stored_at >= now
+    assert recent == everything
+    assert (none_yet.events, none_yet.p50_ms, none_yet.last_stored_at) == (0, None, None)
+    assert "/stats/latency" in schema["paths"]
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "since"]
+
+
 def test_health_without_and_with_an_ingest_loop(store: Store, api: ApiClient) -> None:
     health = api.health()
     assert (health.status, health.store.ok, health.ingest) == ("ok", True, None)
