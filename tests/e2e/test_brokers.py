@@ -1,0 +1,547 @@
+"""The Kafka behaviour privtrail relies on, checked against each embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka.errors import CommitFailedError, UnknownError  # type: ignore[import-untyped]
+from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
+from kafka.partitioner.default import murmur2
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KafkaTopicPartition
+
+from privtrail.broker import BROKERS, EmbeddedBroker, embedded_broker
+from privtrail.topics import TopicError, ensure_topics, topic_names
+from tests.support import free_port, settings_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
+
+# (key, value, headers) as a test writes them and expects to read them back.
+Record = tuple[bytes, bytes, tuple[tuple[str, bytes], ...]]
+
+WAIT_SECONDS = 20.0
+
+
+def on_both_brokers(
+    tansu_defect: str | None = None,
+    noida_defect: str | None = None,
+    raises: type[BaseException] = AssertionError,
+) -> pytest.MarkDecorator:
+    """Run on noida and Tansu. A broker whose known defect the test hits must fail it with
+    `raises`; the defect is named in the expected-failure reason."""
+    return pytest.mark.parametrize(
+        "broker",
+        [
+            pytest.param("noida", id="noida", marks=defect_marks("noida", noida_defect, raises)),
+            pytest.param(
+                "tansu",
+                id="tansu",
+                marks=[pytest.mark.tansu, *defect_marks("Tansu", tansu_defect, raises)],
+            ),
+        ],
+        indirect=True,
+    )
+
+
+def defect_marks(
+    broker: str, defect: str | None, raises: type[BaseException]
+) -> list[pytest.MarkDecorator]:
+    if defect is None:
+        return []
+    return [pytest.mark.xfail(strict=True, raises=raises, reason=f"{broker} defect: {defect}")]
+
+
+def each_kind() -> pytest.MarkDecorator:
+    """For tests that launch their own broker instead of sharing the fixture's."""
+    return pytest.mark.parametrize(
+        "kind",
+        [
+            pytest.param("noida", id="noida"),
+            pytest.param("tansu", id="tansu", marks=pytest.mark.tansu),
+        ],
+    )
+
+
+def create_topic(bootstrap: str, partitions: int) -> str:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
+        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}})
+        admin.wait_for_topics([name])
+    return name
+
+
+def sample_records(count: int) -> list[Record]:
+    return [
+        (f"subject-{i % 5}".encode(), f"event-{i}".encode(), (("ce_id", str(i).encode()),))
+        for i in range(count)
+    ]
+
+
+def group_timing_ms(broker: EmbeddedBroker) -> dict[str, int]:
+    """The broker's Faust group timing tuning as aiokafka consumer arguments."""
+    names = {
+        "broker_session_timeout": "session_timeout_ms",
+        "broker_heartbeat_interval": "heartbeat_interval_ms",
+        "broker_rebalance_timeout": "rebalance_timeout_ms",
+    }
+    tuning = broker.client_tuning
+    return {names[key]: int(tuning[key] * 1000) for key in names if key in tuning}
+
+
+def kafka_python_group_timing_ms(broker: EmbeddedBroker) -> dict[str, int]:
+    timing = group_timing_ms(broker)
+    # kafka-python uses the poll interval as the rebalance timeout it sends in JoinGroup.
+    if "rebalance_timeout_ms" in timing:
+        timing["max_poll_interval_ms"] = timing.pop("rebalance_timeout_ms")
+    return timing
+
+
+def produce_with_kafka_python(bootstrap: str, topic: str, records: list[Record]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        futures = [
+            producer.send(topic, key=key, value=value, headers=list(headers))
+            for key, value, headers in records
+        ]
+        for future in futures:
+            future.get(timeout=WAIT_SECONDS)
+    finally:
+        producer.close()
+
+
+def consume_with_kafka_python(consumer: KafkaConsumer, count: int) -> list[Any]:
+    received: list[Any] = []
+    deadline = time.monotonic() + WAIT_SECONDS
+    while len(received) < count and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=200).values():
+            received.extend(batch)
+    return received
+
+
+def read_topic_with_kafka_python(bootstrap: str, topic: str, count: int) -> list[Any]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        consumer.assign([KafkaTopicPartition(topic, p) for p in sorted(partitions)])
+        return consume_with_kafka_python(consumer, count)
+    finally:
+        consumer.close()
+
+
+async def produce_with_aiokafka(bootstrap: str, topic: str, records: list[Record]) -> list[Any]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, key=key, value=value, headers=list(headers))
+            for key, value, headers in records
+        ]
+        return list(await asyncio.wait_for(asyncio.gather(*futures), WAIT_SECONDS))
+    finally:
+        await producer.stop()
+
+
+async def read_topic_with_aiokafka(bootstrap: str, topic: str, count: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        received: list[Any] = []
+        deadline = time.monotonic() + WAIT_SECONDS
+        while len(received) < count and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                received.extend(batch)
+        return received
+    finally:
+        await consumer.stop()
+
+
+def as_records(messages: list[Any]) -> Counter[Record]:
+    return Counter((m.key, m.value, tuple((k, v) for k, v in m.headers)) for m in messages)
+
+
+@on_both_brokers()
+def test_records_from_kafka_python_reach_aiokafka(broker: EmbeddedBroker) -> None:
+    topic = create_topic(broker.bootstrap, partitions=3)
+    records = sample_records(30)
+
+    produce_with_kafka_python(broker.bootstrap, topic, records)
+    received = asyncio.run(read_topic_with_aiokafka(broker.bootstrap, topic, len(records)))
+
+    assert as_records(received) == Counter(records)
+
+
+@on_both_brokers()
+def test_records_from_aiokafka_reach_kafka_python(broker: EmbeddedBroker) -> None:
+    topic = create_topic(broker.bootstrap, partitions=3)
+    records = sample_records(30)
+
+    asyncio.run(produce_with_aiokafka(broker.bootstrap, topic, records))
+    received = read_topic_with_kafka_python(broker.bootstrap, topic, len(records))
+
+    assert as_records(received) == Counter(records)
+
+
+@on_both_brokers()
+def test_keyed_records_land_on_murmur2_partition_in_key_order(broker: EmbeddedBroker) -> None:
+    partitions = 4
+    topic = create_topic(broker.bootstrap, partitions)
+    keys = [f"subject-{i}".encode() for i in range(12)]
+    # Interleaved so a key's records travel in batches shared with other keys.
+    records: list[Record] = [(key, str(seq).encode(), ()) for seq in range(5) for key in keys]
+
+    asyncio.run(produce_with_aiokafka(broker.bootstrap, topic, records))
+    received = read_topic_with_kafka_python(broker.bootstrap, topic, len(records))
+
+    assert len(received) == len(records)
+    sequences: defaultdict[bytes, list[int]] = defaultdict(list)
+    for message in received:
+        assert message.partition == (murmur2(message.key) & 0x7FFFFFFF) % partitions, message.key
+        sequences[message.key].append(int(message.value))
+    assert sequences == {key: list(range(5)) for key in keys}
+
+
+async def wait_for_assignments(
+    consumers: list[AIOKafkaConsumer], done: Callable[[], bool], what: str
+) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not done():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        # Polling keeps every member's fetcher and coordinator moving through the rebalance;
+        # getmany blocks while a member has no assignment, so bound each round.
+        polls = [asyncio.ensure_future(consumer.getmany(timeout_ms=100)) for consumer in consumers]
+        await asyncio.wait(polls, timeout=0.5)
+        for poll in polls:
+            poll.cancel()
+
+
+async def stop_consumers(*consumers: AIOKafkaConsumer) -> None:
+    # stop() waits for the member to leave its group, which never ends in a stuck rebalance.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(c.stop() for c in consumers)), 10)
+
+
+async def group_splits_and_rebalances(broker: EmbeddedBroker) -> None:
+    topic = create_topic(broker.bootstrap, partitions=4)
+    everything = {TopicPartition(topic, p) for p in range(4)}
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    first, second = (
+        AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=broker.bootstrap,
+            group_id=group,
+            # Commits racing the rebalance are the next test's subject.
+            enable_auto_commit=False,
+            **group_timing_ms(broker),
+        )
+        for _ in range(2)
+    )
+    await first.start()
+    await second.start()
+    try:
+        await wait_for_assignments(
+            [first, second],
+            lambda: (
+                bool(first.assignment())
+                and bool(second.assignment())
+                and first.assignment() | second.assignment() == everything
+            ),
+            "both members own partitions",
+        )
+        assert not first.assignment() & second.assignment()
+
+        await second.stop()
+        await wait_for_assignments(
+            [first], lambda: first.assignment() == everything, "the remaining member owns all"
+        )
+    finally:
+        await stop_consumers(first, second)
+
+
+@on_both_brokers()
+def test_group_members_split_partitions_and_rebalance_when_one_leaves(
+    broker: EmbeddedBroker,
+) -> None:
+    asyncio.run(group_splits_and_rebalances(broker))
+
+
+async def commit_until_cancelled(consumer: AIOKafkaConsumer) -> None:
+    while True:
+        # A commit the group refuses mid-rebalance is expected; the member must rejoin after it.
+        with contextlib.suppress(CommitFailedError):
+            await consumer.commit()
+        await asyncio.sleep(0.05)
+
+
+async def group_survives_commits_during_rebalance(broker: EmbeddedBroker) -> None:
+    topic = create_topic(broker.bootstrap, partitions=4)
+    await produce_with_aiokafka(broker.bootstrap, topic, sample_records(20))
+    everything = {TopicPartition(topic, p) for p in range(4)}
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    first, second = (
+        AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=broker.bootstrap,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            **group_timing_ms(broker),
+        )
+        for _ in range(2)
+    )
+    await first.start()
+    committer = asyncio.create_task(commit_until_cancelled(first))
+    try:
+        await wait_for_assignments(
+            [first], lambda: first.assignment() == everything, "first owns all"
+        )
+        try:
+            # start() returns once the member has its first assignment.
+            await asyncio.wait_for(second.start(), WAIT_SECONDS)
+        except TimeoutError:
+            raise AssertionError("the joining member never got an assignment") from None
+        await wait_for_assignments(
+            [first, second],
+            lambda: bool(first.assignment()) and bool(second.assignment()),
+            "both members own partitions",
+        )
+    finally:
+        committer.cancel()
+        await stop_consumers(first, second)
+
+
+@on_both_brokers(
+    noida_defect="OffsetCommit during a rebalance answers ILLEGAL_GENERATION, the client drops "
+    "its member id, and the group waits for the abandoned member and never settles"
+)
+def test_offset_commits_during_a_rebalance_do_not_stall_the_group(broker: EmbeddedBroker) -> None:
+    # Faust commits on a timer, so its commits regularly race with a new worker joining.
+    asyncio.run(group_survives_commits_during_rebalance(broker))
+
+
+def group_consumer(broker: EmbeddedBroker, topic: str, group: str) -> KafkaConsumer:
+    return KafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **kafka_python_group_timing_ms(broker),
+    )
+
+
+@on_both_brokers()
+def test_committed_offsets_survive_a_consumer_restart(broker: EmbeddedBroker) -> None:
+    topic = create_topic(broker.bootstrap, partitions=2)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    before, after = sample_records(10), sample_records(20)[10:]
+    produce_with_kafka_python(broker.bootstrap, topic, before)
+
+    consumer = group_consumer(broker, topic, group)
+    try:
+        assert as_records(consume_with_kafka_python(consumer, len(before))) == Counter(before)
+        consumer.commit()
+    finally:
+        consumer.close(autocommit=False)
+    produce_with_kafka_python(broker.bootstrap, topic, after)
+
+    consumer = group_consumer(broker, topic, group)
+    try:
+        # Replayed old records would arrive before the new ones on their partition.
+        assert as_records(consume_with_kafka_python(consumer, len(after))) == Counter(after)
+    finally:
+        consumer.close(autocommit=False)
+
+
+async def end_offset_after_one_batch(bootstrap: str, topic: str, count: int) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        for i in range(count):
+            assert batch.append(key=None, value=f"v{i}".encode(), timestamp=None) is not None
+        await asyncio.wait_for(await producer.send_batch(batch, topic, partition=0), WAIT_SECONDS)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        end: int = (await consumer.end_offsets([partition]))[partition]
+        return end
+    finally:
+        await consumer.stop()
+
+
+@on_both_brokers(tansu_defect="ListOffsets(latest) is too low after a multi-record batch")
+def test_end_offset_counts_every_record_of_a_batch(broker: EmbeddedBroker) -> None:
+    topic = create_topic(broker.bootstrap, partitions=1)
+
+    assert asyncio.run(end_offset_after_one_batch(broker.bootstrap, topic, 10)) == 10
+
+
+async def idempotent_write(bootstrap: str, topic: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    try:
+        await asyncio.wait_for(producer.start(), WAIT_SECONDS)
+        await asyncio.wait_for(producer.send_and_wait(topic, b"once"), WAIT_SECONDS)
+    finally:
+        await producer.stop()
+
+
+@on_both_brokers(
+    tansu_defect="InitProducerId fails, so aiokafka idempotent producers cannot start",
+    raises=UnknownError,
+)
+def test_idempotent_producer_writes(broker: EmbeddedBroker) -> None:
+    topic = create_topic(broker.bootstrap, partitions=1)
+
+    asyncio.run(idempotent_write(broker.bootstrap, topic))
+
+    assert [m.value for m in read_topic_with_kafka_python(broker.bootstrap, topic, 1)] == [b"once"]
+
+
+async def transactional_write(bootstrap: str, topic: str) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, transactional_id=f"tx-{uuid.uuid4().hex[:8]}"
+    )
+    try:
+        await asyncio.wait_for(producer.start(), WAIT_SECONDS)
+        async with producer.transaction():
+            await asyncio.wait_for(producer.send_and_wait(topic, b"committed"), WAIT_SECONDS)
+    finally:
+        await producer.stop()
+
+
+async def read_committed(bootstrap: str, topic: str) -> list[bytes]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        batches = await consumer.getmany(timeout_ms=int(WAIT_SECONDS * 1000))
+        return [m.value for batch in batches.values() for m in batch]
+    finally:
+        await consumer.stop()
+
+
+@on_both_brokers(
+    tansu_defect="InitProducerId fails, so aiokafka transactions cannot start",
+    raises=UnknownError,
+)
+def test_transactional_writes_reach_read_committed_consumers(broker: EmbeddedBroker) -> None:
+    topic = create_topic(broker.bootstrap, partitions=1)
+
+    asyncio.run(transactional_write(broker.bootstrap, topic))
+
+    assert asyncio.run(read_committed(broker.bootstrap, topic)) == [b"committed"]
+
+
+def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
+        return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(topics)}
+
+
+@on_both_brokers()
+def test_ensure_topics_creates_all_topics_and_is_idempotent(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    settings = settings_for(broker, tmp_path, partitions=3)
+    names = topic_names(settings)
+
+    ensure_topics(settings)
+    ensure_topics(settings)
+
+    assert len(names) == 4
+    assert partition_counts(broker.bootstrap, names) == dict.fromkeys(names, 3)
+
+
+@on_both_brokers()
+def test_ensure_topics_rejects_topics_with_another_partition_count(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    settings = settings_for(broker, tmp_path, partitions=3)
+    ensure_topics(settings)
+
+    with pytest.raises(TopicError, match=settings.topics.events) as raised:
+        ensure_topics(settings.model_copy(update={"partitions": 2}))
+
+    assert "has 3" in str(raised.value)
+
+
+@each_kind()
+def test_ensure_topics_waits_for_a_broker_that_is_still_starting(kind: str, tmp_path: Path) -> None:
+    broker = embedded_broker(kind, free_port(), tmp_path / "broker")
+    settings = settings_for(broker, tmp_path, partitions=2)
+    errors: list[BaseException] = []
+
+    def ensure() -> None:
+        try:
+            ensure_topics(settings, timeout=WAIT_SECONDS)
+        except BaseException as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=ensure)
+    worker.start()
+    time.sleep(1.5)
+    with broker:
+        worker.join(WAIT_SECONDS + 5)
+        assert not worker.is_alive()
+        assert errors == []
+        assert set(partition_counts(broker.bootstrap, topic_names(settings)).values()) == {2}
+
+
+def test_ensure_topics_gives_up_when_no_broker_answers(tmp_path: Path) -> None:
+    absent = embedded_broker("noida", free_port(), tmp_path / "never-started")
+    settings = settings_for(absent, tmp_path)
+    started = time.monotonic()
+
+    with pytest.raises(TopicError, match=settings.bootstrap):
+        ensure_topics(settings, timeout=2)
+
+    assert time.monotonic() - started < 10
+
+
+@each_kind()
+def test_broker_restart_keeps_topics_records_and_committed_offsets(
+    kind: str, tmp_path: Path
+) -> None:
+    if not BROKERS[kind].persistent:
+        pytest.skip(f"{kind} keeps data in memory only; a restart loses it by design")
+    broker = embedded_broker(kind, free_port(), tmp_path)
+    records = sample_records(12)
+    group = "restart-group"
+    with broker:
+        topic = create_topic(broker.bootstrap, partitions=2)
+        produce_with_kafka_python(broker.bootstrap, topic, records)
+        consumer = group_consumer(broker, topic, group)
+        try:
+            consume_with_kafka_python(consumer, len(records))
+            consumer.commit({KafkaTopicPartition(topic, 0): OffsetAndMetadata(1, "", -1)})
+        finally:
+            consumer.close(autocommit=False)
+
+    with broker:
+        assert partition_counts(broker.bootstrap, [topic]) == {topic: 2}
+        received = read_topic_with_kafka_python(broker.bootstrap, topic, len(records))
+        assert as_records(received) == Counter(records)
+        consumer = group_consumer(broker, topic, group)
+        try:
+            assert consumer.committed(KafkaTopicPartition(topic, 0)) == 1
+        finally:
+            consumer.close(autocommit=False)

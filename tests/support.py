@@ -1,0 +1,114 @@
+"""Helpers for tests that run real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from privtrail.broker import EmbeddedBroker, stop_process_group, tuned_settings
+from privtrail.settings import Settings, Topics
+
+LOCALHOST = "127.0.0.1"
+STOP_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> None:
+    """Return once `host:port` accepts TCP connections; raise TimeoutError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{host}:{port} not accepting connections after {timeout}s"
+                ) from error
+        time.sleep(0.05)
+
+
+def start_process(
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Run `argv` in its own session with stdout and stderr appended to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> int:
+    """SIGTERM the process's group, SIGKILL it after `timeout`; return the exit code."""
+    return stop_process_group(process, timeout)
+
+
+@contextmanager
+def running_process(
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`start_process` that is always stopped when the block exits."""
+    process = start_process(argv, log_path, env, cwd)
+    try:
+        yield process
+    finally:
+        stop_process(process)
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last `lines` lines of a process log, for assertion messages."""
+    if not path.exists():
+        return f"({path} does not exist)"
+    with path.open(encoding="utf-8", errors="replace") as log:
+        return "".join(deque(log, maxlen=lines))
+
+
+def settings_for(broker: EmbeddedBroker, tmp_path: Path, partitions: int = 4) -> Settings:
+    """Settings pointing at `broker`, with the broker's client tuning and a fresh `data_dir`.
+
+    Topic names get a unique suffix so tests sharing one broker never see each other's data.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    topics = Topics(
+        events=f"privacy.events.{suffix}",
+        violations=f"privacy.violations.{suffix}",
+        deadletter=f"privacy.deadletter.{suffix}",
+        audit=f"privacy.audit.{suffix}",
+    )
+    settings = Settings.model_validate(
+        {
+            "data_dir": tmp_path,
+            "kafka_bootstrap": None,
+            "broker": broker.name,
+            "embedded_kafka_port": broker.port,
+            "partitions": partitions,
+            "topics": topics,
+        }
+    )
+    return tuned_settings(settings)
