@@ -7,18 +7,12 @@ Everything else talks plain Kafka protocol to `EmbeddedBroker.bootstrap`.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
-import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
@@ -26,13 +20,13 @@ from typing import ClassVar, Self
 
 from kafka.admin import KafkaAdminClient
 
+from privtrail.processes import spawn, stop_process_group
 from privtrail.settings import Settings
 
 LOG_TAIL_LINES = 20
 STOP_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.1
 PROBE_TIMEOUT_MS = 3000
-PR_SET_PDEATHSIG = 1
 
 
 class BrokerError(RuntimeError):
@@ -138,21 +132,12 @@ class EmbeddedBroker(ABC):
                 ) from error
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        with self.log_path.open("ab") as log:
-            try:
-                return subprocess.Popen(
-                    self.command(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.data_dir,
-                    start_new_session=True,
-                    preexec_fn=_TERMINATE_WITH_PARENT,
-                )
-            except OSError as error:
-                raise BrokerError(
-                    f"cannot run the {self.name} broker binary {self.binary}: {error.strerror}"
-                ) from error
+        try:
+            return spawn(self.command(), self.log_path, cwd=self.data_dir)
+        except OSError as error:
+            raise BrokerError(
+                f"cannot run the {self.name} broker binary {self.binary}: {error.strerror}"
+            ) from error
 
     def _wait_until_ready(self, deadline: float) -> None:
         while True:
@@ -298,18 +283,6 @@ def tuned_settings(settings: Settings) -> Settings:
     return settings.model_copy(update=unset)
 
 
-def stop_process_group(process: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM the group led by `process` (started with `start_new_session=True`), SIGKILL it if
-    it outlives `timeout`; return the exit code."""
-    if process.poll() is None:
-        _signal_group(process.pid, signal.SIGTERM)
-    try:
-        return process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        _signal_group(process.pid, signal.SIGKILL)
-        return process.wait()
-
-
 def _executable(path: Path) -> Path:
     if not path.is_file():
         raise BrokerError(f"broker binary not found at {path}; reinstall the package that ships it")
@@ -320,34 +293,9 @@ def _executable(path: Path) -> Path:
     return path
 
 
-def _parent_death_hook() -> Callable[[], None] | None:
-    """A pre-exec hook asking Linux to SIGTERM the child when its parent dies.
-
-    A launcher killed without the chance to call stop() must not leave the broker holding its
-    port and data dir.
-    """
-    if sys.platform != "linux":
-        return None
-    # Resolved now, before any fork: the child between fork and exec must not load libraries.
-    prctl = ctypes.CDLL(None).prctl
-
-    def terminate_with_parent() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return terminate_with_parent
-
-
-_TERMINATE_WITH_PARENT = _parent_death_hook()
-
-
 def _accepts_connections(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
             return True
     except OSError:
         return False
-
-
-def _signal_group(pid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signum)

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 from kafka import KafkaConsumer
 
 from events.outputs import Violation
-from privtrail.broker import EmbeddedBroker, embedded_broker
+from privtrail.broker import EmbeddedBroker, embedded_broker, tuned_settings
 from privtrail.client import ApiClient, ApiError
+from privtrail.processes import spawn, stop_process_group
 from privtrail.settings import Settings
 from privtrail.topics import ensure_topics
+
+# Faust drains its buffers on SIGTERM; give it time before SIGKILL.
+STOP_GRACE_SECONDS = 15.0
 
 
 class StackError(RuntimeError):
@@ -30,10 +33,9 @@ class Stack:
     """Starts what `settings` does not point elsewhere, and stops all of it on exit."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.settings = tuned_settings(settings)
         self.broker: EmbeddedBroker | None = None
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._exit = ExitStack()
 
     def __enter__(self) -> Stack:
         try:
@@ -52,29 +54,28 @@ class Stack:
         self.stop()
 
     def start(self, timeout: float = 60) -> None:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        env = self._child_env()
         if self.settings.kafka_bootstrap is None:
             self.broker = embedded_broker(
                 self.settings.broker, self.settings.embedded_kafka_port, self.settings.data_dir
             )
             self.broker.start()
-            env.update(_tuning_env(self.broker))
-            env["PRIVTRAIL_KAFKA_BOOTSTRAP"] = self.broker.bootstrap
-        ensure_topics(self.settings.model_copy(update={"kafka_bootstrap": self.bootstrap}))
-        self._spawn("serve", env)
-        self._spawn("worker", env)
+        ensure_topics(self.settings)
+        env = {**os.environ, **self.settings.as_env()}
+        for name in ("serve", "worker"):
+            self._processes[name] = spawn(
+                [sys.executable, "-m", "privtrail", name], self._log_path(name), env
+            )
         self._wait_for_api(timeout)
 
     def stop(self) -> None:
+        # The worker first, so the store gets its last outputs; the broker last.
         for name in ("worker", "serve"):
             process = self._processes.pop(name, None)
             if process is not None:
-                _terminate(process)
+                stop_process_group(process, STOP_GRACE_SECONDS)
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
-        self._exit.close()
 
     def check_alive(self) -> None:
         for name, process in self._processes.items():
@@ -87,20 +88,6 @@ class Stack:
     @property
     def bootstrap(self) -> str:
         return self.broker.bootstrap if self.broker else self.settings.bootstrap
-
-    def _child_env(self) -> dict[str, str]:
-        return {**os.environ, **self.settings.as_env()}
-
-    def _spawn(self, name: str, env: dict[str, str]) -> None:
-        log = self._exit.enter_context(self._log_path(name).open("ab"))
-        self._processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "privtrail", name],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches the stack, which stops children in order
-        )
 
     def _log_path(self, name: str) -> Path:
         return self.settings.data_dir / f"{name}.log"
@@ -120,21 +107,6 @@ class Stack:
                         f"{timeout:.0f}s; see {self._log_path('serve')}"
                     ) from None
                 time.sleep(0.3)
-
-
-def _tuning_env(broker: EmbeddedBroker) -> dict[str, str]:
-    return {f"PRIVTRAIL_{name.upper()}": str(value) for name, value in broker.client_tuning.items()}
-
-
-def _terminate(process: subprocess.Popen[bytes], grace: float = 15) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @contextmanager

@@ -11,7 +11,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from privtrail.broker import EmbeddedBroker, stop_process_group, tuned_settings
+from privtrail.broker import EmbeddedBroker, tuned_settings
+from privtrail.processes import spawn, stop_process_group
 from privtrail.settings import Settings, Topics
 
 LOCALHOST = "127.0.0.1"
@@ -41,31 +42,6 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def start_process(
-    argv: Sequence[str],
-    log_path: Path,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-) -> subprocess.Popen[bytes]:
-    """Run `argv` in its own session with stdout and stderr appended to `log_path`."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=None if env is None else dict(env),
-            cwd=cwd,
-            start_new_session=True,
-        )
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> int:
-    """SIGTERM the process's group, SIGKILL it after `timeout`; return the exit code."""
-    return stop_process_group(process, timeout)
-
-
 @contextmanager
 def running_process(
     argv: Sequence[str],
@@ -73,12 +49,12 @@ def running_process(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`start_process` that is always stopped when the block exits."""
-    process = start_process(argv, log_path, env, cwd)
+    """Run `argv` (output appended to `log_path`), always stopped when the block exits."""
+    process = spawn(argv, log_path, env, cwd)
     try:
         yield process
     finally:
-        stop_process(process)
+        stop_process_group(process, STOP_TIMEOUT)
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

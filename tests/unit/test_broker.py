@@ -18,9 +18,9 @@ from privtrail.broker import (
     NoidaBroker,
     TansuBroker,
     embedded_broker,
-    stop_process_group,
     tuned_settings,
 )
+from privtrail.processes import stop_process_group
 from privtrail.settings import Settings
 from tests.support import free_port
 
