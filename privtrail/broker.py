@@ -178,11 +178,12 @@ class NoidaBroker(EmbeddedBroker):
     """noida-db's Kafka service: durable storage, idempotent producers and transactions work.
 
     Its data is saved to the data dir about once a second and on SIGTERM, so a SIGKILL loses
-    the last second of writes. Known defect, with no client setting that avoids it: an
+    the last second of writes. Known defects, with no client setting that avoids them: an
     OffsetCommit that races a rebalance is answered ILLEGAL_GENERATION (Kafka accepts it or
     answers REBALANCE_IN_PROGRESS); aiokafka then drops its member id and rejoins as a new
     member, and the group keeps waiting for the abandoned one, so it may not settle while the
-    member keeps committing.
+    member keeps committing. And a Fetch on an empty log is answered at once instead of after
+    max_wait_ms, so idle consumers spin (about 1,000 requests/s each), costing CPU on both sides.
     """
 
     name = "noida"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -41,6 +42,8 @@ def create_app(settings: Settings, policy: PolicySet) -> faust.App:
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Outputs and changelog writes are sent per batch: let them share produce requests.
+        producer_linger=0.05,
         **_client_tuning(settings),
     )
     Pipeline(app, settings, policy)
@@ -136,10 +139,11 @@ class Pipeline:
         if owned == self._indexed:
             return
         self.judge.forget_partitions(set(range(self.settings.partitions)) - owned)
-        for key, entry in self.states.data.items():
-            if entry["partition"] in owned - (self._indexed or set()):
-                state = SubjectState.model_validate(entry["state"])
-                self.judge.track(key, entry["partition"], state)
+        added = owned - (self._indexed or set())
+        for key in list(self.states.data):
+            entry = self._entry(key)
+            if entry is not None and entry.partition in added:
+                self.judge.track(key, entry.partition, entry.state)
         self._indexed = owned
 
     def _now(self) -> datetime:
@@ -148,8 +152,16 @@ class Pipeline:
         return max(wall, watermark) if watermark else wall
 
     def _load(self, key: str) -> SubjectState | None:
+        entry = self._entry(key)
+        return entry.state if entry else None
+
+    def _entry(self, key: str) -> _Entry | None:
+        """A subject's table entry, parsed once: recovery fills the table with changelog JSON."""
         entry = self.states.data.get(key)
-        return SubjectState.model_validate(entry["state"]) if entry else None
+        if isinstance(entry, dict):
+            entry = _Entry(entry["partition"], SubjectState.model_validate(entry["state"]))
+            self.states.data[key] = entry
+        return entry
 
     async def _publish(self, verdicts: Verdicts) -> None:
         now = datetime.now(UTC)
@@ -169,10 +181,19 @@ class Pipeline:
 
     def _persist(self, verdicts: Verdicts) -> None:
         for key, (partition, state) in verdicts.states.items():
-            entry = {"partition": partition, "state": state.model_dump(mode="json")}
-            # The changelog partition follows the source partition, as Faust does per event.
-            self.states.data[key] = entry
-            self.states.send_changelog(partition, key, entry)
+            self.states.data[key] = _Entry(partition, state)
+            # The changelog partition follows the source partition, as Faust does per event;
+            # the value is the JSON a recovering worker's table decodes back into a dict.
+            value = b'{"partition":%d,"state":%s}' % (partition, state.model_dump_json().encode())
+            self.states.send_changelog(partition, key, value, value_serializer="raw")
+
+
+@dataclass
+class _Entry:
+    """A subject's state in the table, as this worker holds it in memory."""
+
+    partition: int
+    state: SubjectState
 
 
 def _incoming(event: faust.EventT[bytes]) -> Incoming:

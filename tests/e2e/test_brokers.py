@@ -394,6 +394,38 @@ def test_end_offset_counts_every_record_of_a_batch(broker: EmbeddedBroker) -> No
     assert asyncio.run(end_offset_after_one_batch(broker.bootstrap, topic, 10)) == 10
 
 
+async def fetches_while_idle(bootstrap: str, topic: str, seconds: float) -> int:
+    """How many requests an idle consumer sends in `seconds` with a 500 ms fetch wait."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, fetch_max_wait_ms=500)
+    await asyncio.wait_for(consumer.start(), WAIT_SECONDS)
+    try:
+        await consumer.getmany(timeout_ms=1000)  # joined and fetching
+        sent = 0
+        send = consumer._client.send
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal sent
+            sent += 1
+            return await send(*args, **kwargs)
+
+        consumer._client.send = counted  # type: ignore[method-assign]
+        await consumer.getmany(timeout_ms=int(seconds * 1000))
+        return sent
+    finally:
+        await consumer.stop()
+
+
+@on_both_brokers(
+    noida_defect="Fetch answers at once on an empty log instead of waiting up to max_wait_ms, "
+    "so every idle consumer spins, costing client and broker CPU"
+)
+def test_an_idle_fetch_waits_for_data_instead_of_spinning(broker: EmbeddedBroker) -> None:
+    topic = create_topic(broker.bootstrap, partitions=1)
+
+    # Waiting 500 ms per fetch allows about 4 requests in 2 s (plus metadata); a spin is 1000s.
+    assert asyncio.run(fetches_while_idle(broker.bootstrap, topic, 2.0)) < 20
+
+
 async def idempotent_write(bootstrap: str, topic: str) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
     try:
