@@ -7,7 +7,8 @@ COPY streams streams
 COPY sinks sinks
 COPY policies policies
 COPY dashboards dashboards
-RUN pip install --no-cache-dir .
-ENV PRIVTRAIL_POLICIES_DIR=/app/policies \
-    PRIVTRAIL_DATA_DIR=/var/lib/privtrail
+COPY docs docs
+# Editable, so the policies and the dashboard are found next to the code, as in a checkout.
+RUN pip install --no-cache-dir -e .
+ENV PRIVTRAIL_DATA_DIR=/var/lib/privtrail
 ENTRYPOINT ["privtrail"]
