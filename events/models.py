@@ -85,12 +85,29 @@ class EventData(_Strict):
     org: NonEmptyStr
     subject: Subject
 
+    # Uniform views of the taxonomy keys an event carries, whatever its type.
+    @property
+    def categories(self) -> list[str]:
+        return []
+
+    @property
+    def use(self) -> str | None:
+        return None
+
 
 class DataAccessed(EventData):
     actor: Actor
     data_categories: list[NonEmptyStr] = Field(min_length=1)
     data_use: NonEmptyStr
     legal_basis: LegalBasis | None = None
+
+    @property
+    def categories(self) -> list[str]:
+        return self.data_categories
+
+    @property
+    def use(self) -> str | None:
+        return self.data_use
 
 
 class DataShared(DataAccessed):
@@ -104,6 +121,14 @@ class ConsentChanged(EventData):
     data_use: NonEmptyStr
     status: Literal["given", "withdrawn", "objected"]
     data_categories: list[NonEmptyStr] | None = None
+
+    @property
+    def categories(self) -> list[str]:
+        return self.data_categories or []
+
+    @property
+    def use(self) -> str | None:
+        return self.data_use
 
 
 class PrivacySettings(_Strict):

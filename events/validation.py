@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
-from events.models import DataAccessed, EventData, PrivacyEvent
+from events.models import EventData, PrivacyEvent, SettingsChanged
 from events.taxonomy import Taxonomy
 
 _ADAPTER: TypeAdapter[PrivacyEvent] = TypeAdapter(PrivacyEvent)
@@ -44,24 +44,20 @@ def check_taxonomy(data: EventData, taxonomies: Mapping[str, Taxonomy]) -> None:
         raise InvalidEvent(
             "data.subject.kind", f"unknown fideslang data subject {data.subject.kind!r}"
         )
-    categories = getattr(data, "data_categories", None) or []
-    for i, key in enumerate(categories):
+    for i, key in enumerate(data.categories):
         if key not in taxonomy.data_categories:
             raise InvalidEvent(
                 f"data.data_categories[{i}]", f"unknown data category {key!r} for org {data.org!r}"
             )
-    use = getattr(data, "data_use", None)
-    if use is not None and use not in taxonomy.data_uses:
-        raise InvalidEvent("data.data_use", f"unknown data use {use!r} for org {data.org!r}")
-    public = getattr(getattr(data, "settings", None), "public_categories", None) or []
-    for i, key in enumerate(public):
+    if data.use is not None and data.use not in taxonomy.data_uses:
+        raise InvalidEvent("data.data_use", f"unknown data use {data.use!r} for org {data.org!r}")
+    public = data.settings.public_categories if isinstance(data, SettingsChanged) else None
+    for i, key in enumerate(public or []):
         if key not in taxonomy.data_categories:
             raise InvalidEvent(
                 f"data.settings.public_categories[{i}]",
                 f"unknown data category {key!r} for org {data.org!r}",
             )
-    if isinstance(data, DataAccessed) and not data.data_categories:
-        raise InvalidEvent("data.data_categories", "must not be empty")
 
 
 def _first_error(exc: ValidationError) -> InvalidEvent:

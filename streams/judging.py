@@ -121,10 +121,16 @@ class Judge:
         judged_at = datetime.now(UTC)
         for key, items in by_subject.items():
             items.sort(key=lambda a: a.event.time)  # stable: ties keep arrival order
-            state = load(key) or _new_state(items[0].event)
-            for item in items:
-                self._judge_one(item, state, verdicts, judged_at)
-            self._remember(key, items[-1].incoming.partition, state, verdicts)
+            state = load(key)
+            tracked = self._deadlines.get(key)
+            next_due = self._judge_subject(
+                items,
+                state or _new_state(items[0].event),
+                tracked[0] if tracked else None,
+                verdicts,
+                judged_at,
+            )
+            self._index(key, items[-1].incoming.partition, next_due)
         now = self.event_time(lagging)
         if now is not None:
             self._judge_due(now, load, verdicts)
@@ -149,12 +155,15 @@ class Judge:
             state = verdicts.states[key][1] if key in verdicts.states else load(key)
             if state is not None:
                 self._report_due(state, key, now, verdicts, judged_at)
-                self._remember(key, partition, state, verdicts)
+                verdicts.states[key] = (partition, state)
+                self._index(key, partition, self.policy.next_deadline(state))
         return verdicts
 
     def track(self, key: str, partition: int, state: SubjectState) -> None:
         """Index a subject's next deadline (also after a rebalance or restart)."""
-        deadline = self.policy.next_deadline(state)
+        self._index(key, partition, self.policy.next_deadline(state))
+
+    def _index(self, key: str, partition: int, deadline: datetime | None) -> None:
         if deadline is None:
             self._deadlines.pop(key, None)
         elif self._deadlines.get(key) != (deadline, partition):
@@ -181,20 +190,36 @@ class Judge:
         pseudonym = pseudonymise(self._pseudonym_key, event.data.org, subject_id)
         return _Accepted(event, incoming, pseudonym)
 
-    def _judge_one(
-        self, item: _Accepted, state: SubjectState, verdicts: Verdicts, judged_at: datetime
-    ) -> None:
-        event = item.event
-        if state.seen(event.id):
-            return  # the idempotency key: the same id twice is one event
-        # Deadlines that fell due before this event are judged first, in event-time order.
-        self._report_due(state, item.pseudonym, event.time, verdicts, judged_at)
-        findings = self.policy.judge(event, state)
-        verdicts.violations.extend(
-            _violation(f, event, item.pseudonym, self.policy.version, judged_at) for f in findings
-        )
-        verdicts.audit.append(_audit_record(item, findings, self.policy.version, judged_at))
-        state.apply(event)
+    def _judge_subject(
+        self,
+        items: list[_Accepted],
+        state: SubjectState,
+        next_due: datetime | None,
+        verdicts: Verdicts,
+        judged_at: datetime,
+    ) -> datetime | None:
+        """Fold one subject's events, in event-time order, through the rules and its state;
+        return its next deadline."""
+        verdicts.states[items[0].pseudonym] = (items[-1].incoming.partition, state)
+        for item in items:
+            event = item.event
+            if state.seen(event.id):
+                continue  # the idempotency key: the same id twice is one event
+            # Deadlines that fell due before this event are judged first, in event-time order.
+            reported = next_due is not None and next_due < event.time
+            if reported:
+                self._report_due(state, item.pseudonym, event.time, verdicts, judged_at)
+            findings = self.policy.judge(event, state)
+            verdicts.violations.extend(
+                _violation(f, event, item.pseudonym, self.policy.version, judged_at)
+                for f in findings
+            )
+            verdicts.audit.append(_audit_record(item, findings, self.policy.version, judged_at))
+            state.apply(event)
+            # Only state-changing events move deadlines; accesses and shares are the bulk.
+            if reported or not isinstance(event.data, DataAccessed):
+                next_due = self.policy.next_deadline(state)
+        return next_due
 
     def _report_due(
         self, state: SubjectState, key: str, now: datetime, verdicts: Verdicts, at: datetime
@@ -202,10 +227,6 @@ class Judge:
         for finding in self.policy.due(state, now):
             state.mark_fired(finding.rule.rule_id, _deadline_of(finding))
             verdicts.violations.append(_deadline_violation(finding, state, key, self.policy, at))
-
-    def _remember(self, key: str, partition: int, state: SubjectState, verdicts: Verdicts) -> None:
-        verdicts.states[key] = (partition, state)
-        self.track(key, partition, state)
 
 
 def _check_key(key: bytes | None, event: PrivacyEvent) -> None:
@@ -246,8 +267,8 @@ def _violation(
         event_type=event.type,
         occurred_at=event.time,
         detected_at=at,
-        data_categories=list(getattr(data, "data_categories", None) or []),
-        data_use=getattr(data, "data_use", None),
+        data_categories=list(data.categories),
+        data_use=data.use,
         actor=f"{access.actor.kind}:{access.actor.id}" if access else None,
         recipient=f"{recipient.kind}:{recipient.id}" if recipient else None,
     )
@@ -302,10 +323,8 @@ def _audit_record(
         subject_kind=data.subject.kind,
         actor_kind=access.actor.kind if access else None,
         actor_id=access.actor.id if access else None,
-        data_categories=access.data_categories
-        if access
-        else getattr(data, "data_categories", None) or [],
-        data_use=getattr(data, "data_use", None),
+        data_categories=data.categories,
+        data_use=data.use,
         legal_basis=access.legal_basis if access else None,
         recipient_id=share.recipient.id if share else None,
         recipient_kind=share.recipient.kind if share else None,
