@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     pseudonym_key: SecretStr = SecretStr("privtrail-dev-key")
     # Worker batching: the agent judges up to `batch_size` events at once, waiting at most
     # `batch_window` seconds for a batch to fill.
-    batch_size: int = Field(default=2000, ge=1)
-    batch_window: float = Field(default=0.2, gt=0)
+    batch_size: int = Field(default=5000, ge=1)
+    batch_window: float = Field(default=0.5, gt=0)
     # Deadlines run on event time; once no event has arrived for this many seconds the worker
     # has caught up, and the wall clock becomes "now" (event-contract.md, Time).
     wall_clock_after_idle: float = Field(default=5.0, gt=0)
