@@ -36,8 +36,6 @@ from typing import Any, Literal, Protocol, Self
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
-from pydantic import TypeAdapter, ValidationError
-from pydantic_core import ErrorDetails
 
 from events.models import (
     CONTENT_TYPE,
@@ -48,12 +46,12 @@ from events.models import (
     RecipientKind,
     Right,
 )
+from events.validation import InvalidEvent, parse_structure
 
 ConsentStatus = Literal["given", "withdrawn", "objected"]
 AccountStatus = Literal["created", "closed", "reopened", "active"]
 HoldStatus = Literal["placed", "released"]
 
-_ADAPTER: TypeAdapter[PrivacyEvent] = TypeAdapter(PrivacyEvent)
 _HEADERS = [("content-type", CONTENT_TYPE.encode())]
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -154,9 +152,9 @@ def validate_event(raw: bytes) -> PrivacyEvent:
     worker knows and the emitter does not.
     """
     try:
-        return _ADAPTER.validate_json(raw)
-    except ValidationError as exc:
-        raise _emit_error(exc.errors(include_url=False)[0]) from None
+        return parse_structure(raw)
+    except InvalidEvent as error:
+        raise EmitError(error.reason, field=error.field or None) from None
 
 
 def encode_event(event: PrivacyEvent) -> bytes:
@@ -481,21 +479,3 @@ def _json_default(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} values are not JSON")
-
-
-def _emit_error(error: ErrorDetails) -> EmitError:
-    kind = error["type"]
-    if kind == "json_invalid":
-        return EmitError("not valid JSON")
-    if kind == "model_type" or (kind == "dict_type" and not error["loc"]):
-        return EmitError("a CloudEvent must be a JSON object")
-    if kind == "union_tag_not_found":
-        return EmitError("missing required attribute", field="type")
-    if kind == "union_tag_invalid":
-        return EmitError(f"unknown event type {error['ctx']['tag']!r}", field="type")
-    # The first step of a discriminated union's location is the `type` tag, not a field.
-    path = ""
-    for part in list(error["loc"])[1:]:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    reason = "missing required field" if kind == "missing" else str(error["msg"])
-    return EmitError(reason, field=path)

@@ -12,7 +12,6 @@ from pydantic import BaseModel, TypeAdapter
 
 from events.outputs import AuditRecord, Violation
 from privtrail.api import Health, HistoryPage, Latency, Lineage, RejectedInput, Stats
-from privtrail.settings import Settings
 
 T = TypeVar("T")
 
@@ -30,10 +29,6 @@ class ApiClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ApiClient:
-        return cls(settings.api_url)
 
     def __enter__(self) -> Self:
         return self

@@ -27,6 +27,7 @@ from events.outputs import (
 from events.tags import pseudonymise
 from events.validation import InvalidEvent, parse_event
 from streams.rules import Finding, PolicySet
+from streams.rules.replay import report_missed
 from streams.state import SubjectState, deadline_key
 
 StateLoader = Callable[[str], SubjectState | None]
@@ -224,8 +225,7 @@ class Judge:
     def _report_due(
         self, state: SubjectState, key: str, now: datetime, verdicts: Verdicts, at: datetime
     ) -> None:
-        for finding in self.policy.due(state, now):
-            state.mark_fired(finding.rule.rule_id, _deadline_of(finding))
+        for finding in report_missed(self.policy, state, now):
             verdicts.violations.append(_deadline_violation(finding, state, key, self.policy, at))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,21 +24,6 @@ def free_port() -> int:
         sock.bind((LOCALHOST, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def wait_for_port(host: str, port: int, timeout: float) -> None:
-    """Return once `host:port` accepts TCP connections; raise TimeoutError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError as error:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"{host}:{port} not accepting connections after {timeout}s"
-                ) from error
-        time.sleep(0.05)
 
 
 @contextmanager

@@ -68,13 +68,18 @@ def judge_history(
     return sorted(findings, key=lambda f: f.occurred_at)
 
 
-def _missed_deadlines(policy: PolicySet, entry: _Subject, now: datetime) -> list[SubjectFinding]:
-    missed = []
-    for finding in policy.due(entry.state, now):
+def report_missed(policy: PolicySet, state: SubjectState, now: datetime) -> list[Finding]:
+    """Deadlines missed before `now`, each marked fired in `state` so it is reported once."""
+    missed = policy.due(state, now)
+    for finding in missed:
         if finding.deadline is None:
             raise ValueError(f"{finding.rule.rule_id}: a deadline finding carries no deadline")
-        entry.state.mark_fired(finding.rule.rule_id, finding.deadline)
-        missed.append(
-            SubjectFinding(entry.state.org, entry.subject, finding, None, finding.deadline)
-        )
+        state.mark_fired(finding.rule.rule_id, finding.deadline)
     return missed
+
+
+def _missed_deadlines(policy: PolicySet, entry: _Subject, now: datetime) -> list[SubjectFinding]:
+    return [
+        SubjectFinding(entry.state.org, entry.subject, finding, None, finding.deadline or now)
+        for finding in report_missed(policy, entry.state, now)
+    ]
