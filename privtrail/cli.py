@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 import time
@@ -48,7 +49,7 @@ def up(
     seed: Annotated[int, typer.Option(help="Demo workload seed.")] = 7,
 ) -> None:
     """Start the broker (unless PRIVTRAIL_KAFKA_BOOTSTRAP is set), worker, store and query API."""
-    from privtrail.broker import BrokerError
+    from privtrail.brokers import BrokerError
     from privtrail.stack import Stack, StackError, violation_feed
     from privtrail.topics import TopicError
 
@@ -57,7 +58,7 @@ def up(
     # A SIGTERM must stop the stack as cleanly as Ctrl-C does, or its processes outlive us.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with Stack(settings) as stack:
+        with Stack(settings, say=_say) as stack:
             console.print(
                 f"[green]privtrail is up[/]: Kafka {stack.bootstrap}, store {settings.store_dsn}, "
                 f"API {settings.api_url} (dashboard at /, OpenAPI at /docs)"
@@ -70,6 +71,10 @@ def up(
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+def _say(line: str) -> None:
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -287,6 +292,22 @@ def topics() -> None:
     settings = Settings()
     ensure_topics(settings)
     console.print(f"topics ready on {settings.bootstrap} ({settings.partitions} partitions)")
+
+
+@app.command("install-kafka")
+def install_kafka() -> None:
+    """Fetch the embedded Kafka broker's jars with Maven (`make install` runs this)."""
+    from privtrail.brokers.apache_kafka import configured_lib_dir
+    from privtrail.brokers.kafka_jars import KAFKA_VERSION, JarsUnavailable, install_jars
+
+    lib_dir = configured_lib_dir()
+    try:
+        install_jars(lib_dir, shutil.which("mvn"))
+    except JarsUnavailable as exc:
+        raise _fail(
+            f"Kafka {KAFKA_VERSION} not installed, privtrail will run noida: {exc}"
+        ) from None
+    console.print(f"Kafka {KAFKA_VERSION} jars installed in {lib_dir}")
 
 
 @app.command()

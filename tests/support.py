@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from privtrail.broker import EmbeddedBroker, tuned_settings
+from privtrail.brokers import EmbeddedBroker, tuned_settings
 from privtrail.processes import spawn, stop_process_group
 from privtrail.settings import Settings, Topics
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import pytest
 
-from privtrail.broker import EmbeddedBroker
+from privtrail.brokers import EmbeddedBroker
 from privtrail.client import ApiClient, ApiError
 from privtrail.settings import Settings
 from privtrail.topics import ensure_topics

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.errors import CommitFailedError, UnknownError  # type: ignore[import-untyped]
+from aiokafka.errors import CommitFailedError  # type: ignore[import-untyped]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
@@ -22,7 +22,7 @@ from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTopicPartition
 
-from privtrail.broker import BROKERS, EmbeddedBroker, embedded_broker
+from privtrail.brokers import EmbeddedBroker, embedded_broker
 from privtrail.topics import TopicError, ensure_topics, topic_names
 from tests.support import free_port, settings_for
 
@@ -34,44 +34,24 @@ Record = tuple[bytes, bytes, tuple[tuple[str, bytes], ...]]
 WAIT_SECONDS = 20.0
 
 
-def on_both_brokers(
-    tansu_defect: str | None = None,
-    noida_defect: str | None = None,
-    raises: type[BaseException] = AssertionError,
-) -> pytest.MarkDecorator:
-    """Run on noida and Tansu. A broker whose known defect the test hits must fail it with
-    `raises`; the defect is named in the expected-failure reason."""
+def on_each_broker(noida_defect: str | None = None) -> pytest.MarkDecorator:
+    """Run on Kafka and noida. Kafka is the reference and must pass; when noida has a known
+    defect the test hits, it must fail it, with the defect named in the expected-failure reason."""
+    defect = (
+        []
+        if noida_defect is None
+        else [pytest.mark.xfail(strict=True, raises=AssertionError, reason=noida_defect)]
+    )
     return pytest.mark.parametrize(
         "broker",
-        [
-            pytest.param("noida", id="noida", marks=defect_marks("noida", noida_defect, raises)),
-            pytest.param(
-                "tansu",
-                id="tansu",
-                marks=[pytest.mark.tansu, *defect_marks("Tansu", tansu_defect, raises)],
-            ),
-        ],
+        [pytest.param("kafka", id="kafka"), pytest.param("noida", id="noida", marks=defect)],
         indirect=True,
     )
 
 
-def defect_marks(
-    broker: str, defect: str | None, raises: type[BaseException]
-) -> list[pytest.MarkDecorator]:
-    if defect is None:
-        return []
-    return [pytest.mark.xfail(strict=True, raises=raises, reason=f"{broker} defect: {defect}")]
-
-
 def each_kind() -> pytest.MarkDecorator:
     """For tests that launch their own broker instead of sharing the fixture's."""
-    return pytest.mark.parametrize(
-        "kind",
-        [
-            pytest.param("noida", id="noida"),
-            pytest.param("tansu", id="tansu", marks=pytest.mark.tansu),
-        ],
-    )
+    return pytest.mark.parametrize("kind", ["kafka", "noida"])
 
 
 def create_topic(bootstrap: str, partitions: int) -> str:
@@ -87,25 +67,6 @@ def sample_records(count: int) -> list[Record]:
         (f"subject-{i % 5}".encode(), f"event-{i}".encode(), (("ce_id", str(i).encode()),))
         for i in range(count)
     ]
-
-
-def group_timing_ms(broker: EmbeddedBroker) -> dict[str, int]:
-    """The broker's Faust group timing tuning as aiokafka consumer arguments."""
-    names = {
-        "broker_session_timeout": "session_timeout_ms",
-        "broker_heartbeat_interval": "heartbeat_interval_ms",
-        "broker_rebalance_timeout": "rebalance_timeout_ms",
-    }
-    tuning = broker.client_tuning
-    return {names[key]: int(tuning[key] * 1000) for key in names if key in tuning}
-
-
-def kafka_python_group_timing_ms(broker: EmbeddedBroker) -> dict[str, int]:
-    timing = group_timing_ms(broker)
-    # kafka-python uses the poll interval as the rebalance timeout it sends in JoinGroup.
-    if "rebalance_timeout_ms" in timing:
-        timing["max_poll_interval_ms"] = timing.pop("rebalance_timeout_ms")
-    return timing
 
 
 def produce_with_kafka_python(bootstrap: str, topic: str, records: list[Record]) -> None:
@@ -154,11 +115,12 @@ async def produce_with_aiokafka(bootstrap: str, topic: str, records: list[Record
 
 
 async def read_topic_with_aiokafka(bootstrap: str, topic: str, count: int) -> list[Any]:
+    # An unsubscribed aiokafka consumer's metadata names no topics (only noida sends them all).
+    partitions = partition_counts(bootstrap, [topic])[topic]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         received: list[Any] = []
         deadline = time.monotonic() + WAIT_SECONDS
         while len(received) < count and time.monotonic() < deadline:
@@ -173,7 +135,7 @@ def as_records(messages: list[Any]) -> Counter[Record]:
     return Counter((m.key, m.value, tuple((k, v) for k, v in m.headers)) for m in messages)
 
 
-@on_both_brokers()
+@on_each_broker()
 def test_records_from_kafka_python_reach_aiokafka(broker: EmbeddedBroker) -> None:
     topic = create_topic(broker.bootstrap, partitions=3)
     records = sample_records(30)
@@ -184,7 +146,7 @@ def test_records_from_kafka_python_reach_aiokafka(broker: EmbeddedBroker) -> Non
     assert as_records(received) == Counter(records)
 
 
-@on_both_brokers()
+@on_each_broker()
 def test_records_from_aiokafka_reach_kafka_python(broker: EmbeddedBroker) -> None:
     topic = create_topic(broker.bootstrap, partitions=3)
     records = sample_records(30)
@@ -195,7 +157,7 @@ def test_records_from_aiokafka_reach_kafka_python(broker: EmbeddedBroker) -> Non
     assert as_records(received) == Counter(records)
 
 
-@on_both_brokers()
+@on_each_broker()
 def test_keyed_records_land_on_murmur2_partition_in_key_order(broker: EmbeddedBroker) -> None:
     partitions = 4
     topic = create_topic(broker.bootstrap, partitions)
@@ -246,7 +208,6 @@ async def group_splits_and_rebalances(broker: EmbeddedBroker) -> None:
             group_id=group,
             # Commits racing the rebalance are the next test's subject.
             enable_auto_commit=False,
-            **group_timing_ms(broker),
         )
         for _ in range(2)
     )
@@ -255,14 +216,15 @@ async def group_splits_and_rebalances(broker: EmbeddedBroker) -> None:
     try:
         await wait_for_assignments(
             [first, second],
+            # A member keeps its old partitions until it has rejoined, so wait for a split.
             lambda: (
                 bool(first.assignment())
                 and bool(second.assignment())
+                and not first.assignment() & second.assignment()
                 and first.assignment() | second.assignment() == everything
             ),
-            "both members own partitions",
+            "both members own a share of the partitions",
         )
-        assert not first.assignment() & second.assignment()
 
         await second.stop()
         await wait_for_assignments(
@@ -272,7 +234,7 @@ async def group_splits_and_rebalances(broker: EmbeddedBroker) -> None:
         await stop_consumers(first, second)
 
 
-@on_both_brokers()
+@on_each_broker()
 def test_group_members_split_partitions_and_rebalance_when_one_leaves(
     broker: EmbeddedBroker,
 ) -> None:
@@ -299,7 +261,6 @@ async def group_survives_commits_during_rebalance(broker: EmbeddedBroker) -> Non
             group_id=group,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
-            **group_timing_ms(broker),
         )
         for _ in range(2)
     )
@@ -324,7 +285,7 @@ async def group_survives_commits_during_rebalance(broker: EmbeddedBroker) -> Non
         await stop_consumers(first, second)
 
 
-@on_both_brokers(
+@on_each_broker(
     noida_defect="OffsetCommit during a rebalance answers ILLEGAL_GENERATION, the client drops "
     "its member id, and the group waits for the abandoned member and never settles"
 )
@@ -340,11 +301,10 @@ def group_consumer(broker: EmbeddedBroker, topic: str, group: str) -> KafkaConsu
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        **kafka_python_group_timing_ms(broker),
     )
 
 
-@on_both_brokers()
+@on_each_broker()
 def test_committed_offsets_survive_a_consumer_restart(broker: EmbeddedBroker) -> None:
     topic = create_topic(broker.bootstrap, partitions=2)
     group = f"g-{uuid.uuid4().hex[:8]}"
@@ -387,7 +347,7 @@ async def end_offset_after_one_batch(bootstrap: str, topic: str, count: int) -> 
         await consumer.stop()
 
 
-@on_both_brokers(tansu_defect="ListOffsets(latest) is too low after a multi-record batch")
+@on_each_broker()
 def test_end_offset_counts_every_record_of_a_batch(broker: EmbeddedBroker) -> None:
     topic = create_topic(broker.bootstrap, partitions=1)
 
@@ -415,7 +375,7 @@ async def fetches_while_idle(bootstrap: str, topic: str, seconds: float) -> int:
         await consumer.stop()
 
 
-@on_both_brokers(
+@on_each_broker(
     noida_defect="Fetch answers at once on an empty log instead of waiting up to max_wait_ms, "
     "so every idle consumer spins, costing client and broker CPU"
 )
@@ -435,10 +395,7 @@ async def idempotent_write(bootstrap: str, topic: str) -> None:
         await producer.stop()
 
 
-@on_both_brokers(
-    tansu_defect="InitProducerId fails, so aiokafka idempotent producers cannot start",
-    raises=UnknownError,
-)
+@on_each_broker()
 def test_idempotent_producer_writes(broker: EmbeddedBroker) -> None:
     topic = create_topic(broker.bootstrap, partitions=1)
 
@@ -472,10 +429,7 @@ async def read_committed(bootstrap: str, topic: str) -> list[bytes]:
         await consumer.stop()
 
 
-@on_both_brokers(
-    tansu_defect="InitProducerId fails, so aiokafka transactions cannot start",
-    raises=UnknownError,
-)
+@on_each_broker()
 def test_transactional_writes_reach_read_committed_consumers(broker: EmbeddedBroker) -> None:
     topic = create_topic(broker.bootstrap, partitions=1)
 
@@ -489,7 +443,7 @@ def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
         return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(topics)}
 
 
-@on_both_brokers()
+@on_each_broker()
 def test_ensure_topics_creates_all_topics_and_is_idempotent(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
@@ -503,7 +457,7 @@ def test_ensure_topics_creates_all_topics_and_is_idempotent(
     assert partition_counts(broker.bootstrap, names) == dict.fromkeys(names, 3)
 
 
-@on_both_brokers()
+@on_each_broker()
 def test_ensure_topics_rejects_topics_with_another_partition_count(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
@@ -553,8 +507,6 @@ def test_ensure_topics_gives_up_when_no_broker_answers(tmp_path: Path) -> None:
 def test_broker_restart_keeps_topics_records_and_committed_offsets(
     kind: str, tmp_path: Path
 ) -> None:
-    if not BROKERS[kind].persistent:
-        pytest.skip(f"{kind} keeps data in memory only; a restart loses it by design")
     broker = embedded_broker(kind, free_port(), tmp_path)
     records = sample_records(12)
     group = "restart-group"

@@ -166,7 +166,6 @@ def differences(
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize("broker", ["noida"], indirect=True)
 def test_the_pipeline_judges_the_conformance_suite_as_judge_history_does(
     pipeline: Pipeline,
 ) -> None:

@@ -15,7 +15,6 @@ from events.emitter import Emitter
 from tests.e2e.conftest import Pipeline
 
 pytestmark = pytest.mark.e2e
-NOIDA_ONLY = pytest.mark.parametrize("broker", ["noida"], indirect=True)
 T = TypeVar("T")
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 
@@ -175,7 +174,6 @@ def emit_mixed_traffic(pipeline: Pipeline, producer: KafkaProducer) -> dict[str,
     return ids
 
 
-@NOIDA_ONLY
 def test_violations_lineage_and_rejections_reach_the_query_api(
     pipeline: Pipeline, producer: KafkaProducer
 ) -> None:
@@ -218,14 +216,6 @@ def test_violations_lineage_and_rejections_reach_the_query_api(
     assert not pipeline.api.violations(org="linkxup", limit=10)
 
 
-@pytest.mark.parametrize(
-    "broker",
-    [
-        "noida",
-        pytest.param("tansu", marks=pytest.mark.tansu),
-    ],
-    indirect=True,
-)
 def test_a_restarted_worker_recovers_subject_state(pipeline: Pipeline) -> None:
     """Settings folded before a restart still govern the shares judged after it."""
     topic = pipeline.settings.topics.events

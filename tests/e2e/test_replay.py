@@ -62,7 +62,6 @@ def settled_violations(pipeline: Pipeline) -> list[Violation]:
 
 
 @pytest.mark.timeout(420)
-@pytest.mark.parametrize("broker", ["noida"], indirect=True)
 def test_replay_reports_exactly_what_a_candidate_policy_changes(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:

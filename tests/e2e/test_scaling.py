@@ -16,9 +16,6 @@ from tests.e2e.conftest import Pipeline
 pytestmark = pytest.mark.e2e
 
 
-# Tansu only: noida answers an offset commit made during a rebalance with ILLEGAL_GENERATION and
-# its group then may never settle (test_brokers.py holds that defect as an expected failure).
-@pytest.mark.parametrize("broker", [pytest.param("tansu", marks=pytest.mark.tansu)], indirect=True)
 def test_work_moves_between_workers_without_losing_or_doubling_verdicts(
     pipeline: Pipeline,
 ) -> None:

