@@ -37,6 +37,7 @@ from typing import Any, Literal, Protocol, Self
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from events.limits import DEFAULT_MAX_AHEAD
 from events.models import (
     CONTENT_TYPE,
     ActorKind,
@@ -46,7 +47,7 @@ from events.models import (
     RecipientKind,
     Right,
 )
-from events.validation import InvalidEvent, parse_structure
+from events.validation import InvalidEvent, check_time, parse_structure
 
 ConsentStatus = Literal["given", "withdrawn", "objected"]
 AccountStatus = Literal["created", "closed", "reopened", "active"]
@@ -149,12 +150,15 @@ def validate_event(raw: bytes) -> PrivacyEvent:
     """The event in `raw` (CloudEvents JSON), checked against the wire models only.
 
     Taxonomy keys are not checked here: which keys exist depends on the org's policy, which the
-    worker knows and the emitter does not.
+    worker knows and the emitter does not. The time window is, on this machine's clock, so an
+    event the worker would reject for its `time` is refused here already.
     """
     try:
-        return parse_structure(raw)
+        event = parse_structure(raw)
+        check_time(event, datetime.now(UTC), DEFAULT_MAX_AHEAD)
     except InvalidEvent as error:
         raise EmitError(error.reason, field=error.field or None) from None
+    return event
 
 
 def encode_event(event: PrivacyEvent) -> bytes:
@@ -331,8 +335,6 @@ class Emitter:
             "public_categories": None if public_categories is None else list(public_categories),
             "auto_share_with_employers": auto_share_with_employers,
         }
-        if all(value is None for value in settings.values()):
-            raise EmitError("no setting given (pass at least one)", field="data.settings")
         data = {**_base(org, subject_id, subject_kind), "settings": settings}
         return self._emit_new(EventType.SETTINGS_CHANGED, data, event_id, time)
 

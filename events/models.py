@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 import pycountry
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
+from events.limits import (
+    EARLIEST_EVENT_TIME,
+    MAX_ID_CHARS,
+    MAX_LIST_ITEMS,
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_URI_CHARS,
+)
 from events.tags import Personal
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -34,7 +52,52 @@ RecipientKind = Literal[
     "third_party",
 ]
 Right = Literal["erasure", "access", "rectification", "portability", "restriction", "objection"]
-NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+# Characters no identifier may hold: control characters (Unicode category Cc: NUL, newline,
+# escape...) and bidirectional-text controls, which make an id display as another one (U+202E
+# shows "ab\u202edc" as "abcd"). Free text may hold tabs and line breaks. One syntax serves
+# Python's `re` and the Rust regex engine that checks the patterns while parsing.
+_IDENTIFIER_CONTROLS = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_TEXT_CONTROLS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+IDENTIFIER_PATTERN = f"^[^{_IDENTIFIER_CONTROLS}]*$"
+TEXT_PATTERN = f"^[^{_TEXT_CONTROLS}]*$"
+_IDENTIFIER_CONTROL = re.compile(f"[{_IDENTIFIER_CONTROLS}]")
+_TEXT_CONTROL = re.compile(f"[{_TEXT_CONTROLS}]")
+_COUNTRY_CODE = re.compile("[A-Z]{2}")
+
+
+def control_character_reason(value: str, pattern: str) -> str:
+    """Why `value` does not match IDENTIFIER_PATTERN or TEXT_PATTERN; never echoes the value,
+    which may be a subject id."""
+    text = pattern == TEXT_PATTERN
+    found = (_TEXT_CONTROL if text else _IDENTIFIER_CONTROL).search(value)
+    char = f"U+{ord(found.group()):04X}" if found else "a control character"
+    if text:
+        return f"contains {char}: text may hold tabs and line breaks, no other control characters"
+    return f"contains {char}: identifiers must be printable, without bidirectional-text controls"
+
+
+def _plain_personal_identifier(value: SecretStr) -> SecretStr:
+    # The pattern constraint does not apply to secret strings.
+    if _IDENTIFIER_CONTROL.search(value.get_secret_value()):
+        raise ValueError(control_character_reason(value.get_secret_value(), IDENTIFIER_PATTERN))
+    return value
+
+
+NonEmptyStr = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
+]
+PersonalIdentifier = Annotated[
+    Personal,
+    Field(min_length=1, max_length=MAX_ID_CHARS),
+    AfterValidator(_plain_personal_identifier),
+]
+Uri = Annotated[str, Field(min_length=1, max_length=MAX_URI_CHARS, pattern=IDENTIFIER_PATTERN)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN)]
+Categories = Annotated[list[NonEmptyStr], Field(max_length=MAX_LIST_ITEMS)]
+# The upper bound depends on the judging worker's clock: `parse_event` checks it.
+EventTime = Annotated[AwareDatetime, Field(ge=EARLIEST_EVENT_TIME)]
 
 
 class EventType(StrEnum):
@@ -54,31 +117,35 @@ class _Strict(BaseModel):
 
 
 class Subject(_Strict):
-    id: Personal = Field(min_length=1)
+    id: PersonalIdentifier
     kind: NonEmptyStr
 
 
 class Actor(_Strict):
     kind: ActorKind
-    id: NonEmptyStr
+    id: Identifier
 
 
 class Recipient(_Strict):
-    id: NonEmptyStr
+    id: Identifier
     kind: RecipientKind
     country: str
 
     @field_validator("country")
     @classmethod
     def _iso_country(cls, value: str) -> str:
-        if len(value) != 2 or pycountry.countries.get(alpha_2=value) is None:
+        # Upper case only, as ISO 3166-1 writes them: rules compare codes as given, so "fr" must
+        # not slip past a rule about "FR".
+        if not _COUNTRY_CODE.fullmatch(value):
+            raise ValueError("must be an ISO 3166-1 alpha-2 country code: two upper-case letters")
+        if pycountry.countries.get(alpha_2=value) is None:
             raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
         return value
 
 
 class Transfer(_Strict):
     encrypted: bool
-    safeguard: str | None = None
+    safeguard: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | None = None
 
 
 class EventData(_Strict):
@@ -97,7 +164,7 @@ class EventData(_Strict):
 
 class DataAccessed(EventData):
     actor: Actor
-    data_categories: list[NonEmptyStr] = Field(min_length=1)
+    data_categories: Categories = Field(min_length=1)
     data_use: NonEmptyStr
     legal_basis: LegalBasis | None = None
 
@@ -120,7 +187,7 @@ class DataShared(DataAccessed):
 class ConsentChanged(EventData):
     data_use: NonEmptyStr
     status: Literal["given", "withdrawn", "objected"]
-    data_categories: list[NonEmptyStr] | None = None
+    data_categories: Categories | None = None
 
     @property
     def categories(self) -> list[str]:
@@ -133,8 +200,16 @@ class ConsentChanged(EventData):
 
 class PrivacySettings(_Strict):
     profile_visible: bool | None = None
-    public_categories: list[NonEmptyStr] | None = None
+    public_categories: Categories | None = None
     auto_share_with_employers: bool | None = None
+
+    @model_validator(mode="after")
+    def _something_changed(self) -> PrivacySettings:
+        # A settings change that changes nothing is a producer bug worth seeing, not a no-op.
+        names = type(self).model_fields
+        if all(getattr(self, name) is None for name in names):
+            raise ValueError(f"no setting given (at least one of {', '.join(names)})")
+        return self
 
 
 class SettingsChanged(EventData):
@@ -146,13 +221,13 @@ class AccountChanged(EventData):
 
 
 class RequestChanged(EventData):
-    request_id: NonEmptyStr
+    request_id: Identifier
     right: Right
 
 
 class LegalHoldChanged(EventData):
     status: Literal["placed", "released"]
-    reason: NonEmptyStr
+    reason: Text
 
 
 class _Envelope(BaseModel):
@@ -160,9 +235,9 @@ class _Envelope(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
     specversion: Literal["1.0"]
-    id: NonEmptyStr
-    source: NonEmptyStr
-    time: AwareDatetime
+    id: Identifier
+    source: Uri
+    time: EventTime
     datacontenttype: Literal["application/json"] | None = None
 
     @property

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import codecs
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
-from events.models import EventData, PrivacyEvent, SettingsChanged
+from events.limits import (
+    DEFAULT_MAX_AHEAD,
+    EARLIEST_EVENT_TIME,
+    MAX_EVENT_BYTES,
+    MAX_NESTING_DEPTH,
+)
+from events.models import EventData, PrivacyEvent, SettingsChanged, control_character_reason
 from events.taxonomy import Taxonomy
 
 _ADAPTER: TypeAdapter[PrivacyEvent] = TypeAdapter(PrivacyEvent)
+_EARLIEST = f"{EARLIEST_EVENT_TIME:%Y-%m-%dT%H:%M:%SZ}"
+# How many characters of an offending JSON key a reason quotes.
+_QUOTED_KEY_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -25,9 +38,19 @@ class InvalidEvent(Exception):
         return f"{self.field}: {self.reason}" if self.field else self.reason
 
 
-def parse_event(raw: bytes, taxonomies: Mapping[str, Taxonomy]) -> PrivacyEvent:
-    """Validate a structured-mode CloudEvent against the contract and its org's taxonomy."""
+def parse_event(
+    raw: bytes,
+    taxonomies: Mapping[str, Taxonomy],
+    now: datetime | None = None,
+    max_ahead: timedelta = DEFAULT_MAX_AHEAD,
+) -> PrivacyEvent:
+    """Validate a structured-mode CloudEvent against the contract and its org's taxonomy.
+
+    With `now` (the judging worker's wall clock), `time` may be at most `max_ahead` later.
+    """
     event = parse_structure(raw)
+    if now is not None:
+        check_time(event, now, max_ahead)
     check_taxonomy(event.data, taxonomies)
     return event
 
@@ -35,10 +58,51 @@ def parse_event(raw: bytes, taxonomies: Mapping[str, Taxonomy]) -> PrivacyEvent:
 def parse_structure(raw: bytes) -> PrivacyEvent:
     """Validate a structured-mode CloudEvent against the wire models only, not the taxonomy
     (which keys exist depends on the org's policy, which a producer need not have)."""
+    raw = _without_bom(raw)
+    check_shape(raw)
     try:
         return _ADAPTER.validate_json(raw)
     except ValidationError as exc:
         raise _first_error(exc) from None
+
+
+def check_time(event: PrivacyEvent, now: datetime, max_ahead: timedelta) -> None:
+    """Reject an event dated later than `max_ahead` after `now`: one such event would move
+    event time ("now" for deadlines) past everyone's deadlines."""
+    latest = now + max_ahead
+    if event.time > latest:
+        raise InvalidEvent(
+            "time",
+            f"outside the accepted range ({_EARLIEST} to "
+            f"{_duration(max_ahead)} after the judging worker's clock, {latest.isoformat()})",
+        )
+
+
+def check_shape(raw: bytes) -> None:
+    """The bounds the wire models cannot express: message size, UTF-8, nesting depth and
+    unique keys (JSON parsers disagree on which duplicate wins, so the producer's intent is
+    unknown)."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            "", f"message of {len(raw)} bytes exceeds the limit of {MAX_EVENT_BYTES} bytes"
+        )
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as error:
+        raise InvalidEvent(
+            "", f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at offset {error.start})"
+        ) from None
+    try:
+        document = _UNIQUE_KEYS.decode(text)
+    except _DuplicateKey as duplicate:
+        raise InvalidEvent(_duplicate_path(text), _duplicate_reason(duplicate.key)) from None
+    except RecursionError:
+        raise _too_deep("") from None
+    except ValueError:
+        return  # not JSON: the wire models report it with their own, more precise, message
+    # A container's depth is at most the number of brackets: most events need no walk.
+    if raw.count(b"{") + raw.count(b"[") > MAX_NESTING_DEPTH:
+        _check_depth(document)
 
 
 def check_taxonomy(data: EventData, taxonomies: Mapping[str, Taxonomy]) -> None:
@@ -64,6 +128,113 @@ def check_taxonomy(data: EventData, taxonomies: Mapping[str, Taxonomy]) -> None:
                 f"data.settings.public_categories[{i}]",
                 f"unknown data category {key!r} for org {data.org!r}",
             )
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) < len(pairs):
+        raise _DuplicateKey(_first_duplicate(pairs))
+    return document
+
+
+def _first_duplicate(pairs: list[tuple[str, Any]]) -> str:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    raise AssertionError("no duplicate key among the pairs")
+
+
+class _DuplicatesMarked(dict[str, Any]):
+    """An object that had a duplicate key, found again by walking the document."""
+
+    key: str
+
+
+def _marking_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) == len(pairs):
+        return document
+    marked = _DuplicatesMarked(document)
+    marked.key = _first_duplicate(pairs)
+    return marked
+
+
+def _ignored(text: str) -> None:
+    # Values are the wire models' business; not converting numbers also spares a 4,300-digit
+    # integer its conversion limit.
+    return None
+
+
+_UNIQUE_KEYS = json.JSONDecoder(
+    object_pairs_hook=_unique_object, parse_int=_ignored, parse_float=_ignored
+)
+_MARKING_KEYS = json.JSONDecoder(
+    object_pairs_hook=_marking_object, parse_int=_ignored, parse_float=_ignored
+)
+
+
+def _duplicate_path(text: str) -> str:
+    """The dotted path of the first duplicate key (re-parsed: only for rejected inputs)."""
+    pending: list[tuple[Any, str]] = [(_MARKING_KEYS.decode(text), "")]
+    while pending:
+        node, path = pending.pop()
+        if isinstance(node, _DuplicatesMarked):
+            return _join(path, node.key)
+        if isinstance(node, dict):
+            pending.extend((value, _join(path, key)) for key, value in node.items())
+        elif isinstance(node, list):
+            pending.extend((value, f"{path}[{i}]") for i, value in enumerate(node))
+    raise AssertionError("a duplicate key was reported but not found")
+
+
+def _duplicate_reason(key: str) -> str:
+    quoted = repr(key[:_QUOTED_KEY_CHARS]) + ("..." if len(key) > _QUOTED_KEY_CHARS else "")
+    return f"duplicate key {quoted} in one JSON object (which value counts is ambiguous)"
+
+
+def _check_depth(document: Any) -> None:
+    pending: list[tuple[Any, int, str]] = [(document, 1, "")]
+    while pending:
+        node, depth, field = pending.pop()
+        if isinstance(node, dict):
+            children: Iterable[tuple[Any, Any]] = node.items()
+        elif isinstance(node, list):
+            children = enumerate(node)
+        else:
+            continue
+        if depth > MAX_NESTING_DEPTH:
+            raise _too_deep(field)
+        # The field named is the top-level attribute that holds the deep value.
+        pending.extend((value, depth + 1, field or str(key)) for key, value in children)
+
+
+def _too_deep(field: str) -> InvalidEvent:
+    return InvalidEvent(field, f"nested deeper than the limit of {MAX_NESTING_DEPTH} levels")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _without_bom(raw: bytes) -> bytes:
+    # RFC 8259 lets a parser ignore a byte order mark; some Windows tools write one.
+    return raw[len(codecs.BOM_UTF8) :] if raw.startswith(codecs.BOM_UTF8) else raw
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
 
 
 def _first_error(exc: ValidationError) -> InvalidEvent:
@@ -96,4 +267,19 @@ def _reason(error: ErrorDetails) -> str:
         return "missing required field"
     if kind == "extra_forbidden":
         return "unknown field (not in the event contract)"
+    if kind in ("string_too_long", "too_long"):
+        return _too_long(error)
+    if kind == "string_pattern_mismatch":
+        return control_character_reason(str(error["input"]), str(error["ctx"]["pattern"]))
+    if kind == "greater_than_equal" and error["loc"][-1] == "time":
+        return f"outside the accepted range (not before {_EARLIEST})"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
     return str(error["msg"])
+
+
+def _too_long(error: ErrorDetails) -> str:
+    ctx = error["ctx"]
+    # A secret string (the subject id) reports itself as a "Value" of "items".
+    unit = "items" if ctx.get("field_type") == "List" else "characters"
+    return f"longer than the limit of {ctx['max_length']} {unit}"

@@ -21,6 +21,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
+from pydantic_core import from_json
 
 from events.outputs import AuditRecord, Violation
 from events.tags import pseudonymise
@@ -297,8 +298,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         moment, event_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         return datetime.fromisoformat(moment), str(event_id)
-    except (binascii.Error, ValueError, TypeError):
-        raise ValueError(f"{cursor!r} is not a cursor returned by /history") from None
+    # RecursionError: a forged cursor of deeply nested JSON.
+    except (binascii.Error, ValueError, TypeError, RecursionError):
+        raise ValueError(f"{cursor[:64]!r} is not a cursor returned by /history") from None
 
 
 def _cursor_param(text: str) -> tuple[datetime, str]:
@@ -376,8 +378,11 @@ def _rejected_input(row: Rejected) -> RejectedInput:
 
 
 def _envelope(raw: bytes) -> dict[str, str]:
+    # Rejected input is anything at all: pydantic's parser stops at a depth limit and on
+    # invalid UTF-8 with a ValueError (json.loads overflows the stack), and a partial parse
+    # still reads the attributes of a dead letter stored truncated.
     try:
-        parsed = json.loads(raw)
+        parsed = from_json(raw, allow_partial="trailing-strings")
     except ValueError:
         return {}
     if not isinstance(parsed, dict):

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from events.limits import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES
+
 REPO_POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
 
@@ -59,6 +61,10 @@ class Settings(BaseSettings):
     # Deadlines run on event time; once no event has arrived for this many seconds the worker
     # has caught up, and the wall clock becomes "now" (event-contract.md, Time).
     wall_clock_after_idle: float = Field(default=5.0, gt=0)
+    # The largest message (key, value and headers) the worker produces: below the producer's
+    # `max.request.size` and the broker's `message.max.bytes` (both 1 MB by default). Outputs
+    # are split or cut to fit (events/fitting.py).
+    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=MIN_MAX_MESSAGE_BYTES)
     # Store batching: rows are inserted once `sink_batch_size` are buffered or after
     # `sink_flush_interval` seconds.
     sink_batch_size: int = Field(default=20000, ge=1)

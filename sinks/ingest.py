@@ -18,6 +18,12 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from events.fitting import (
+    DLQ_ORIGINAL_KEY_SHA256,
+    DLQ_ORIGINAL_KEY_SIZE,
+    DLQ_ORIGINAL_SHA256,
+    DLQ_ORIGINAL_SIZE,
+)
 from events.outputs import (
     DLQ_FIELD,
     DLQ_OFFSET,
@@ -348,10 +354,28 @@ def rejected_from_dead_letter(message: Message) -> Rejected:
         source_offset=origin[2],
         # Kept as sent: an empty field header means the input as a whole (e.g. not JSON).
         field=headers.get(DLQ_FIELD),
-        reason=headers.get(DLQ_REASON) or f"dead letter without a {DLQ_REASON} header",
+        reason=_reason(headers) + _truncation_note(headers),
         raw=message.value or b"",
         key=message.key,
     )
+
+
+def _reason(headers: Mapping[str, str]) -> str:
+    return headers.get(DLQ_REASON) or f"dead letter without a {DLQ_REASON} header"
+
+
+def _truncation_note(headers: Mapping[str, str]) -> str:
+    """What a dead letter too large to fit kept of its input (events/fitting.py): told in the
+    reason, so the stored row says which bytes it lacks and how to recognise the original."""
+    notes = [
+        f"{part} was {headers[size]} bytes, SHA-256 {headers.get(digest, 'unknown')}"
+        for part, size, digest in (
+            ("input", DLQ_ORIGINAL_SIZE, DLQ_ORIGINAL_SHA256),
+            ("key", DLQ_ORIGINAL_KEY_SIZE, DLQ_ORIGINAL_KEY_SHA256),
+        )
+        if size in headers
+    ]
+    return f" (stored truncated: {'; '.join(notes)})" if notes else ""
 
 
 def rejected_message(message: Message, reason: str, field: str | None) -> Rejected:

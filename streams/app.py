@@ -20,7 +20,7 @@ from typing import Any, cast
 import faust
 from faust.types import TP
 
-from events.outputs import AuditBatch
+from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
 from privtrail.settings import Settings
 from streams.judging import Incoming, Judge, Verdicts
 from streams.rules import PolicySet
@@ -164,18 +164,20 @@ class Pipeline:
         return entry
 
     async def _publish(self, verdicts: Verdicts) -> None:
+        # Every output is fitted to the message limit: one the broker refuses would stop the
+        # agent, and the same batch would be refused again after each restart.
         now = datetime.now(UTC)
+        limit = self.settings.max_message_bytes
         for letter in verdicts.dead_letters:
-            self.deadletter.send_soon(
-                key=letter.incoming.key, value=letter.incoming.value, headers=letter.headers(now)
-            )
+            incoming = letter.incoming
+            fitted = fit_dead_letter(incoming.key, incoming.value, letter.headers(now), limit)
+            self.deadletter.send_soon(key=fitted.key, value=fitted.value, headers=fitted.headers)
         for violation in verdicts.violations:
-            self.violations.send_soon(
-                key=violation.subject_pseudonym.encode(), value=violation.model_dump_json().encode()
-            )
-        for start in range(0, len(verdicts.audit), AUDIT_RECORDS_PER_MESSAGE):
-            chunk = verdicts.audit[start : start + AUDIT_RECORDS_PER_MESSAGE]
-            self.audit.send_soon(value=AuditBatch(records=chunk).model_dump_json().encode())
+            key = violation.subject_pseudonym.encode()
+            value = fit_record(violation, limit - message_size(key, b""))
+            self.violations.send_soon(key=key, value=value)
+        for value in audit_messages(verdicts.audit, limit, AUDIT_RECORDS_PER_MESSAGE):
+            self.audit.send_soon(value=value)
         await self.app.producer.flush()
         self._persist(verdicts)
 

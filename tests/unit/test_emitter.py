@@ -6,7 +6,7 @@ import inspect
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -236,6 +236,10 @@ def test_each_state_change_helper_sends_its_contract_type(
         ({"legal_basis": "because"}, "data.legal_basis"),
         ({"subject_id": ""}, "data.subject.id"),
         ({"time": datetime(2026, 3, 1, 12, 30)}, "time"),
+        # The worker would reject it: more than a day ahead of the clock.
+        ({"time": datetime.now(UTC) + timedelta(days=2)}, "time"),
+        ({"time": datetime(1969, 12, 31, 23, 59, tzinfo=UTC)}, "time"),
+        ({"actor_id": "ads\u202eranker"}, "data.actor.id"),
     ],
 )
 def test_an_invalid_event_is_refused_before_anything_is_sent(
@@ -270,7 +274,7 @@ def test_a_bad_recipient_country_is_named(emitter: Emitter, producer: FakeProduc
 def test_a_settings_change_without_any_setting_is_refused(
     emitter: Emitter, producer: FakeProducer
 ) -> None:
-    with pytest.raises(EmitError, match=r"^data\.settings: "):
+    with pytest.raises(EmitError, match=r"^data\.settings: no setting given"):
         emitter.settings_changed("linkxup", SUBJECT, "customer")
     assert producer.sent == []
 
