@@ -20,12 +20,13 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic_core import from_json
 
 from events.outputs import AuditRecord, Violation
 from events.tags import pseudonymise
 from privtrail import __version__
+from privtrail.health import WorkerStatus, WorkerWatch
 from privtrail.settings import Settings
 from sinks import LineageEdge, Rejected
 from sinks.clickhouse.store import Store
@@ -56,11 +57,15 @@ class StoreHealth(BaseModel):
 
 
 class Health(BaseModel):
+    # Degraded whenever there is a reason: the store fails, or a consumer stalls.
     status: Literal["ok", "degraded"]
+    reasons: list[str] = Field(default_factory=list)
     version: str
     store: StoreHealth
     # None when this process runs no ingest loop.
     ingest: IngestStatus | None
+    # None when this process does not watch the worker group.
+    worker: WorkerStatus | None = None
 
 
 class Party(BaseModel):
@@ -154,7 +159,12 @@ def parse_since(text: str, now: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def create_app(settings: Settings, store: Store, ingestor: Ingestor | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    store: Store,
+    ingestor: Ingestor | None = None,
+    worker: WorkerWatch | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="privtrail",
         version=__version__,
@@ -169,13 +179,18 @@ def create_app(settings: Settings, store: Store, ingestor: Ingestor | None = Non
     @app.get("/health", response_model=Health)
     def health() -> JSONResponse:
         store_health = _store_health(store)
-        ingest = ingestor.status() if ingestor else None
-        healthy = store_health.ok and (ingest is None or (ingest.running and not ingest.last_error))
+        reasons = [f"store: {store_health.error}"] if not store_health.ok else []
+        if ingestor is not None:
+            reasons += ingestor.problems()
+        if worker is not None:
+            reasons += worker.problems()
         body = Health(
-            status="ok" if healthy else "degraded",
+            status="degraded" if reasons else "ok",
+            reasons=reasons,
             version=__version__,
             store=store_health,
-            ingest=ingest,
+            ingest=ingestor.status() if ingestor is not None else None,
+            worker=worker.status() if worker is not None else None,
         )
         return JSONResponse(
             body.model_dump(mode="json"), status_code=200 if store_health.ok else 503

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -82,9 +83,21 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _serve_until(stack: Any, duration: float | None, started: float) -> None:
+    from privtrail.stack import HEALTH_POLL_SECONDS, HealthWatch
+
+    health = HealthWatch(ApiClient(stack.settings.api_url, timeout=HEALTH_POLL_SECONDS))
     while duration is None or time.monotonic() - started < duration:
         stack.check_alive()
+        _print_health_change(health.poll())
         time.sleep(0.5)
+
+
+def _print_health_change(reasons: list[str] | None) -> None:
+    if reasons:
+        why = escape("; ".join(reasons))  # error texts may hold brackets, e.g. "[Errno 111]"
+        console.print(f"[bold yellow]privtrail is degraded:[/] {why}", highlight=False)
+    elif reasons is not None:
+        console.print("[green]privtrail is healthy again[/]")
 
 
 def _run_demo(bootstrap: str, settings: Settings, count: int, seed: int) -> None:

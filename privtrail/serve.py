@@ -16,6 +16,7 @@ import uvicorn
 
 from privtrail.api import create_app
 from privtrail.brokers import tuned_settings
+from privtrail.health import WorkerWatch
 from privtrail.settings import Settings
 from sinks.alerts import create_alert_sink
 from sinks.clickhouse.store import Store
@@ -43,11 +44,12 @@ def serve(settings: Settings) -> None:
     settings = tuned_settings(settings)
     store = Store.open(settings.store_dsn)
     ingestor = Ingestor(settings, store)
+    worker = WorkerWatch(settings)
     alerts = create_alert_sink(settings)
     if alerts is not None:
         ingestor.listeners.append(alerts.send)
     config = uvicorn.Config(
-        create_app(settings, store, ingestor),
+        create_app(settings, store, ingestor, worker),
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level,
@@ -57,8 +59,10 @@ def serve(settings: Settings) -> None:
     logging.getLogger("uvicorn.access").addFilter(RedactSubjectIds())
     try:
         ingestor.start()
+        worker.start()
         server.run()
     finally:
+        worker.stop()
         ingestor.stop()
         if alerts is not None:
             alerts.close()

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     # `sink_flush_interval` seconds.
     sink_batch_size: int = Field(default=20000, ge=1)
     sink_flush_interval: float = Field(default=0.5, gt=0)
+    # /health calls the store's ingest loop or the worker group degraded once it lags (or its
+    # lag is unknown) and it has not advanced for this many seconds. The worker group is probed
+    # every 5 s, and a rebalance pauses progress for a few seconds, so keep this well above both.
+    health_stall_seconds: float = Field(default=30.0, gt=0)
     # Broker quirks that are configuration, not code (see privtrail/brokers/).
     producer_max_batch_size: int | None = None
     broker_session_timeout: float | None = None

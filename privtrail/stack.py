@@ -23,6 +23,9 @@ from privtrail.topics import ensure_topics
 
 # Faust drains its buffers on SIGTERM; give it time before SIGKILL.
 STOP_GRACE_SECONDS = 15.0
+# `privtrail up` asks /health this often: often enough to tell a stall promptly, rarely enough
+# to cost an idle stack nothing.
+HEALTH_POLL_SECONDS = 5.0
 
 
 class StackError(RuntimeError):
@@ -147,3 +150,32 @@ def violation_feed(
         stop.set()
         thread.join(5)
         consumer.close()
+
+
+class HealthWatch:
+    """Polls the stack's /health, at most every `HEALTH_POLL_SECONDS`, for status changes."""
+
+    def __init__(self, api: ApiClient, clock: Callable[[], float] = time.monotonic) -> None:
+        self._api = api
+        self._clock = clock
+        self._next_poll = clock()
+        self._degraded = False
+
+    def poll(self) -> list[str] | None:
+        """The reasons when the stack has just turned degraded, [] when it is ok again, and
+        None when nothing changed (or it is not time to ask again yet)."""
+        now = self._clock()
+        if now < self._next_poll:
+            return None
+        self._next_poll = now + HEALTH_POLL_SECONDS
+        reasons = self._reasons()
+        if bool(reasons) == self._degraded:
+            return None
+        self._degraded = bool(reasons)
+        return reasons
+
+    def _reasons(self) -> list[str]:
+        try:
+            return self._api.health().reasons
+        except ApiError as error:
+            return [str(error)]

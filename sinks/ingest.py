@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -35,6 +35,7 @@ from events.outputs import (
     AuditRecord,
     Violation,
 )
+from privtrail.health import Progress
 from privtrail.settings import Settings
 from sinks import Rejected
 from sinks.clickhouse.store import Store
@@ -78,6 +79,7 @@ class Consumer(Protocol):
     ) -> Mapping[Any, list[Any]]: ...
     def commit(self) -> None: ...
     def assignment(self) -> set[Any]: ...
+    def position(self, partition: Any, timeout_ms: int | None = None) -> int | None: ...
     def highwater(self, partition: Any) -> int | None: ...
     def close(self, autocommit: bool = True) -> None: ...
 
@@ -89,8 +91,11 @@ class IngestStatus(BaseModel):
     running: bool
     # Whether the Kafka consumer has been created (the broker answered).
     connected: bool
-    # Messages behind the end of the partitions consumed so far (None: not known yet).
+    # Messages behind the end of the assigned partitions (None: nothing assigned, or no fetch
+    # has told their end yet).
     lag: int | None
+    # Since the loop last consumed a message or was seen caught up.
+    seconds_since_progress: float
     last_flush: datetime | None
     pending_rows: int
     rows_written: dict[str, int]
@@ -131,8 +136,7 @@ class Ingestor:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected = False
-        self._positions: dict[Hashable, int] = {}
-        self._lag: int | None = None
+        self._progress = Progress()
         self._last_flush: datetime | None = None
         self._rows_written = {"events": 0, "violations": 0, "rejected_events": 0}
         self._last_error: str | None = None
@@ -156,12 +160,24 @@ class Ingestor:
         return IngestStatus(
             running=thread is not None and thread.is_alive(),
             connected=self._connected,
-            lag=self._lag,
+            lag=self._progress.lag,
+            seconds_since_progress=round(self._progress.seconds_since_progress(), 1),
             last_flush=self._last_flush,
             pending_rows=self._buffer.rows,
             rows_written=dict(self._rows_written),
             last_error=self._last_error,
         )
+
+    def problems(self) -> list[str]:
+        """Why the loop is not storing what waits for it, if it is not; empty when it is."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return [self._last_error or "ingest is not running"]
+        found = [self._last_error] if self._last_error else []
+        stalled = self._progress.problem("ingest", "messages", self.settings.health_stall_seconds)
+        if stalled:
+            found.append(stalled)
+        return found
 
     def _run(self) -> None:
         consumer = self._connect()
@@ -206,10 +222,12 @@ class Ingestor:
             self._note_error(f"polling Kafka failed: {error}")
             self._stopping.wait(MAX_BACKOFF_SECONDS)
             return
+        consumed = 0
         for records in polled.values():
             for record in records:
                 self._accept(record)
-        self._update_lag(consumer)
+            consumed += len(records)
+        self._progress.observe(_lag(consumer), advanced=consumed > 0)
 
     def _flush_due(self) -> bool:
         if self._buffer.rows >= self.settings.sink_batch_size:
@@ -229,7 +247,6 @@ class Ingestor:
 
     def _accept(self, message: Message) -> None:
         topics = self.settings.topics
-        self._positions[(message.topic, message.partition)] = message.offset + 1
         self._buffer.mark_arrival()
         if message.topic == topics.deadletter:
             self._buffer.rejected.append(rejected_from_dead_letter(message))
@@ -297,23 +314,26 @@ class Ingestor:
             except Exception:
                 log.exception("violation listener %r failed", listener)
 
-    def _update_lag(self, consumer: Consumer) -> None:
-        lag = 0
-        known = False
-        for partition in consumer.assignment() or ():
-            position = self._positions.get((partition.topic, partition.partition))
-            try:
-                end = consumer.highwater(partition)
-            except Exception:
-                continue  # revoked since assignment() answered: no longer ours to report
-            if position is not None and end is not None:
-                lag += max(end - position, 0)
-                known = True
-        self._lag = lag if known else None
-
     def _note_error(self, message: str) -> None:
         self._last_error = message
         log.warning(message)
+
+
+def _lag(consumer: Consumer) -> int | None:
+    """Messages between the consumer's positions and the ends of its assigned partitions."""
+    lag = 0
+    known = False
+    for partition in consumer.assignment() or ():
+        try:
+            # No wait: a partition whose position is still being looked up is not known yet.
+            position = consumer.position(partition, timeout_ms=0)
+            end = consumer.highwater(partition)
+        except Exception:
+            continue  # revoked since assignment() answered: no longer ours to report
+        if position is not None and end is not None:
+            lag += max(end - position, 0)
+            known = True
+    return lag if known else None
 
 
 def kafka_consumer(settings: Settings) -> Consumer:

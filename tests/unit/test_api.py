@@ -260,12 +260,12 @@ def test_latency_is_the_event_to_store_lag_of_events_stored_in_the_window() -> N
 
 def test_health_without_and_with_an_ingest_loop(store: Store, api: ApiClient) -> None:
     health = api.health()
-    assert (health.status, health.store.ok, health.ingest) == ("ok", True, None)
+    assert (health.status, health.reasons, health.store.ok, health.ingest) == ("ok", [], True, None)
 
     stopped = Ingestor(SETTINGS, store)  # never started
     with TestClient(create_app(SETTINGS, store, stopped)) as http:
         health = ApiClient(str(http.base_url), http=http).health()
-    assert health.status == "degraded"
+    assert (health.status, health.reasons) == ("degraded", ["ingest is not running"])
     assert health.ingest is not None and health.ingest.running is False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -48,6 +49,8 @@ class FakeConsumer:
 
     pending: list[Record] = field(default_factory=list)
     highwaters: dict[tuple[str, int], int] = field(default_factory=dict)
+    # The next offset per partition, as a real consumer's position after handing out records.
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
     on_commit: Callable[[], None] = lambda: None
     commits: int = 0
     closed_with_autocommit: bool | None = None
@@ -65,6 +68,7 @@ class FakeConsumer:
             time.sleep(timeout_ms / 1000)
         polled: dict[Any, list[Any]] = {}
         for record in taken:
+            self.positions[(record.topic, record.partition)] = record.offset + 1
             polled.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
         return polled
 
@@ -74,6 +78,9 @@ class FakeConsumer:
 
     def assignment(self) -> set[Any]:
         return {TopicPartition(t, p) for t, p in self.highwaters}
+
+    def position(self, partition: Any, timeout_ms: int | None = None) -> int | None:
+        return self.positions.get((partition.topic, partition.partition))
 
     def highwater(self, partition: Any) -> int | None:
         return self.highwaters.get((partition.topic, partition.partition))
@@ -319,6 +326,79 @@ def test_lag_is_the_distance_to_the_end_of_the_consumed_partitions(
     wait_until(lambda: ingestor.status().lag is not None)
 
     assert ingestor.status().lag == 6
+
+
+STALL_SECONDS = 0.3
+
+
+@pytest.fixture
+def watched(
+    store: Store, consumer: FakeConsumer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Ingestor]:
+    """An ingestor that counts as stalled after STALL_SECONDS without progress."""
+    # Polls well within the threshold, as the real loop does with the default threshold.
+    monkeypatch.setattr(ingest, "MAX_POLL_SECONDS", 0.05)
+    settings = Settings(sink_flush_interval=0.05, health_stall_seconds=STALL_SECONDS)
+    running = Ingestor(settings, store, consumer_factory=lambda: consumer)
+    yield running
+    running.stop()
+
+
+def test_a_lagging_ingest_loop_without_progress_is_degraded_naming_its_lag(
+    watched: Ingestor, consumer: FakeConsumer
+) -> None:
+    consumer.highwaters = {(VIOLATIONS, 0): 10}
+    consumer.feed(violation_message(3, "v1"))
+
+    watched.start()
+    wait_until(lambda: watched.problems() != [])
+
+    (problem,) = watched.problems()
+    assert re.fullmatch(r"ingest: 6 messages behind, no progress for \d+ s", problem)
+    status = watched.status()
+    assert status.lag == 6 and status.seconds_since_progress >= STALL_SECONDS
+
+
+def test_an_ingest_loop_that_lags_but_keeps_consuming_is_healthy(
+    watched: Ingestor, consumer: FakeConsumer
+) -> None:
+    consumer.highwaters = {(VIOLATIONS, 0): 1000}
+    watched.start()
+
+    for offset in range(3 * int(STALL_SECONDS / 0.05)):
+        consumer.feed(violation_message(offset, f"v{offset}"))
+        time.sleep(0.05)
+        assert watched.problems() == []
+
+    assert (watched.status().lag or 0) > 900
+
+
+def test_a_caught_up_ingest_loop_stays_healthy_while_idle(
+    watched: Ingestor, consumer: FakeConsumer
+) -> None:
+    consumer.highwaters = {(VIOLATIONS, 0): 2}
+    consumer.feed(violation_message(0, "v1"), violation_message(1, "v2"))
+    watched.start()
+    wait_until(lambda: watched.status().lag == 0)
+
+    time.sleep(3 * STALL_SECONDS)
+
+    assert watched.problems() == []
+    assert watched.status().seconds_since_progress < STALL_SECONDS
+
+
+def test_an_ingest_loop_without_partitions_is_degraded_once_its_lag_stays_unknown(
+    watched: Ingestor,
+) -> None:
+    # As after a restart while the group still waits for its killed member: nothing assigned.
+    watched.start()
+    assert watched.problems() == []
+
+    wait_until(lambda: watched.problems() != [])
+
+    (problem,) = watched.problems()
+    assert re.fullmatch(r"ingest: lag unknown, no progress for \d+ s", problem)
+    assert watched.status().lag is None
 
 
 def test_an_unreachable_broker_is_retried_and_reported(
