@@ -9,6 +9,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 Severity = Literal["low", "medium", "high", "critical"]
+# A violation is "open" until late evidence shows it did not happen (event-contract.md, Time):
+# the retraction is the same violation id, re-sent with status "retracted" and a newer
+# `detected_at`, so the store keeps the newest and the alert sinks see the correction.
+ViolationStatus = Literal["open", "retracted"]
 
 # Dead letters follow the Kafka Connect convention: the value and key are the original bytes,
 # untouched, and why they were rejected travels in headers.
@@ -48,6 +52,7 @@ class Violation(_Record):
     data_use: str | None = None
     actor: str | None = None
     recipient: str | None = None
+    status: ViolationStatus = "open"
 
     @staticmethod
     def make_id(rule_id: str, cause: str) -> str:

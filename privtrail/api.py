@@ -207,10 +207,14 @@ def create_app(
             Query(description="Broken at or after: ISO 8601 datetime, or relative: 15m, 2h, 7d."),
         ] = None,
         limit: Limit = 100,
+        retracted: Annotated[
+            bool,
+            Query(description="Also those late evidence retracted (status `retracted`)."),
+        ] = False,
     ) -> list[Violation]:
         """Violations, newest first (by when the rule was broken, in event time)."""
         start = _since_param(since) if since is not None else None
-        return store.violations(org=org, rule=rule, since=start, limit=limit)
+        return store.violations(org=org, rule=rule, since=start, limit=limit, retracted=retracted)
 
     @app.get("/history", response_model=HistoryPage)
     def history(

@@ -123,6 +123,14 @@ def _run_demo(bootstrap: str, settings: Settings, count: int, seed: int) -> None
 
 
 def _print_violation(violation: Violation) -> None:
+    if violation.status == "retracted":
+        console.print(
+            f"[yellow]retracted[/] {violation.rule_id} [cyan]{violation.org}[/] subject "
+            f"[magenta]{violation.subject_pseudonym}[/]: late evidence shows the rule was kept",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     console.print(
         f"[bold red]{violation.rule_id}[/] [cyan]{violation.org}[/] "
         f"subject [magenta]{violation.subject_pseudonym}[/]: {violation.explanation}",
@@ -202,16 +210,20 @@ def violations(
         str | None, typer.Option(help="ISO time or a span such as 15m, 2h, 7d.")
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,
+    retracted: Annotated[bool, typer.Option(help="Also those late evidence retracted.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Violations found, newest first."""
-    found = _ask(lambda c: c.violations(org=org, rule=rule, since=since, limit=limit))
+    found = _ask(
+        lambda c: c.violations(org=org, rule=rule, since=since, limit=limit, retracted=retracted)
+    )
     if as_json:
         print(json.dumps([v.model_dump(mode="json") for v in found], indent=2))
         return
     for v in found:
+        mark = "[yellow]RETRACTED[/] " if v.status == "retracted" else ""
         console.print(
-            f"[dim]{v.occurred_at:%Y-%m-%d %H:%M:%S}[/] [bold red]{v.rule_id}[/] "
+            f"[dim]{v.occurred_at:%Y-%m-%d %H:%M:%S}[/] {mark}[bold red]{v.rule_id}[/] "
             f"[cyan]{v.org}[/] {v.severity} subject [magenta]{v.subject_pseudonym}[/] "
             f"[dim]event {v.event_id}, policy {v.policy_version}[/]",
             highlight=False,

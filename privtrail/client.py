@@ -55,9 +55,12 @@ class ApiClient:
         rule: str | None = None,
         since: str | datetime | None = None,
         limit: int = 100,
+        retracted: bool = False,
     ) -> list[Violation]:
         """`since`: a datetime, an ISO 8601 string, or relative like `15m`, `2h`, `7d`."""
         params: dict[str, Any] = {"org": org, "rule": rule, "limit": limit}
+        if retracted:
+            params["retracted"] = "true"
         params["since"] = since.isoformat() if isinstance(since, datetime) else since
         return self._get(_VIOLATIONS, "/violations", params)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -58,9 +59,16 @@ class Settings(BaseSettings):
     # `batch_window` seconds for a batch to fill.
     batch_size: int = Field(default=5000, ge=1)
     batch_window: float = Field(default=0.5, gt=0)
-    # Deadlines run on event time; once no event has arrived for this many seconds the worker
-    # has caught up, and the wall clock becomes "now" (event-contract.md, Time).
-    wall_clock_after_idle: float = Field(default=5.0, gt=0)
+    # Arrival order never changes a verdict (event-contract.md, Time): each subject keeps its
+    # events of this much event time (and at most `history_max_events` of them) to judge a
+    # late event against the state as it was at the event's time.
+    lateness_horizon: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
+    history_max_events: int = Field(default=256, ge=1)
+    # Once the worker has read everything, deadlines fall due on the wall clock; off, only
+    # event time moves "now" (for judging a history exactly as `privtrail replay` does).
+    wall_clock_deadlines: bool = True
+    # An event's time may be at most this far ahead of the judging worker's wall clock.
+    max_event_skew: timedelta = Field(default=timedelta(hours=24), ge=timedelta(0))
     # The largest message (key, value and headers) the worker produces: below the producer's
     # `max.request.size` and the broker's `message.max.bytes` (both 1 MB by default). Outputs
     # are split or cut to fit (events/fitting.py).

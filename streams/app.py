@@ -11,7 +11,8 @@ which the store dedups; a crash after it finds the events already folded into th
 
 from __future__ import annotations
 
-import time
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,13 +23,18 @@ from faust.types import TP
 
 from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
 from privtrail.settings import Settings
+from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.rules import PolicySet
 from streams.state import SubjectState
 
+log = logging.getLogger(__name__)
+
 # Keeps each audit message well under Kafka's default 1 MB message size.
 AUDIT_RECORDS_PER_MESSAGE = 500
 DEADLINE_TICK_SECONDS = 5.0
+# How long the deadline tick waits for the broker's end offsets before "now" stands still.
+END_OFFSETS_TIMEOUT_SECONDS = 5.0
 
 
 def create_app(settings: Settings, policy: PolicySet) -> faust.App:
@@ -66,7 +72,13 @@ class Pipeline:
     def __init__(self, app: faust.App, settings: Settings, policy: PolicySet) -> None:
         self.app = app
         self.settings = settings
-        self.judge = Judge(policy, settings.pseudonym_key.get_secret_value().encode())
+        self.judge = Judge(
+            policy,
+            settings.pseudonym_key.get_secret_value().encode(),
+            horizon=settings.lateness_horizon,
+            max_kept=settings.history_max_events,
+            max_ahead=settings.max_event_skew,
+        )
         topics = settings.topics
         self.source = self._raw_topic(topics.events)
         self.violations = self._raw_topic(topics.violations)
@@ -82,7 +94,6 @@ class Pipeline:
         self._indexed: set[int] | None = None
         # Source partition -> next offset to judge, to tell which partitions have a backlog.
         self._next_offsets: dict[int, int] = {}
-        self._last_batch_at = time.monotonic()
         app.agent(self.source, name="privtrail.judge")(self._judge_stream)
         app.timer(DEADLINE_TICK_SECONDS, name="privtrail.deadlines")(self._deadline_tick)
 
@@ -101,7 +112,6 @@ class Pipeline:
         # take_events is on the concrete Stream only; agents are always given one.
         batches = cast(faust.Stream[bytes], stream).take_events(size, within=window)
         async for events in batches:
-            self._last_batch_at = time.monotonic()
             self._refresh_deadline_index()
             batch = [_incoming(event) for event in events]
             for message in batch:
@@ -110,14 +120,41 @@ class Pipeline:
             yield None
 
     async def _deadline_tick(self) -> None:
-        """With no events arriving, deadlines still fall due: on the wall clock."""
-        idle = time.monotonic() - self._last_batch_at >= self.settings.wall_clock_after_idle
-        if self.app.rebalancing or not idle:
-            return  # tables are recovering, or event time is still moving on its own
+        """Once everything is read, deadlines still fall due: on the wall clock.
+
+        Silence is not proof of that (a broker coming back after an outage has events that
+        were not delivered yet), so the wall clock takes over only while this worker's
+        positions equal the end offsets a broker has just answered with.
+        """
+        if not self.settings.wall_clock_deadlines:
+            return
+        if self.app.rebalancing or not await self._caught_up():
+            return  # tables are recovering, or there are events still to judge
         self._refresh_deadline_index()
         verdicts = self.judge.judge_due(self._now(), self._load)
         if verdicts.violations:
             await self._publish(verdicts)
+
+    async def _caught_up(self) -> bool:
+        name = self.source.get_topic_name()
+        owned = [TP(name, partition) for partition in sorted(self._owned())]
+        if not owned:
+            return False
+        try:
+            ends = await asyncio.wait_for(
+                self.app.consumer.highwaters(*owned), END_OFFSETS_TIMEOUT_SECONDS
+            )
+        except Exception as error:
+            log.warning("no end offsets from the broker (%s): event time stands still", error)
+            return False
+        # Faust seeks each assigned partition to its committed offset: what this worker
+        # starts reading from when it has judged nothing there yet.
+        committed: dict[TP, int | None] = cast(Any, self.app.consumer)._committed_offset
+        for tp in owned:
+            position = self._next_offsets.get(tp.partition, committed.get(tp) or 0)
+            if ends.get(tp) is None or ends[tp] > position:
+                return False
+        return True
 
     def _owned(self) -> set[int]:
         name = self.source.get_topic_name()
@@ -143,7 +180,7 @@ class Pipeline:
         for key in list(self.states.data):
             entry = self._entry(key)
             if entry is not None and entry.partition in added:
-                self.judge.track(key, entry.partition, entry.state)
+                self.judge.track(key, entry.partition, entry.history)
         self._indexed = owned
 
     def _now(self) -> datetime:
@@ -151,15 +188,15 @@ class Pipeline:
         watermark = self.judge.watermark
         return max(wall, watermark) if watermark else wall
 
-    def _load(self, key: str) -> SubjectState | None:
+    def _load(self, key: str) -> SubjectHistory | None:
         entry = self._entry(key)
-        return entry.state if entry else None
+        return entry.history if entry else None
 
     def _entry(self, key: str) -> _Entry | None:
         """A subject's table entry, parsed once: recovery fills the table with changelog JSON."""
         entry = self.states.data.get(key)
         if isinstance(entry, dict):
-            entry = _Entry(entry["partition"], SubjectState.model_validate(entry["state"]))
+            entry = _Entry(entry["partition"], _history(entry))
             self.states.data[key] = entry
         return entry
 
@@ -182,11 +219,14 @@ class Pipeline:
         self._persist(verdicts)
 
     def _persist(self, verdicts: Verdicts) -> None:
-        for key, (partition, state) in verdicts.states.items():
-            self.states.data[key] = _Entry(partition, state)
+        for key, (partition, history) in verdicts.histories.items():
+            self.states.data[key] = _Entry(partition, history)
             # The changelog partition follows the source partition, as Faust does per event;
             # the value is the JSON a recovering worker's table decodes back into a dict.
-            value = b'{"partition":%d,"state":%s}' % (partition, state.model_dump_json().encode())
+            value = b'{"partition":%d,"history":%s}' % (
+                partition,
+                history.model_dump_json().encode(),
+            )
             self.states.send_changelog(partition, key, value, value_serializer="raw")
 
 
@@ -195,7 +235,14 @@ class _Entry:
     """A subject's state in the table, as this worker holds it in memory."""
 
     partition: int
-    state: SubjectState
+    history: SubjectHistory
+
+
+def _history(entry: dict[str, Any]) -> SubjectHistory:
+    if "history" in entry:
+        return SubjectHistory.model_validate(entry["history"])
+    # Written before subjects kept a window: the state alone, nothing to re-judge.
+    return SubjectHistory.of_state(SubjectState.model_validate(entry["state"]))
 
 
 def _incoming(event: faust.EventT[bytes]) -> Incoming:

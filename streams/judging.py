@@ -1,74 +1,55 @@
 """Judging a batch of raw events: parse, fold per subject in event-time order, emit verdicts.
 
 Pure of Faust and Kafka so it can be tested in-process and reused for replay; the agent in
-`streams/agents.py` feeds it consumed messages and sends what it returns.
+`streams/app.py` feeds it consumed messages and sends what it returns.
+
+Arrival order never changes a verdict (event-contract.md, Time). An event that comes after
+everything judged for its subject is folded on top of the subject's state: the common case. A
+late one is merged into the subject's window (streams/history.py) and the window is judged
+again from its base; violations that appear, change or disappear are re-sent, a disappeared
+one with status "retracted", and audit records whose verdict changed are re-sent too. The store
+keeps the newest copy of each, so it ends up with exactly the in-order result.
+
+No input stops the stream: whatever goes wrong while judging one event dead-letters that event
+with the reason `internal: ...`, and the subject is judged again without it.
 """
 
 from __future__ import annotations
 
 import heapq
-import json
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from events.models import DataAccessed, DataShared, PrivacyEvent
-from events.outputs import (
-    DLQ_FIELD,
-    DLQ_OFFSET,
-    DLQ_PARTITION,
-    DLQ_REASON,
-    DLQ_TIME,
-    DLQ_TOPIC,
-    AuditRecord,
-    Violation,
-)
+from events.models import PrivacyEvent
+from events.outputs import Violation
 from events.tags import pseudonymise
 from events.validation import InvalidEvent, parse_event
+from streams.history import Kept, SubjectHistory, fold, ordering
 from streams.rules import Finding, PolicySet
 from streams.rules.replay import report_missed
-from streams.state import SubjectState, deadline_key
+from streams.state import SubjectState
+from streams.verdicts import (
+    DeadLetter,
+    Incoming,
+    Origin,
+    Verdicts,
+    audit_record,
+    deadline_violation,
+    event_violation,
+)
 
-StateLoader = Callable[[str], SubjectState | None]
+__all__ = ["DeadLetter", "Incoming", "Judge", "StateLoader", "Verdicts"]
 
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class Incoming:
-    """A consumed Kafka message, before anything is known about its content."""
+StateLoader = Callable[[str], SubjectHistory | None]
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    incoming: Incoming
-    error: InvalidEvent
-
-    def headers(self, at: datetime) -> list[tuple[str, bytes]]:
-        return [
-            (DLQ_REASON, self.error.reason.encode()),
-            (DLQ_FIELD, self.error.field.encode()),
-            (DLQ_TOPIC, self.incoming.topic.encode()),
-            (DLQ_PARTITION, str(self.incoming.partition).encode()),
-            (DLQ_OFFSET, str(self.incoming.offset).encode()),
-            (DLQ_TIME, at.isoformat().encode()),
-        ]
-
-
-@dataclass
-class Verdicts:
-    """Everything one batch produces; the caller sends it and persists `states`."""
-
-    violations: list[Violation] = field(default_factory=list)
-    audit: list[AuditRecord] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    # State key -> (source partition, new state): the changelog partition follows the source.
-    states: dict[str, tuple[int, SubjectState]] = field(default_factory=dict)
+DEFAULT_HORIZON = timedelta(days=7)
+DEFAULT_MAX_KEPT = 256
+DEFAULT_MAX_AHEAD = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -76,6 +57,25 @@ class _Accepted:
     event: PrivacyEvent
     incoming: Incoming
     pseudonym: str
+
+    @property
+    def origin(self) -> Origin:
+        return Origin(self.pseudonym, self.incoming.partition, self.incoming.offset)
+
+
+@dataclass
+class _Refold:
+    """A window judged again from its base: the resulting state and what it reports."""
+
+    state: SubjectState
+    reported: dict[str, Violation] = field(default_factory=dict)
+    violated: dict[str, list[str]] = field(default_factory=dict)
+
+
+class _EventFailed(Exception):
+    def __init__(self, kept: Kept, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.kept = kept
 
 
 class Judge:
@@ -87,15 +87,29 @@ class Judge:
     catch-up cannot make a deadline fire before the lagging partition's events are judged.
     """
 
-    def __init__(self, policy: PolicySet, pseudonym_key: bytes) -> None:
+    def __init__(
+        self,
+        policy: PolicySet,
+        pseudonym_key: bytes,
+        horizon: timedelta = DEFAULT_HORIZON,
+        max_kept: int = DEFAULT_MAX_KEPT,
+        max_ahead: timedelta = DEFAULT_MAX_AHEAD,
+    ) -> None:
         self.policy = policy
+        self.horizon = horizon
+        self.max_kept = max_kept
+        self.max_ahead = max_ahead
         self._pseudonym_key = pseudonym_key
         # Source partition -> newest event time read from it.
         self._partition_times: dict[int, datetime] = {}
+        # The latest "now" deadlines were judged at: the lateness horizon ends there.
+        self._now_reached: datetime | None = None
         # State key -> (next deadline, partition), for the subjects this worker owns; the heap
         # orders them, and entries that no longer match the dict are skipped as stale.
         self._deadlines: dict[str, tuple[datetime, int]] = {}
         self._heap: list[tuple[datetime, str]] = []
+        # The source topic, for dead letters of events only kept in a subject's window.
+        self._topic = ""
 
     @property
     def watermark(self) -> datetime | None:
@@ -114,24 +128,15 @@ class Judge:
     ) -> Verdicts:
         """Judge a batch, then report the deadlines that event time has passed."""
         verdicts = Verdicts()
+        received = datetime.now(UTC)
         by_subject: dict[str, list[_Accepted]] = defaultdict(list)
         for incoming in batch:
-            accepted = self._accept(incoming, verdicts)
+            accepted = self._accept(incoming, verdicts, received)
             if accepted is not None:
                 by_subject[accepted.pseudonym].append(accepted)
         judged_at = datetime.now(UTC)
         for key, items in by_subject.items():
-            items.sort(key=lambda a: a.event.time)  # stable: ties keep arrival order
-            state = load(key)
-            tracked = self._deadlines.get(key)
-            next_due = self._judge_subject(
-                items,
-                state or _new_state(items[0].event),
-                tracked[0] if tracked else None,
-                verdicts,
-                judged_at,
-            )
-            self._index(key, items[-1].incoming.partition, next_due)
+            self._judge_subject(key, items, load, verdicts, judged_at)
         now = self.event_time(lagging)
         if now is not None:
             self._judge_due(now, load, verdicts)
@@ -141,7 +146,235 @@ class Judge:
         """Report owned deadlines that passed before `now` unmet."""
         return self._judge_due(now, load, Verdicts())
 
+    def track(self, key: str, partition: int, history: SubjectHistory) -> None:
+        """Index a subject's next deadline (also after a rebalance or restart)."""
+        self._index(key, partition, self._next_deadline(key, history))
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        gone = set(partitions)
+        self._deadlines = {k: v for k, v in self._deadlines.items() if v[1] not in gone}
+        for partition in gone:
+            self._partition_times.pop(partition, None)
+
+    def _accept(self, incoming: Incoming, verdicts: Verdicts, now: datetime) -> _Accepted | None:
+        try:
+            event = parse_event(incoming.value, self.policy.taxonomies, now, self.max_ahead)
+            _check_key(incoming.key, event)
+            subject_id = event.data.subject.id.get_secret_value()
+            pseudonym = pseudonymise(self._pseudonym_key, event.data.org, subject_id)
+        except InvalidEvent as error:
+            verdicts.dead_letters.append(DeadLetter(incoming, error))
+            return None
+        except Exception as error:
+            self._reject_internal(incoming, error, verdicts)
+            return None
+        self._topic = incoming.topic
+        newest = self._partition_times.get(incoming.partition)
+        if newest is None or event.time > newest:
+            self._partition_times[incoming.partition] = event.time
+        return _Accepted(event, incoming, pseudonym)
+
+    def _judge_subject(
+        self,
+        key: str,
+        items: list[_Accepted],
+        load: StateLoader,
+        verdicts: Verdicts,
+        at: datetime,
+    ) -> None:
+        touched = verdicts.histories.get(key)
+        history = touched[1] if touched else load(key)
+        if history is None:
+            first = items[0].event.data
+            history = SubjectHistory.start(first.org, first.subject.kind)
+        subject_id = _subject_id(items[0].event)
+        fresh = _fresh(sorted(items, key=lambda a: ordering(a.event)), history)
+        partition = items[-1].incoming.partition
+        verdicts.histories[key] = (partition, history)
+        if not fresh:
+            return
+        if history.follows(fresh[0].event):
+            next_due = self._fold_on_top(key, history, fresh, verdicts, at)
+        else:
+            self._rejudge(key, subject_id, history, fresh, verdicts, at)
+            next_due = self._next_deadline(key, history)
+        self._trim(key, subject_id, history)
+        self._index(key, partition, next_due)
+
+    def _fold_on_top(
+        self,
+        key: str,
+        history: SubjectHistory,
+        items: list[_Accepted],
+        verdicts: Verdicts,
+        at: datetime,
+    ) -> datetime | None:
+        """The in-order case: fold each event onto the subject's current state; returns the
+        subject's next deadline."""
+        tracked = self._deadlines.get(key)
+        next_due = tracked[0] if tracked else None
+        for position, item in enumerate(items):
+            try:
+                step = fold(self.policy, history.state, item.event, next_due)
+            except Exception as error:
+                # The state may be half-updated: rebuild it from the base without this event.
+                self._reject_internal(item.incoming, error, verdicts)
+                remaining = items[position + 1 :]
+                self._rejudge(key, _subject_id(item.event), history, remaining, verdicts, at)
+                return self._next_deadline(key, history)
+            next_due = step.next_due
+            for finding in step.missed:
+                self._report(history, self._deadline(finding, history, key, at), verdicts)
+            for finding in step.findings:
+                violation = event_violation(finding, item.event, key, self.policy.version, at)
+                self._report(history, violation, verdicts)
+            violated = [f.rule.rule_id for f in step.findings]
+            history.keep(
+                Kept.of(
+                    item.event,
+                    item.incoming.value,
+                    item.incoming.partition,
+                    item.incoming.offset,
+                    violated,
+                )
+            )
+            verdicts.audit.append(
+                audit_record(item.event, item.origin, violated, self.policy.version, at)
+            )
+        return next_due
+
+    def _rejudge(
+        self,
+        key: str,
+        subject_id: str,
+        history: SubjectHistory,
+        items: list[_Accepted],
+        verdicts: Verdicts,
+        at: datetime,
+    ) -> None:
+        """Merge late events into the window and judge it again from its base."""
+        beyond = [item for item in items if history.too_old(item.event)]
+        for item in beyond:
+            self._judge_beyond_horizon(key, history, item, verdicts, at)
+        new = {item.event.id: item for item in items if not history.too_old(item.event)}
+        window = sorted(
+            [
+                *history.window,
+                *(
+                    Kept.of(i.event, i.incoming.value, i.incoming.partition, i.incoming.offset, [])
+                    for i in new.values()
+                ),
+            ],
+            key=lambda kept: kept.order,
+        )
+        while True:
+            try:
+                refold = self._refold(key, subject_id, history, window, at)
+                break
+            except _EventFailed as failed:
+                window.remove(failed.kept)
+                incoming = new[failed.kept.id].incoming if failed.kept.id in new else None
+                self._reject_internal(incoming or self._as_incoming(failed.kept), failed, verdicts)
+        self._send_changes(history, refold, verdicts, at)
+        for kept in window:
+            violated = refold.violated[kept.id]
+            arrived = new.get(kept.id)
+            if arrived is not None or violated != kept.violated:
+                event = arrived.event if arrived is not None else kept.parse(subject_id)
+                origin = Origin(key, kept.partition, kept.offset)
+                verdicts.audit.append(
+                    audit_record(event, origin, violated, self.policy.version, at)
+                )
+            kept.violated = violated
+        history.replace_window(window)
+        history.state = refold.state
+
+    def _refold(
+        self, key: str, subject_id: str, history: SubjectHistory, window: list[Kept], at: datetime
+    ) -> _Refold:
+        refold = _Refold(history.base.model_copy(deep=True))
+        next_due = self.policy.next_deadline(refold.state)
+        for kept in window:
+            try:
+                event = kept.parse(subject_id)
+                step = fold(self.policy, refold.state, event, next_due)
+                missed = [self._deadline(f, history, key, at, refold.state) for f in step.missed]
+            except Exception as error:
+                raise _EventFailed(kept, error) from error
+            next_due = step.next_due
+            for violation in missed:
+                refold.reported[violation.violation_id] = violation
+            for finding in step.findings:
+                violation = event_violation(finding, event, key, self.policy.version, at)
+                refold.reported[violation.violation_id] = violation
+            refold.violated[kept.id] = [f.rule.rule_id for f in step.findings]
+        if self._now_reached is not None:
+            try:
+                for finding in report_missed(self.policy, refold.state, self._now_reached):
+                    violation = self._deadline(finding, history, key, at, refold.state)
+                    refold.reported[violation.violation_id] = violation
+            except Exception:
+                # Not any one event's fault; the deadlines are judged again at the next "now".
+                log.exception("judging the deadlines of subject %s failed", key)
+        return refold
+
+    def _send_changes(
+        self, history: SubjectHistory, refold: _Refold, verdicts: Verdicts, at: datetime
+    ) -> None:
+        """Re-send what the re-fold reports differently: new, changed, or no longer found."""
+        before = history.reported
+        history.reported = {}
+        history.fired_until = None
+        for violation_id, violation in refold.reported.items():
+            old = before.get(violation_id)
+            history.report(violation)
+            if old is None or _content(old) != _content(violation):
+                verdicts.violations.append(violation)
+        for violation_id, old in before.items():
+            if violation_id not in refold.reported:
+                verdicts.violations.append(
+                    old.model_copy(update={"status": "retracted", "detected_at": at})
+                )
+
+    def _judge_beyond_horizon(
+        self,
+        key: str,
+        history: SubjectHistory,
+        item: _Accepted,
+        verdicts: Verdicts,
+        at: datetime,
+    ) -> None:
+        """An event older than the window: judged against the oldest state kept, and said so."""
+        since = history.since
+        assert since is not None
+        note = (
+            f" (arrived after the lateness horizon of {_span(self.horizon)}: judged against "
+            f"the subject's state as of {since.isoformat()})"
+        )
+        try:
+            findings = self.policy.judge(item.event, history.base)
+            history.base.apply(item.event)
+            missed = report_missed(self.policy, history.base, since)
+        except Exception as error:
+            self._reject_internal(item.incoming, error, verdicts)
+            return
+        for finding in findings:
+            violation = event_violation(finding, item.event, key, self.policy.version, at)
+            verdicts.violations.append(
+                violation.model_copy(update={"explanation": violation.explanation + note})
+            )
+        for finding in missed:
+            verdicts.violations.append(
+                deadline_violation(finding, history.base, key, self.policy, at)
+            )
+        violated = [f.rule.rule_id for f in findings]
+        verdicts.audit.append(
+            audit_record(item.event, item.origin, violated, self.policy.version, at)
+        )
+
     def _judge_due(self, now: datetime, load: StateLoader, verdicts: Verdicts) -> Verdicts:
+        if self._now_reached is None or now > self._now_reached:
+            self._now_reached = now
         due: list[tuple[str, int]] = []
         while self._heap and self._heap[0][0] < now:
             deadline, key = heapq.heappop(self._heap)
@@ -153,16 +386,50 @@ class Judge:
         judged_at = datetime.now(UTC)
         for key, partition in due:
             # A subject judged in this very batch has newer state than the table.
-            state = verdicts.states[key][1] if key in verdicts.states else load(key)
-            if state is not None:
-                self._report_due(state, key, now, verdicts, judged_at)
-                verdicts.states[key] = (partition, state)
-                self._index(key, partition, self.policy.next_deadline(state))
+            touched = verdicts.histories.get(key)
+            history = touched[1] if touched else load(key)
+            if history is None:
+                continue
+            try:
+                for finding in report_missed(self.policy, history.state, now):
+                    violation = self._deadline(finding, history, key, judged_at)
+                    self._report(history, violation, verdicts)
+            except Exception:
+                # Not any one event's fault; the subject's deadlines are judged again when its
+                # next event arrives.
+                log.exception("judging the deadlines of subject %s failed", key)
+                continue
+            verdicts.histories[key] = (partition, history)
+            self._index(key, partition, self._next_deadline(key, history))
         return verdicts
 
-    def track(self, key: str, partition: int, state: SubjectState) -> None:
-        """Index a subject's next deadline (also after a rebalance or restart)."""
-        self._index(key, partition, self.policy.next_deadline(state))
+    def _deadline(
+        self,
+        finding: Finding,
+        history: SubjectHistory,
+        key: str,
+        at: datetime,
+        state: SubjectState | None = None,
+    ) -> Violation:
+        return deadline_violation(finding, state or history.state, key, self.policy, at)
+
+    def _report(self, history: SubjectHistory, violation: Violation, verdicts: Verdicts) -> None:
+        history.report(violation)
+        verdicts.violations.append(violation)
+
+    def _trim(self, key: str, subject_id: str, history: SubjectHistory) -> None:
+        cutoff = self._now_reached - self.horizon if self._now_reached is not None else None
+        try:
+            history.trim(self.policy, subject_id, cutoff, self.max_kept)
+        except Exception:
+            log.exception("folding old events of subject %s into its base failed", key)
+
+    def _next_deadline(self, key: str, history: SubjectHistory) -> datetime | None:
+        try:
+            return self.policy.next_deadline(history.state)
+        except Exception:
+            log.exception("computing the next deadline of subject %s failed", key)
+            return None
 
     def _index(self, key: str, partition: int, deadline: datetime | None) -> None:
         if deadline is None:
@@ -171,62 +438,52 @@ class Judge:
             self._deadlines[key] = (deadline, partition)
             heapq.heappush(self._heap, (deadline, key))
 
-    def forget_partitions(self, partitions: Iterable[int]) -> None:
-        gone = set(partitions)
-        self._deadlines = {k: v for k, v in self._deadlines.items() if v[1] not in gone}
-        for partition in gone:
-            self._partition_times.pop(partition, None)
+    def _reject_internal(self, incoming: Incoming, error: Exception, verdicts: Verdicts) -> None:
+        reason = (
+            f"internal: {error}"
+            if isinstance(error, _EventFailed)
+            else (f"internal: {type(error).__name__}: {error}")
+        )
+        log.error(
+            "dead-lettering the event at %s[%d]@%d: %s",
+            incoming.topic,
+            incoming.partition,
+            incoming.offset,
+            reason,
+            exc_info=error,
+        )
+        verdicts.dead_letters.append(DeadLetter(incoming, InvalidEvent("", reason)))
 
-    def _accept(self, incoming: Incoming, verdicts: Verdicts) -> _Accepted | None:
-        try:
-            event = parse_event(incoming.value, self.policy.taxonomies)
-            _check_key(incoming.key, event)
-        except InvalidEvent as error:
-            verdicts.dead_letters.append(DeadLetter(incoming, error))
-            return None
-        newest = self._partition_times.get(incoming.partition)
-        if newest is None or event.time > newest:
-            self._partition_times[incoming.partition] = event.time
-        subject_id = event.data.subject.id.get_secret_value()
-        pseudonym = pseudonymise(self._pseudonym_key, event.data.org, subject_id)
-        return _Accepted(event, incoming, pseudonym)
+    def _as_incoming(self, kept: Kept) -> Incoming:
+        # An event judged before, failing now that a late event changed what came before it;
+        # its original bytes are gone, so the dead letter carries it as kept.
+        return Incoming(self._topic, kept.partition, kept.offset, None, kept.event.encode())
 
-    def _judge_subject(
-        self,
-        items: list[_Accepted],
-        state: SubjectState,
-        next_due: datetime | None,
-        verdicts: Verdicts,
-        judged_at: datetime,
-    ) -> datetime | None:
-        """Fold one subject's events, in event-time order, through the rules and its state;
-        return its next deadline."""
-        verdicts.states[items[0].pseudonym] = (items[-1].incoming.partition, state)
-        for item in items:
-            event = item.event
-            if state.seen(event.id):
-                continue  # the idempotency key: the same id twice is one event
-            # Deadlines that fell due before this event are judged first, in event-time order.
-            reported = next_due is not None and next_due < event.time
-            if reported:
-                self._report_due(state, item.pseudonym, event.time, verdicts, judged_at)
-            findings = self.policy.judge(event, state)
-            verdicts.violations.extend(
-                _violation(f, event, item.pseudonym, self.policy.version, judged_at)
-                for f in findings
-            )
-            verdicts.audit.append(_audit_record(item, findings, self.policy.version, judged_at))
-            state.apply(event)
-            # Only state-changing events move deadlines; accesses and shares are the bulk.
-            if reported or not isinstance(event.data, DataAccessed):
-                next_due = self.policy.next_deadline(state)
-        return next_due
 
-    def _report_due(
-        self, state: SubjectState, key: str, now: datetime, verdicts: Verdicts, at: datetime
-    ) -> None:
-        for finding in report_missed(self.policy, state, now):
-            verdicts.violations.append(_deadline_violation(finding, state, key, self.policy, at))
+def _subject_id(event: PrivacyEvent) -> str:
+    return event.data.subject.id.get_secret_value()
+
+
+def _fresh(items: list[_Accepted], history: SubjectHistory) -> list[_Accepted]:
+    """Items whose id the subject has not seen: the same id twice is one event."""
+    seen: set[str] = set()
+    fresh = []
+    for item in items:
+        event_id = item.event.id
+        if event_id not in seen and not history.seen(event_id):
+            seen.add(event_id)
+            fresh.append(item)
+    return fresh
+
+
+def _span(delta: timedelta) -> str:
+    if delta % timedelta(days=1):
+        return str(delta)
+    return f"{delta.days} day" + ("s" if delta.days != 1 else "")
+
+
+def _content(violation: Violation) -> dict[str, object]:
+    return violation.model_dump(exclude={"detected_at"})
 
 
 def _check_key(key: bytes | None, event: PrivacyEvent) -> None:
@@ -234,108 +491,3 @@ def _check_key(key: bytes | None, event: PrivacyEvent) -> None:
     # on the same partition, which only the subject id as message key guarantees.
     if key != event.data.subject.id.get_secret_value().encode():
         raise InvalidEvent("key", "the Kafka message key must be the subject id (data.subject.id)")
-
-
-def _deadline_of(finding: Finding) -> datetime:
-    if finding.deadline is None:
-        raise ValueError(f"{finding.rule.rule_id}: a deadline finding must carry its deadline")
-    return finding.deadline
-
-
-def _new_state(event: PrivacyEvent) -> SubjectState:
-    return SubjectState(org=event.data.org, subject_kind=event.data.subject.kind)
-
-
-def _violation(
-    finding: Finding, event: PrivacyEvent, pseudonym: str, version: str, at: datetime
-) -> Violation:
-    data = event.data
-    access = data if isinstance(data, DataAccessed) else None
-    recipient = data.recipient if isinstance(data, DataShared) else None
-    return Violation(
-        violation_id=Violation.make_id(finding.rule.rule_id, event.id),
-        rule_id=finding.rule.rule_id,
-        org=data.org,
-        severity=finding.rule.severity,
-        policy_version=version,
-        policy_section=finding.rule.section,
-        policy_text=finding.rule.text,
-        explanation=finding.explanation,
-        subject_pseudonym=pseudonym,
-        subject_kind=data.subject.kind,
-        event_id=event.id,
-        event_type=event.type,
-        occurred_at=event.time,
-        detected_at=at,
-        data_categories=list(data.categories),
-        data_use=data.use,
-        actor=f"{access.actor.kind}:{access.actor.id}" if access else None,
-        recipient=f"{recipient.kind}:{recipient.id}" if recipient else None,
-    )
-
-
-def _deadline_violation(
-    finding: Finding, state: SubjectState, pseudonym: str, policy: PolicySet, at: datetime
-) -> Violation:
-    deadline = _deadline_of(finding)
-    return Violation(
-        # Other subjects can miss the same rule's deadline at the same instant.
-        violation_id=Violation.make_id(
-            finding.rule.rule_id, f"{pseudonym}\x1f{deadline_key(finding.rule.rule_id, deadline)}"
-        ),
-        rule_id=finding.rule.rule_id,
-        org=state.org,
-        severity=finding.rule.severity,
-        policy_version=policy.version,
-        policy_section=finding.rule.section,
-        policy_text=finding.rule.text,
-        explanation=finding.explanation,
-        subject_pseudonym=pseudonym,
-        subject_kind=state.subject_kind,
-        event_id=finding.cause_event_id or "",
-        event_type="deadline",
-        occurred_at=deadline,
-        detected_at=at,
-        deadline=deadline,
-    )
-
-
-def _audit_record(
-    item: _Accepted, findings: list[Finding], version: str, at: datetime
-) -> AuditRecord:
-    event, data = item.event, item.event.data
-    access = data if isinstance(data, DataAccessed) else None
-    share = data if isinstance(data, DataShared) else None
-    # State-changing events keep their own fields (status, right, settings...) as details.
-    details = (
-        {}
-        if access
-        else data.model_dump(mode="json", exclude={"org", "subject"}, exclude_none=True)
-    )
-    return AuditRecord(
-        event_id=event.id,
-        event_type=event.type,
-        source=event.source,
-        org=data.org,
-        event_time=event.time,
-        judged_at=at,
-        subject_pseudonym=item.pseudonym,
-        subject_kind=data.subject.kind,
-        actor_kind=access.actor.kind if access else None,
-        actor_id=access.actor.id if access else None,
-        data_categories=data.categories,
-        data_use=data.use,
-        legal_basis=access.legal_basis if access else None,
-        recipient_id=share.recipient.id if share else None,
-        recipient_kind=share.recipient.kind if share else None,
-        recipient_country=share.recipient.country if share else None,
-        encrypted=share.transfer.encrypted if share else None,
-        safeguard=share.transfer.safeguard if share else None,
-        aggregated=share.aggregated if share else None,
-        explicit_consent=share.explicit_consent if share else None,
-        details={k: v if isinstance(v, str) else json.dumps(v) for k, v in details.items()},
-        policy_version=version,
-        violated_rules=[f.rule.rule_id for f in findings],
-        partition=item.incoming.partition,
-        offset=item.incoming.offset,
-    )

@@ -98,12 +98,16 @@ class SubjectState(BaseModel):
     def seen(self, event_id: str) -> bool:
         return event_id in self.recent_event_ids
 
-    def apply(self, event: PrivacyEvent) -> None:
-        """Fold one event into the state (after the rules have judged it against the old state)."""
-        self.recent_event_ids = [*self.recent_event_ids[-(RECENT_IDS - 1) :], event.id]
-        at = event.time
+    def record(self, event_id: str, at: datetime) -> None:
+        """Note that an event happened, whatever its type: all an access changes."""
+        self.recent_event_ids = [*self.recent_event_ids[-(RECENT_IDS - 1) :], event_id]
         if self.last_event_time is None or at > self.last_event_time:
             self.last_event_time = at
+
+    def apply(self, event: PrivacyEvent) -> None:
+        """Fold one event into the state (after the rules have judged it against the old state)."""
+        at = event.time
+        self.record(event.id, at)
         match event:
             case ConsentChangedEvent(data=data):
                 if self._newest(f"consent:{data.data_use}", at):

@@ -110,6 +110,9 @@ VIOLATIONS = Table(
         ("data_use", OPTIONAL_LABEL),
         ("actor", "Nullable(String)"),
         ("recipient", "Nullable(String)"),
+        # A retraction is the same violation re-sent with a newer `detected_at`: the newest
+        # copy wins, so a retracted violation reads as such and is kept for the record.
+        ("status", "Enum8('open' = 1, 'retracted' = 2) DEFAULT 'open'"),
     ),
     order_by=("org", "rule_id", "violation_id"),
     version="detected_at",
@@ -192,4 +195,20 @@ def ensure_schema(client: Client, database: str = DEFAULT_DATABASE) -> None:
     client.command(f"CREATE DATABASE IF NOT EXISTS {database}", use_database=False)
     for table in TABLES:
         client.command(table.ddl(database), use_database=False)
+        _add_missing_columns(client, database, table)
     client.command(lineage_view_ddl(database), use_database=False)
+
+
+def _add_missing_columns(client: Client, database: str, table: Table) -> None:
+    """Stores created by an earlier version lack the columns added since."""
+    result = client.query(
+        "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}",
+        parameters={"db": database, "t": table.name},
+    )
+    present = {row[0] for row in result.result_rows}
+    for column, kind in table.columns:
+        if column not in present:
+            client.command(
+                f"ALTER TABLE {database}.{table.name} ADD COLUMN `{column}` {kind}",
+                use_database=False,
+            )

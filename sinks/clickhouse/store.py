@@ -158,8 +158,10 @@ class Store:
         since: datetime | None = None,
         limit: int = 100,
         subject_pseudonym: str | None = None,
+        retracted: bool = False,
     ) -> list[Violation]:
-        """Violations matching every given filter, newest (in event time) first.
+        """Violations matching every given filter, newest (in event time) first; retracted
+        ones (late evidence showed the rule was kept) only with `retracted`.
 
         `since` bounds `occurred_at`: when the rule was broken, not when it was detected.
         """
@@ -170,7 +172,10 @@ class Store:
             "subject": ("subject_pseudonym = {subject:String}", subject_pseudonym),
         }
         given = {name: f for name, f in filters.items() if f[1] is not None}
-        where = " AND ".join(condition for condition, _ in given.values()) or "1"
+        conditions = [condition for condition, _ in given.values()]
+        if not retracted:
+            conditions.append(_OPEN)
+        where = " AND ".join(conditions) or "1"
         sql = (
             f"SELECT {self._select(VIOLATIONS)} FROM {self._table(VIOLATIONS)} FINAL "
             f"WHERE {where} ORDER BY occurred_at DESC, violation_id LIMIT {_positive(limit)}"
@@ -247,11 +252,13 @@ class Store:
 
     def stats(self) -> StoreStats:
         counts = " UNION ALL ".join(
-            f"SELECT '{t.name}' AS name, count() AS n FROM {self._table(t)} FINAL" for t in TABLES
+            f"SELECT '{t.name}' AS name, count() AS n FROM {self._table(t)} FINAL"
+            + (f" WHERE {_OPEN}" if t is VIOLATIONS else "")
+            for t in TABLES
         )
         by_rule = (
             "SELECT org, rule_id, toString(any(severity)) AS severity, count() AS count "
-            f"FROM {self._table(VIOLATIONS)} FINAL GROUP BY org, rule_id "
+            f"FROM {self._table(VIOLATIONS)} FINAL WHERE {_OPEN} GROUP BY org, rule_id "
             "ORDER BY count DESC, org, rule_id"
         )
         tables = {str(row["name"]): int(row["n"]) for row in self._rows(counts, {})}
@@ -319,6 +326,10 @@ class Store:
     @staticmethod
     def _select(table: Table) -> str:
         return ", ".join(f"`{name}`" for name in table.column_names)
+
+
+# Violations that still stand: late evidence retracts one by re-sending it with this status.
+_OPEN = "status = 'open'"
 
 
 def _positive(limit: int) -> int:

@@ -43,7 +43,7 @@ def judge_history(
     an erasure is reported even if the erasure arrives later. Events with an id already seen for
     the subject count once. Findings come out in order of when they occurred.
     """
-    ordered = sorted(events, key=lambda e: e.time)  # stable: ties keep input order
+    ordered = sorted(events, key=lambda e: (e.time, e.id))
     subjects: dict[tuple[str, str], _Subject] = {}
     findings: list[SubjectFinding] = []
     for event in ordered:

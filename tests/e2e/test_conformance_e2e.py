@@ -13,114 +13,34 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import replace
 
 import pytest
 
 from events.emitter import Emitter
-from events.models import PrivacyEvent
-from events.outputs import Violation
 from events.tags import pseudonymise
 from privtrail.api import MAX_LIMIT
-from streams.rules import SubjectFinding, judge_history, load_policy_set
+from streams.rules import judge_history, load_policy_set
 from streams.rules.policy import YamlPolicySet
 from streams.state import SubjectState
-from tests.conformance.cases import POLICIES, Case, case_files, org_of
-from tests.conformance.compact import build_events
+from tests.conformance.cases import POLICIES, org_of
+from tests.conformance.prepared import (
+    Prepared,
+    Verdict,
+    in_global_time_order,
+    in_process_verdict,
+    prepare,
+    stored_verdict,
+    subject_id,
+)
 from tests.e2e.conftest import Pipeline
 
 pytestmark = pytest.mark.e2e
-# Deadlines fire on event time only: the wall clock never takes over during the test.
-NEVER_IDLE = 10**6
 # Policy overrides need a policy of their own, which one pipeline cannot give; few may need it.
 MAX_OVERRIDDEN = 3
 # The store has settled once the violation count stays the same this long.
 QUIET_SECONDS = 3.0
 WAIT_SECONDS = 60
-
-# (subject id, rule id, id of the breaking event or "deadline <when>")
-Verdict = tuple[str, str, str]
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A case made real: its events, on subjects no other case uses."""
-
-    tag: str
-    rule_id: str
-    case: Case
-    events: list[PrivacyEvent]
-
-
-def prepare(policy: YamlPolicySet) -> tuple[list[Prepared], list[str]]:
-    """Every case without a policy override, and the names of those with one."""
-    prepared: list[Prepared] = []
-    overridden: list[str] = []
-    for rule_id, file in case_files().items():
-        for case in file.cases:
-            if case.policy is not None:
-                overridden.append(f"{rule_id}: {case.name}")
-                continue
-            tag = f"c{len(prepared) + len(overridden):03d}"
-            org = org_of(policy, rule_id)
-            kind = policy.policies[org].subject_kinds[0]
-            items = [isolated(item, tag) for item in case.events]
-            events = build_events(items, org, kind, policy.taxonomies, f"{tag}-{rule_id}")
-            prepared.append(Prepared(tag, rule_id, case, events))
-    return prepared, overridden
-
-
-def isolated(item: Mapping[str, Any], tag: str) -> dict[str, Any]:
-    """A compact event moved onto the case's own subject, and its event id if it names one.
-
-    An actor or recipient with the subject's id is the subject itself (a member viewing their
-    own profile), so it moves along.
-    """
-    subject = item.get("subject", "s1")
-    moved = {**item, "subject": f"{tag}-{subject}"}
-    if "id" in item:
-        moved["id"] = f"{tag}-{item['id']}"
-    for party in ("actor", "recipient"):
-        if party in item:
-            kind, party_id, *rest = str(item[party]).split(":")
-            if party_id == subject:
-                moved[party] = ":".join([kind, f"{tag}-{party_id}", *rest])
-    return moved
-
-
-def in_global_time_order(prepared: list[Prepared]) -> list[PrivacyEvent]:
-    # Stable, as judge_history's sort is, so ties keep the same order in both runs.
-    return sorted((e for p in prepared for e in p.events), key=lambda e: e.time)
-
-
-def subject_id(event: PrivacyEvent) -> str:
-    return event.data.subject.id.get_secret_value()
-
-
-def deadline_cause(deadline: datetime) -> str:
-    return f"deadline {deadline.astimezone(UTC).isoformat()}"
-
-
-def in_process_verdict(found: SubjectFinding) -> Verdict:
-    cause = found.event.id if found.event else deadline_cause(_deadline(found.finding.deadline))
-    return (found.subject.id.get_secret_value(), found.finding.rule.rule_id, cause)
-
-
-def stored_verdict(violation: Violation, subjects: Mapping[str, str]) -> Verdict:
-    assert violation.subject_pseudonym in subjects, f"unknown subject in {violation}"
-    cause = (
-        deadline_cause(_deadline(violation.deadline))
-        if violation.event_type == "deadline"
-        else violation.event_id
-    )
-    return (subjects[violation.subject_pseudonym], violation.rule_id, cause)
-
-
-def _deadline(value: datetime | None) -> datetime:
-    assert value is not None, "a deadline verdict without its deadline"
-    return value
 
 
 def time_sensitive(policy: YamlPolicySet, case: Prepared) -> bool:
@@ -173,7 +93,8 @@ def test_the_pipeline_judges_the_conformance_suite_as_judge_history_does(
     prepared, overridden = prepare(policy)
     assert len(overridden) <= MAX_OVERRIDDEN, f"too many cases skipped here: {overridden}"
     history = in_global_time_order(prepared)
-    event_time_only = {"wall_clock_after_idle": NEVER_IDLE}
+    # Deadlines fire on event time only, as for judge_history: never on the wall clock.
+    event_time_only = {"wall_clock_deadlines": False}
     judged = replace(pipeline, settings=pipeline.settings.model_copy(update=event_time_only))
     topic = judged.settings.topics.events
     with Emitter(judged.settings.bootstrap, source="/conformance", topic=topic) as emitter:

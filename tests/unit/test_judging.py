@@ -9,7 +9,8 @@ from typing import Any
 
 from events.models import DataSharedEvent, PrivacyEvent
 from events.taxonomy import Taxonomy
-from streams.judging import Incoming, Judge
+from streams.history import SubjectHistory
+from streams.judging import Incoming, Judge, Verdicts
 from streams.rules import Finding, PolicySet, RuleInfo
 from streams.state import SubjectState
 
@@ -77,14 +78,14 @@ class Store:
     """A dict standing in for the worker's state table."""
 
     def __init__(self) -> None:
-        self.states: dict[str, SubjectState] = {}
+        self.histories: dict[str, SubjectHistory] = {}
 
-    def load(self, key: str) -> SubjectState | None:
-        return self.states.get(key)
+    def load(self, key: str) -> SubjectHistory | None:
+        return self.histories.get(key)
 
-    def save(self, verdicts: Any) -> None:
-        for key, (_, state) in verdicts.states.items():
-            self.states[key] = state
+    def save(self, verdicts: Verdicts) -> None:
+        for key, (_, history) in verdicts.histories.items():
+            self.histories[key] = history
 
 
 def test_violations_audit_and_dead_letters_from_one_batch() -> None:
@@ -170,11 +171,12 @@ def test_deadline_fires_on_the_clock_without_new_events() -> None:
 def test_a_recovered_subject_is_tracked_for_deadlines() -> None:
     judge = Judge(TwoRules(), b"k")
     state = SubjectState(org="acme", subject_kind="customer", closed_at=T0, closed_event_id="c")
-    judge.track("subject", 0, state)
-    due = judge.judge_due(T0 + timedelta(days=2), {"subject": state}.get)
+    history = SubjectHistory.of_state(state)
+    judge.track("subject", 0, history)
+    due = judge.judge_due(T0 + timedelta(days=2), {"subject": history}.get)
     assert [v.rule_id for v in due.violations] == ["T-CLOSE-2"]
     judge.forget_partitions([0])
-    assert not judge.judge_due(T0 + timedelta(days=9), {"subject": state}.get).violations
+    assert not judge.judge_due(T0 + timedelta(days=9), {"subject": history}.get).violations
 
 
 def test_audit_records_keep_state_change_details() -> None:

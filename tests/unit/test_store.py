@@ -106,6 +106,40 @@ def test_violations_are_stored_once_and_returned_newest_first(store: Store) -> N
     assert store.violations(limit=1) == [new]
 
 
+def test_a_retracted_violation_no_longer_counts_but_stays_on_record(store: Store) -> None:
+    kept, withdrawn = violation("v-kept"), violation("v-withdrawn")
+    store.write_violations([kept, withdrawn])
+    retraction = withdrawn.model_copy(
+        update={"status": "retracted", "detected_at": withdrawn.detected_at + timedelta(minutes=1)}
+    )
+    store.write_violations([retraction])
+
+    assert store.violations() == [kept]
+    assert store.stats()["tables"]["violations"] == 1
+    assert [r["count"] for r in store.stats()["violations_by_rule"]] == [1]
+    on_record = {v.violation_id: v.status for v in store.violations(retracted=True)}
+    assert on_record == {"v-kept": "open", "v-withdrawn": "retracted"}
+    # A later re-judgement that finds the violation again re-opens it.
+    store.write_violations(
+        [withdrawn.model_copy(update={"detected_at": retraction.detected_at + timedelta(1)})]
+    )
+    assert {v.violation_id for v in store.violations()} == {"v-kept", "v-withdrawn"}
+
+
+def test_a_store_created_before_a_column_existed_gets_it() -> None:
+    dsn = store_dsn()
+    first = Store.open(dsn)
+    first.write_violations([violation("v1")])
+    first._client.command(f"ALTER TABLE {first.database}.violations DROP COLUMN status")
+    first.close()
+
+    again = Store.open(dsn)
+    try:
+        assert [v.status for v in again.violations()] == ["open"]
+    finally:
+        again.close()
+
+
 def test_violations_filters_combine(store: Store) -> None:
     store.write_violations(
         [

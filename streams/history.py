@@ -1,0 +1,233 @@
+"""A subject's recent history in event time, so a late event is judged as if it came in order.
+
+Per subject the worker keeps:
+- `base`: the state folded from every event older than the window (judged long ago);
+- `window`: the events since `since`, in event-time order (time, then id), each with the rules
+  it broke when last judged;
+- `state`: `base` with the window folded on top: what an event arriving in order is judged
+  against;
+- `reported`: the violations reported for the window, by id, so a re-fold can tell what it
+  adds, changes or retracts.
+
+The window spans the lateness horizon in event time, and at most `max_kept` events: an event
+older than `since` is judged against `base`, the oldest state kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from events.models import DataAccessed, EventType, PrivacyEvent
+from events.outputs import Violation
+from events.validation import parse_structure
+from streams.rules import Finding, PolicySet
+from streams.rules.replay import report_missed
+from streams.state import SubjectState
+
+# The changelog must never carry a raw subject id, so a kept event has every JSON string equal
+# to it (the subject's id, and an actor's or recipient's that is the subject) replaced by this;
+# it holds a NUL, which no identifier may. Judging again needs a new event of the subject,
+# which brings the real id back.
+SUBJECT_PLACEHOLDER = json.dumps("\x00privtrail:subject\x00")
+# How far past the horizon the oldest kept event may be before the window is trimmed.
+TRIM_SLACK = timedelta(hours=6)
+_ACCESS_TYPES = frozenset({EventType.DATA_ACCESSED, EventType.DATA_SHARED})
+
+
+@dataclass
+class Kept:
+    """One event of the window, with what it takes to judge it again.
+
+    A dataclass, not a model: one is made per event on the hot path.
+    """
+
+    id: str
+    time: datetime
+    type: str
+    partition: int
+    offset: int
+    # The event as it arrived, its subject id replaced by SUBJECT_PLACEHOLDER.
+    event: str
+    # Rule ids the event broke when last judged: a re-fold re-sends its audit record on a change.
+    violated: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls, event: PrivacyEvent, raw: bytes, partition: int, offset: int, violated: list[str]
+    ) -> Kept:
+        return cls(
+            id=event.id,
+            time=event.time,
+            type=event.type,
+            partition=partition,
+            offset=offset,
+            event=_without_subject_id(raw.decode(), event.data.subject.id.get_secret_value()),
+            violated=violated,
+        )
+
+    @property
+    def order(self) -> tuple[datetime, str]:
+        return (self.time, self.id)
+
+    def parse(self, subject_id: str) -> PrivacyEvent:
+        """The event again, with the subject's real id."""
+        return parse_structure(
+            self.event.replace(SUBJECT_PLACEHOLDER, json.dumps(subject_id)).encode()
+        )
+
+
+def _without_subject_id(text: str, subject_id: str) -> str:
+    if SUBJECT_PLACEHOLDER in text:
+        raise ValueError("the event holds privtrail's reserved subject placeholder")
+    # Producers escape non-ASCII characters, or don't: either spelling of the id is replaced.
+    spellings = {json.dumps(subject_id), json.dumps(subject_id, ensure_ascii=False)}
+    for spelling in spellings:
+        text = text.replace(spelling, SUBJECT_PLACEHOLDER)
+    if SUBJECT_PLACEHOLDER not in text:
+        # Spelled some other way (escapes of the producer's own choosing): re-encode the event.
+        body = json.loads(text)
+        _replace_strings(body, subject_id, json.loads(SUBJECT_PLACEHOLDER))
+        text = json.dumps(body)
+    return text
+
+
+def _replace_strings(node: Any, old: str, new: str) -> Any:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            node[key] = _replace_strings(value, old, new)
+    elif isinstance(node, list):
+        node[:] = [_replace_strings(value, old, new) for value in node]
+    return new if node == old else node
+
+
+@dataclass(frozen=True)
+class Step:
+    """What folding one event found: deadlines missed before it, and the rules it broke."""
+
+    missed: list[Finding]
+    findings: list[Finding]
+    next_due: datetime | None
+
+
+def fold(
+    policy: PolicySet, state: SubjectState, event: PrivacyEvent, next_due: datetime | None
+) -> Step:
+    """Judge `event` against `state` and fold it in, reporting the deadlines that fell due first.
+
+    `next_due` is the subject's earliest pending deadline: only when it falls before the event
+    are deadlines judged, and only state-changing events move it (accesses are the bulk).
+    """
+    due = next_due is not None and next_due < event.time
+    missed = report_missed(policy, state, event.time) if due else []
+    findings = policy.judge(event, state)
+    state.apply(event)
+    if due or not isinstance(event.data, DataAccessed):
+        next_due = policy.next_deadline(state)
+    return Step(missed, findings, next_due)
+
+
+def ordering(event: PrivacyEvent) -> tuple[datetime, str]:
+    """The one order events of a subject are judged in, whatever order they arrive in."""
+    return (event.time, event.id)
+
+
+class SubjectHistory(BaseModel):
+    base: SubjectState
+    state: SubjectState
+    # Events before this instant are folded into `base`; None while nothing was.
+    since: datetime | None = None
+    window: list[Kept] = Field(default_factory=list)
+    reported: dict[str, Violation] = Field(default_factory=dict)
+    # The latest deadline reported missed in the window: an event before it arrived too late
+    # to be folded on top, since in order it would have been judged before that deadline.
+    fired_until: datetime | None = None
+    # Ids of the window's events, for dedup; rebuilt from the window, never serialized.
+    ids: set[str] = Field(default_factory=set, exclude=True)
+
+    def model_post_init(self, context: Any) -> None:
+        self.ids = {kept.id for kept in self.window}
+
+    @classmethod
+    def start(cls, org: str, subject_kind: str) -> SubjectHistory:
+        return cls(
+            base=SubjectState(org=org, subject_kind=subject_kind),
+            state=SubjectState(org=org, subject_kind=subject_kind),
+        )
+
+    @classmethod
+    def of_state(cls, state: SubjectState) -> SubjectHistory:
+        """A history with nothing in its window, e.g. from a changelog written before windows."""
+        return cls(base=state.model_copy(deep=True), state=state, since=state.last_event_time)
+
+    def seen(self, event_id: str) -> bool:
+        return event_id in self.ids or self.base.seen(event_id)
+
+    def too_old(self, event: PrivacyEvent) -> bool:
+        return self.since is not None and event.time < self.since
+
+    def follows(self, event: PrivacyEvent) -> bool:
+        """Whether `event` comes after everything judged for the subject, so folding it on top
+        of `state` gives the in-order verdict."""
+        if self.too_old(event):
+            return False
+        if self.window and ordering(event) < self.window[-1].order:
+            return False
+        return self.fired_until is None or event.time > self.fired_until
+
+    def keep(self, kept: Kept) -> None:
+        self.window.append(kept)
+        self.ids.add(kept.id)
+
+    def replace_window(self, window: list[Kept]) -> None:
+        self.window = window
+        self.ids = {kept.id for kept in window}
+
+    def report(self, violation: Violation) -> None:
+        self.reported[violation.violation_id] = violation
+        if violation.deadline is not None and (
+            self.fired_until is None or violation.deadline > self.fired_until
+        ):
+            self.fired_until = violation.deadline
+
+    def trim(
+        self, policy: PolicySet, subject_id: str, cutoff: datetime | None, max_kept: int
+    ) -> None:
+        """Fold the events older than `cutoff`, and any beyond the newest `max_kept`, into
+        `base`. Their violations were reported when they were judged.
+
+        Trimming waits until a quarter of `max_kept` more events, or an eighth of the horizon
+        more, has built up, so it is paid for once per many events, not once per batch.
+        """
+        drop = self._excess(cutoff, max_kept)
+        if drop == 0:
+            return
+        # On a copy: a failure part-way must not leave events folded into both.
+        base = self.base.model_copy(deep=True)
+        next_due = policy.next_deadline(base)
+        for kept in self.window[:drop]:
+            if kept.type in _ACCESS_TYPES and (next_due is None or next_due >= kept.time):
+                base.record(kept.id, kept.time)  # an access changes no other state
+            else:
+                next_due = fold(policy, base, kept.parse(subject_id), next_due).next_due
+        since = self.window[drop - 1].time
+        since = max(since, cutoff) if cutoff is not None else since
+        # In order, every deadline before the first kept event was judged before it.
+        report_missed(policy, base, since)
+        self.base, self.since = base, since
+        self.replace_window(self.window[drop:])
+        self.reported = {vid: v for vid, v in self.reported.items() if v.occurred_at >= since}
+
+    def _excess(self, cutoff: datetime | None, max_kept: int) -> int:
+        """How many of the oldest kept events to fold into the base now."""
+        window = self.window
+        over = len(window) - max_kept
+        drop = over if over > max_kept // 4 else 0
+        if cutoff is not None and window and window[0].time < cutoff - TRIM_SLACK:
+            while drop < len(window) and window[drop].time < cutoff:
+                drop += 1
+        return drop
