@@ -21,6 +21,8 @@ from privtrail.topics import ensure_topics
 from tests.support import free_port, log_tail, running_process, settings_for
 
 T = TypeVar("T")
+# The store has settled once a count stays the same this long.
+QUIET_SECONDS = 3.0
 
 
 @dataclass
@@ -95,3 +97,17 @@ def _healthy(api: ApiClient) -> bool:
         return True
     except ApiError:
         return False
+
+
+def settled(count: Callable[[], int]) -> Callable[[], int | None]:
+    """A probe that answers the count once it has not changed for QUIET_SECONDS."""
+    last: list[tuple[int, float]] = []
+
+    def probe() -> int | None:
+        now, current = time.monotonic(), count()
+        if not last or last[0][0] != current:
+            last[:] = [(current, now)]
+            return None
+        return current if now - last[0][1] >= QUIET_SECONDS else None
+
+    return probe

@@ -10,9 +10,8 @@ expect on their own.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 
 import pytest
@@ -33,13 +32,11 @@ from tests.conformance.prepared import (
     stored_verdict,
     subject_id,
 )
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import Pipeline, settled
 
 pytestmark = pytest.mark.e2e
 # Policy overrides need a policy of their own, which one pipeline cannot give; few may need it.
 MAX_OVERRIDDEN = 3
-# The store has settled once the violation count stays the same this long.
-QUIET_SECONDS = 3.0
 WAIT_SECONDS = 60
 
 
@@ -58,20 +55,6 @@ def leaves_deadline(policy: YamlPolicySet, case: Prepared) -> bool:
         org, kind = event.data.org, event.data.subject.kind
         states.setdefault(subject_id(event), SubjectState(org=org, subject_kind=kind)).apply(event)
     return any(policy.next_deadline(state) is not None for state in states.values())
-
-
-def settled(count: Callable[[], int]) -> Callable[[], int | None]:
-    """A probe that answers the count once it has not changed for QUIET_SECONDS."""
-    last: list[tuple[int, float]] = []
-
-    def probe() -> int | None:
-        now, current = time.monotonic(), count()
-        if not last or last[0][0] != current:
-            last[:] = [(current, now)]
-            return None
-        return current if now - last[0][1] >= QUIET_SECONDS else None
-
-    return probe
 
 
 def differences(

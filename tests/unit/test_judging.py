@@ -216,3 +216,46 @@ def test_subjects_missing_a_deadline_at_the_same_instant_get_distinct_violations
     store.save(judge.judge_batch(closures, store.load))
     due = judge.judge_due(T0 + timedelta(days=2), store.load)
     assert len({v.violation_id for v in due.violations}) == 2
+
+
+class Flaky(TwoRules):
+    """Fails on the events whose id starts with "bad": a bug in a rule or in state."""
+
+    def judge(self, event: PrivacyEvent, state: SubjectState) -> list[Finding]:
+        if event.id.startswith("bad"):
+            raise ValueError(f"cannot judge {event.id}")
+        return super().judge(event, state)
+
+
+def test_an_event_that_cannot_be_judged_is_dead_lettered_and_judging_goes_on() -> None:
+    judge, store = Judge(Flaky(), b"k"), Store()
+    verdicts = judge.judge_batch(
+        [
+            incoming(raw("e1", 1, "data.shared")),
+            incoming(raw("bad1", 2, "data.shared"), offset=1),
+            incoming(raw("e3", 3, "data.shared"), offset=2),
+            incoming(raw("e4", 4, "data.shared", subject="s2"), key=b"s2", offset=3),
+        ],
+        store.load,
+    )
+    assert [r.event_id for r in verdicts.audit] == ["e1", "e3", "e4"]
+    assert [v.event_id for v in verdicts.violations] == ["e1", "e3", "e4"]
+    [letter] = verdicts.dead_letters
+    assert letter.incoming.offset == 1
+    assert letter.error.reason == "internal: ValueError: cannot judge bad1"
+    store.save(verdicts)
+    # The subject's state holds the judged events only, and later batches go on.
+    later = judge.judge_batch([incoming(raw("e5", 5, "data.shared"), offset=4)], store.load)
+    assert [r.event_id for r in later.audit] == ["e5"] and not later.dead_letters
+
+
+def test_a_late_event_that_cannot_be_judged_leaves_the_window_as_it_was() -> None:
+    judge, store = Judge(Flaky(), b"k"), Store()
+    store.save(judge.judge_batch([incoming(raw("e2", 2, "data.shared"))], store.load))
+    late = judge.judge_batch([incoming(raw("bad1", 1, "data.shared"), offset=1)], store.load)
+    assert [d.error.reason for d in late.dead_letters] == [
+        "internal: ValueError: cannot judge bad1"
+    ]
+    assert not late.violations and not late.audit  # nothing changed for e2
+    store.save(late)
+    assert [k.id for k in store.histories[next(iter(store.histories))].window] == ["e2"]
