@@ -295,13 +295,18 @@ def test_offset_commits_during_a_rebalance_do_not_stall_the_group(broker: Embedd
 
 
 def group_consumer(broker: EmbeddedBroker, topic: str, group: str) -> KafkaConsumer:
-    return KafkaConsumer(
+    consumer = KafkaConsumer(
         topic,
         bootstrap_servers=broker.bootstrap,
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
+    # kafka-python's group leader assigns only partitions it has metadata for: a join that wins
+    # the race with the first metadata fetch assigns nothing ("No partition metadata for
+    # topic") and stays empty until the next refresh, minutes later. Fetch it first.
+    consumer.partitions_for_topic(topic)
+    return consumer
 
 
 @on_each_broker()
