@@ -23,8 +23,8 @@ from events.taxonomy import Taxonomy
 
 _ADAPTER: TypeAdapter[PrivacyEvent] = TypeAdapter(PrivacyEvent)
 _EARLIEST = f"{EARLIEST_EVENT_TIME:%Y-%m-%dT%H:%M:%SZ}"
-# How many characters of an offending JSON key a reason quotes.
-_QUOTED_KEY_CHARS = 64
+# How many characters of an offending JSON key or event type a reason quotes.
+_QUOTED_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -196,8 +196,13 @@ def _duplicate_path(text: str) -> str:
 
 
 def _duplicate_reason(key: str) -> str:
-    quoted = repr(key[:_QUOTED_KEY_CHARS]) + ("..." if len(key) > _QUOTED_KEY_CHARS else "")
-    return f"duplicate key {quoted} in one JSON object (which value counts is ambiguous)"
+    return f"duplicate key {_quoted(key)} in one JSON object (which value counts is ambiguous)"
+
+
+def _quoted(text: str) -> str:
+    # An offending key or tag is quoted, but never at a length that would bury the reason.
+    cut = len(text) > _QUOTED_CHARS
+    return repr(text[:_QUOTED_CHARS]) + ("..." if cut else "")
 
 
 def _check_depth(document: Any) -> None:
@@ -262,7 +267,7 @@ def _reason(error: ErrorDetails) -> str:
     if kind == "union_tag_not_found":
         return "missing required attribute"
     if kind == "union_tag_invalid":
-        return f"unknown event type {error['ctx']['tag']!r}"
+        return f"unknown event type {_quoted(str(error['ctx']['tag']))}"
     if kind == "missing":
         return "missing required field"
     if kind == "extra_forbidden":
