@@ -329,9 +329,13 @@ def install_kafka() -> None:
     try:
         install_jars(lib_dir, shutil.which("mvn"))
     except JarsUnavailable as exc:
-        raise _fail(
-            f"Kafka {KAFKA_VERSION} not installed, privtrail will run noida: {exc}"
-        ) from None
+        # One unwrapped line: it is all `make install` prints about it before going on.
+        errors.print(
+            f"Kafka {KAFKA_VERSION} not installed, privtrail will run noida: {exc}",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
     console.print(f"Kafka {KAFKA_VERSION} jars installed in {lib_dir}")
 
 

@@ -59,7 +59,7 @@ def runnable_settings(settings: Settings, say: Callable[[str], None]) -> Setting
     missing = broker_class(settings.broker).missing()
     if missing is None:
         return settings
-    say(f"the {settings.broker} broker cannot run ({missing}); using the {FALLBACK} broker")
+    say(f"the {settings.broker} broker cannot run: {missing}; using the {FALLBACK} broker")
     return settings.model_copy(update={"broker": FALLBACK})
 
 

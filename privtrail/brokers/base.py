@@ -18,6 +18,7 @@ from privtrail.processes import spawn, stop_process_group
 
 LOG_TAIL_LINES = 20
 STOP_GRACE_SECONDS = 10.0
+START_TIMEOUT_SECONDS = 30.0
 POLL_SECONDS = 0.1
 PROBE_TIMEOUT_MS = 3000
 
@@ -89,7 +90,7 @@ class EmbeddedBroker(ABC):
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Launch the broker and return once it answers a Kafka metadata request.
 
         On Linux the broker is also terminated when the thread that started it dies, so call

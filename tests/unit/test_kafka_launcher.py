@@ -144,7 +144,7 @@ def test_missing_jars_fall_back_to_noida_saying_so_in_one_line(
 
     assert settings.broker == "noida"
     assert len(said) == 1
-    assert re.fullmatch(r"the kafka broker cannot run \(.*\); using the noida broker", said[0])
+    assert re.fullmatch(r"the kafka broker cannot run: .*; using the noida broker", said[0])
     assert f"jars are not in {tmp_path / 'empty'}" in said[0]
 
 
