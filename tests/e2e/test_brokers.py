@@ -23,6 +23,7 @@ from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTopicPartition
 
 from privtrail.brokers import EmbeddedBroker, embedded_broker
+from privtrail.brokers.base import START_TIMEOUT_SECONDS
 from privtrail.topics import TopicError, ensure_topics, topic_names
 from tests.support import free_port, settings_for
 
@@ -476,14 +477,18 @@ def test_ensure_topics_rejects_topics_with_another_partition_count(
 
 
 @each_kind()
+@pytest.mark.timeout(120)
 def test_ensure_topics_waits_for_a_broker_that_is_still_starting(kind: str, tmp_path: Path) -> None:
     broker = embedded_broker(kind, free_port(), tmp_path / "broker")
     settings = settings_for(broker, tmp_path, partitions=2)
     errors: list[BaseException] = []
+    # Kafka takes 5 s to start on an idle 2-core machine and far longer on a busy one: wait as
+    # long as the broker's own start-up may take.
+    patience = START_TIMEOUT_SECONDS + WAIT_SECONDS
 
     def ensure() -> None:
         try:
-            ensure_topics(settings, timeout=WAIT_SECONDS)
+            ensure_topics(settings, timeout=patience)
         except BaseException as error:
             errors.append(error)
 
@@ -491,7 +496,7 @@ def test_ensure_topics_waits_for_a_broker_that_is_still_starting(kind: str, tmp_
     worker.start()
     time.sleep(1.5)
     with broker:
-        worker.join(WAIT_SECONDS + 5)
+        worker.join(patience + 5)
         assert not worker.is_alive()
         assert errors == []
         assert set(partition_counts(broker.bootstrap, topic_names(settings)).values()) == {2}
