@@ -34,8 +34,6 @@ from streams.state import SubjectState
 # it holds a NUL, which no identifier may. Judging again needs a new event of the subject,
 # which brings the real id back.
 SUBJECT_PLACEHOLDER = json.dumps("\x00privtrail:subject\x00")
-# How far past the horizon the oldest kept event may be before the window is trimmed.
-TRIM_SLACK = timedelta(hours=6)
 _ACCESS_TYPES = frozenset({EventType.DATA_ACCESSED, EventType.DATA_SHARED})
 
 
@@ -195,25 +193,36 @@ class SubjectHistory(BaseModel):
             self.fired_until = violation.deadline
 
     def trim(
-        self, policy: PolicySet, subject_id: str, cutoff: datetime | None, max_kept: int
+        self,
+        policy: PolicySet,
+        subject_id: str,
+        cutoff: datetime | None,
+        max_kept: int,
+        slack: timedelta = timedelta(0),
     ) -> None:
         """Fold the events older than `cutoff`, and any beyond the newest `max_kept`, into
-        `base`. Their violations were reported when they were judged.
+        `base`. Their violations were reported when they were judged, so they are not judged
+        again: only their state changes and the deadlines they passed are folded in.
 
-        Trimming waits until a quarter of `max_kept` more events, or an eighth of the horizon
-        more, has built up, so it is paid for once per many events, not once per batch.
+        Trimming waits until a quarter of `max_kept` more events, or `slack` more event time,
+        has built up, so it is paid for once per many events, not once per batch.
         """
-        drop = self._excess(cutoff, max_kept)
+        drop = self._excess(cutoff, max_kept, slack)
         if drop == 0:
             return
         # On a copy: a failure part-way must not leave events folded into both.
         base = self.base.model_copy(deep=True)
         next_due = policy.next_deadline(base)
         for kept in self.window[:drop]:
-            if kept.type in _ACCESS_TYPES and (next_due is None or next_due >= kept.time):
+            due = next_due is not None and next_due < kept.time
+            if due:
+                report_missed(policy, base, kept.time)
+            if kept.type in _ACCESS_TYPES:
                 base.record(kept.id, kept.time)  # an access changes no other state
             else:
-                next_due = fold(policy, base, kept.parse(subject_id), next_due).next_due
+                base.apply(kept.parse(subject_id))
+            if due or kept.type not in _ACCESS_TYPES:
+                next_due = policy.next_deadline(base)
         since = self.window[drop - 1].time
         since = max(since, cutoff) if cutoff is not None else since
         # In order, every deadline before the first kept event was judged before it.
@@ -222,12 +231,12 @@ class SubjectHistory(BaseModel):
         self.replace_window(self.window[drop:])
         self.reported = {vid: v for vid, v in self.reported.items() if v.occurred_at >= since}
 
-    def _excess(self, cutoff: datetime | None, max_kept: int) -> int:
+    def _excess(self, cutoff: datetime | None, max_kept: int, slack: timedelta) -> int:
         """How many of the oldest kept events to fold into the base now."""
         window = self.window
         over = len(window) - max_kept
         drop = over if over > max_kept // 4 else 0
-        if cutoff is not None and window and window[0].time < cutoff - TRIM_SLACK:
+        if cutoff is not None and window and window[0].time < cutoff - slack:
             while drop < len(window) and window[drop].time < cutoff:
                 drop += 1
         return drop

@@ -420,7 +420,7 @@ class Judge:
     def _trim(self, key: str, subject_id: str, history: SubjectHistory) -> None:
         cutoff = self._now_reached - self.horizon if self._now_reached is not None else None
         try:
-            history.trim(self.policy, subject_id, cutoff, self.max_kept)
+            history.trim(self.policy, subject_id, cutoff, self.max_kept, self.horizon / 8)
         except Exception:
             log.exception("folding old events of subject %s into its base failed", key)
 
