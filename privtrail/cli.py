@@ -7,6 +7,7 @@ import shutil
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -171,7 +172,9 @@ def emit(
     raw = sys.stdin.buffer.read() if str(file) == "-" else _read(file)
     key = _subject_key(raw)
     try:
-        event = parse_event(raw, load_policy_set(settings.policies_dir).taxonomies)
+        taxonomies = load_policy_set(settings.policies_dir).taxonomies
+        # The worker's clock bound too: refuse here what the worker would dead-letter for it.
+        event = parse_event(raw, taxonomies, datetime.now(UTC), settings.max_event_skew)
         key = event.data.subject.id.get_secret_value().encode()
     except InvalidEvent as exc:
         if not force:
@@ -198,7 +201,7 @@ def _read(file: Path) -> bytes:
 def _subject_key(raw: bytes) -> bytes | None:
     try:
         return str(json.loads(raw)["data"]["subject"]["id"]).encode()
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
