@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from events.limits import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES
+from events.limits import DEFAULT_MAX_AHEAD, DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES
 
 REPO_POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     # event time moves "now" (for judging a history exactly as `privtrail replay` does).
     wall_clock_deadlines: bool = True
     # An event's time may be at most this far ahead of the judging worker's wall clock.
-    max_event_skew: timedelta = Field(default=timedelta(hours=24), ge=timedelta(0))
+    max_event_skew: timedelta = Field(default=DEFAULT_MAX_AHEAD, ge=timedelta(0))
     # The largest message (key, value and headers) the worker produces: below the producer's
     # `max.request.size` and the broker's `message.max.bytes` (both 1 MB by default). Outputs
     # are split or cut to fit (events/fitting.py).

@@ -30,7 +30,7 @@ from streams.state import SubjectState
 
 log = logging.getLogger(__name__)
 
-# Keeps each audit message well under Kafka's default 1 MB message size.
+# At most this many audit records per message; `audit_messages` also splits by encoded size.
 AUDIT_RECORDS_PER_MESSAGE = 500
 DEADLINE_TICK_SECONDS = 5.0
 # How long the deadline tick waits for the broker's end offsets before "now" stands still.
