@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -53,6 +53,9 @@ class Kept:
     event: str
     # Rule ids the event broke when last judged: a re-fold re-sends its audit record on a change.
     violated: list[str] = field(default_factory=list)
+    # A state change as parsed when it arrived, so folding it into the base needs no second
+    # parse. Kept in memory only: recovered windows parse again when needed.
+    parsed: Annotated[PrivacyEvent | None, Field(exclude=True)] = field(default=None, repr=False)
 
     @classmethod
     def of(
@@ -66,6 +69,7 @@ class Kept:
             offset=offset,
             event=_without_subject_id(raw.decode(), event.data.subject.id.get_secret_value()),
             violated=violated,
+            parsed=None if event.type in _ACCESS_TYPES else event,
         )
 
     @property
@@ -74,6 +78,8 @@ class Kept:
 
     def parse(self, subject_id: str) -> PrivacyEvent:
         """The event again, with the subject's real id."""
+        if self.parsed is not None:
+            return self.parsed
         return parse_structure(
             self.event.replace(SUBJECT_PLACEHOLDER, json.dumps(subject_id)).encode()
         )
@@ -202,7 +208,7 @@ class SubjectHistory(BaseModel):
     ) -> None:
         """Fold the events older than `cutoff`, and any beyond the newest `max_kept`, into
         `base`. Their violations were reported when they were judged, so they are not judged
-        again: only their state changes and the deadlines they passed are folded in.
+        again: only their state changes are folded in.
 
         Trimming waits until a quarter of `max_kept` more events, or `slack` more event time,
         has built up, so it is paid for once per many events, not once per batch.
@@ -210,23 +216,21 @@ class SubjectHistory(BaseModel):
         drop = self._excess(cutoff, max_kept, slack)
         if drop == 0:
             return
-        # On a copy: a failure part-way must not leave events folded into both.
-        base = self.base.model_copy(deep=True)
-        next_due = policy.next_deadline(base)
-        for kept in self.window[:drop]:
-            due = next_due is not None and next_due < kept.time
-            if due:
-                report_missed(policy, base, kept.time)
-            if kept.type in _ACCESS_TYPES:
-                base.record(kept.id, kept.time)  # an access changes no other state
+        trimmed = self.window[:drop]
+        # Parsed first, so a failure cannot leave events folded into both; applying cannot
+        # fail, each of them was applied once already when it was judged.
+        parsed = {k.id: k.parse(subject_id) for k in trimmed if k.type not in _ACCESS_TYPES}
+        base = self.base
+        for kept in trimmed:
+            if kept.id in parsed:
+                base.apply(parsed[kept.id])
             else:
-                base.apply(kept.parse(subject_id))
-            if due or kept.type not in _ACCESS_TYPES:
-                next_due = policy.next_deadline(base)
+                base.record(kept.id, kept.time)  # an access changes no other state
         since = self.window[drop - 1].time
         since = max(since, cutoff) if cutoff is not None else since
-        # In order, every deadline before the first kept event was judged before it.
-        report_missed(policy, base, since)
+        # In order, every deadline before `since` was judged before the first kept event, so
+        # the current state knows which of them fired.
+        base.fired_deadlines = self.state.fired_before(since)
         self.base, self.since = base, since
         self.replace_window(self.window[drop:])
         self.reported = {vid: v for vid, v in self.reported.items() if v.occurred_at >= since}

@@ -95,6 +95,14 @@ class SubjectState(BaseModel):
     def mark_fired(self, rule_id: str, deadline: datetime) -> None:
         self.fired_deadlines.append(deadline_key(rule_id, deadline))
 
+    def fired_before(self, instant: datetime) -> list[str]:
+        """The reported deadlines that fell before `instant` (see `deadline_key`)."""
+        return [
+            key
+            for key in self.fired_deadlines
+            if datetime.fromisoformat(key.rsplit("@", 1)[1]) < instant
+        ]
+
     def seen(self, event_id: str) -> bool:
         return event_id in self.recent_event_ids
 

@@ -284,3 +284,31 @@ _VOCABULARY = _compact_vocabulary()
 
 def _pseudonym(event: PrivacyEvent) -> str:
     return pseudonymise(KEY, event.data.org, subject_id(event))
+
+
+def test_a_worker_recovering_its_histories_from_the_changelog_judges_on_the_same(
+    conformance_history: list[PrivacyEvent],
+) -> None:
+    """Half the late deliveries, then every history through its changelog JSON into a new
+    judge (a restarted worker), then the rest: the same verdicts as in order."""
+    rng = random.Random(99)
+    arrival = delayed(conformance_history, rng)
+    messages = [message(e, offset) for offset, e in enumerate(arrival)]
+    half = len(messages) // 2
+    first = Run()
+    for start in range(0, half, 25):
+        first.feed(messages[start : min(start + 25, half)])
+    restarted = Run(
+        table={
+            key: SubjectHistory.model_validate(json.loads(history.model_dump_json()))
+            for key, history in first.table.items()
+        },
+        violations=dict(first.violations),
+        audit=dict(first.audit),
+    )
+    for key, history in restarted.table.items():
+        restarted.judge.track(key, 0, history)
+    for start in range(half, len(messages), 25):
+        restarted.feed(messages[start : start + 25])
+    restarted.finish(max(e.time for e in arrival))
+    assert_same_verdicts(restarted, in_order(conformance_history))
