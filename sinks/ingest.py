@@ -43,6 +43,7 @@ from sinks.clickhouse.store import Store
 # Upper bound on one poll, so `stop()` is noticed quickly even with nothing to consume.
 MAX_POLL_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 5.0
+IDLE_FETCH_WAIT_MS = 5000
 BOOTSTRAP_TIMEOUT_MS = 5000
 
 log = logging.getLogger(__name__)
@@ -355,6 +356,9 @@ def kafka_consumer(settings: Settings) -> Consumer:
         auto_offset_reset="earliest",
         # Short, so that stop() is not held up by a broker that isn't there; _connect retries.
         bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        # An idle fetch waits this long on the broker for data (a Fetch returns as soon as
+        # there is any): the 0.5 s default made the idle broker answer two fetches a second.
+        fetch_max_wait_ms=IDLE_FETCH_WAIT_MS,
         **tuning,
     )
     return consumer
