@@ -153,6 +153,12 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults["batch_size"].default,
         help="most events the worker judges at once (and the bare loop's batch)",
     )
+    parser.add_argument(
+        "--processing-guarantee",
+        choices=["at_least_once", "exactly_once"],
+        default=defaults["processing_guarantee"].default,
+        help="the worker's Faust processing guarantee",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     return parser
 
@@ -192,6 +198,7 @@ def _settings(args: argparse.Namespace, broker: EmbeddedBroker, data_dir: Path) 
         embedded_kafka_port=broker.port,
         partitions=args.partitions,
         batch_size=args.batch_size,
+        processing_guarantee=args.processing_guarantee,
         api_port=_free_port(),
         app_id="privtrail-bench",
     )
@@ -393,7 +400,8 @@ def _report(
             "settings",
             f"partitions={settings.partitions} batch_size={settings.batch_size} "
             f"batch_window={settings.batch_window}s sink_batch_size={settings.sink_batch_size} "
-            f"sink_flush_interval={settings.sink_flush_interval}s",
+            f"sink_flush_interval={settings.sink_flush_interval}s "
+            f"processing_guarantee={settings.processing_guarantee}",
         ),
         ("workload", f"{len(messages)} demo events, {average_size:.0f} B on average"),
         ("", ""),

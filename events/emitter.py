@@ -12,7 +12,9 @@
 Every helper builds a contract event (event-contract.md), validates it before anything is sent
 (an invalid event raises `EmitError` naming the field) and produces it as a CloudEvents 1.0
 structured-mode JSON value, keyed by the subject id. Delivery is asynchronous and batched;
-`flush()` and `close()` raise `EmitError` if any event could not be delivered.
+`flush()` and `close()` raise `EmitError` if any event could not be delivered. Sends retry with
+backoff until `delivery_timeout` (120 s by default, Kafka's `delivery.timeout.ms`), so a broker
+outage shorter than that loses nothing and reports nothing.
 
 Partitioning: messages are keyed by subject id and MUST be partitioned with Kafka's default
 murmur2 key hash (the Java client's and kafka-python's default). That is what keeps one subject's
@@ -55,11 +57,26 @@ HoldStatus = Literal["placed", "released"]
 
 _HEADERS = [("content-type", CONTENT_TYPE.encode())]
 
+# As Kafka's Java clients (`delivery.timeout.ms`): how long a sent event may take to be
+# acknowledged, retries included, before `flush()` reports it undelivered. It rides through a
+# broker outage shorter than this.
+DEFAULT_DELIVERY_TIMEOUT = 120.0
+# How long one produce request may wait for its answer; a delivery timeout is at least this.
+REQUEST_TIMEOUT_SECONDS = 30.0
+
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "client_id": "privtrail-emitter",
-    # Durability: a send counts only once every in-sync replica has it; transient errors retry.
+    # Durability: a send counts only once every in-sync replica has it. Transient errors
+    # (a broker down, a leader moving) retry without a count limit: the delivery timeout bounds
+    # them, as with Kafka's Java clients (retries = Integer.MAX_VALUE).
     "acks": "all",
-    "retries": 10,
+    "retries": 2**31 - 1,
+    "retry_backoff_ms": 100,
+    # Reconnect attempts back off exponentially up to this; kafka-python's 30 s would leave a
+    # broker that is back unused for up to 30 s.
+    "reconnect_backoff_max_ms": 1000,
+    # The idempotent producer (kafka-python's default): a retried batch is not written twice.
+    "enable_idempotence": True,
     # Throughput: wait a few milliseconds so records of many calls share one request.
     "linger_ms": 20,
     "batch_size": 128 * 1024,
@@ -181,8 +198,12 @@ class Emitter:
         source: str,
         topic: str = "privacy.events",
         producer: Producer | None = None,
+        delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT,
         **producer_config: Any,
     ) -> None:
+        """`delivery_timeout`: seconds an event may take to be delivered, retries included
+        (at least the 30 s a single request may take). `producer_config` goes to kafka-python's
+        `KafkaProducer` and overrides the emitter's defaults."""
         fixed = sorted(_FIXED_SETTINGS & producer_config.keys())
         if fixed:
             raise ValueError(
@@ -191,6 +212,13 @@ class Emitter:
             )
         if not source:
             raise ValueError("source must be the URI-reference of the emitting service")
+        linger = producer_config.get("linger_ms", PRODUCER_DEFAULTS["linger_ms"]) / 1000
+        if delivery_timeout < REQUEST_TIMEOUT_SECONDS + linger:
+            raise ValueError(
+                f"delivery_timeout must be at least {REQUEST_TIMEOUT_SECONDS + linger:g} s: one "
+                "request's timeout plus the linger"
+            )
+        self.delivery_timeout = delivery_timeout
         self.source = source
         self.topic = topic
         self._failures: list[DeliveryFailure] = []
@@ -198,7 +226,13 @@ class Emitter:
         self._raw_sent = 0
         self._closed = False
         logging.getLogger("kafka.producer.kafka").addFilter(_SEND_LOG_FILTER)
-        self._producer: Producer = producer or _kafka_producer(bootstrap, producer_config)
+        timeouts = {
+            "delivery_timeout_ms": int(delivery_timeout * 1000),
+            "request_timeout_ms": int(REQUEST_TIMEOUT_SECONDS * 1000),
+        }
+        self._producer: Producer = producer or _kafka_producer(
+            bootstrap, {**timeouts, **producer_config}
+        )
 
     def __repr__(self) -> str:
         return f"Emitter(source={self.source!r}, topic={self.topic!r})"
@@ -396,7 +430,10 @@ class Emitter:
         return self._emit_new(EventType.LEGAL_HOLD_CHANGED, data, event_id, time)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every event sent so far is delivered; raise if any was not."""
+        """Wait until every event sent so far is delivered; raise if any was not.
+
+        Without a `timeout` this waits at most about the delivery timeout: by then every event
+        is either acknowledged or reported undelivered."""
         try:
             self._producer.flush(timeout=timeout)
         except KafkaTimeoutError as exc:

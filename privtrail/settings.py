@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # lag is unknown) and it has not advanced for this many seconds. The worker group is probed
     # every 5 s, and a rebalance pauses progress for a few seconds, so keep this well above both.
     health_stall_seconds: float = Field(default=30.0, gt=0)
+    # Faust's processing guarantee for the worker. exactly_once (Kafka transactions) was
+    # measured and not adopted: see bench/README.md.
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     # Broker quirks that are configuration, not code (see privtrail/brokers/).
     producer_max_batch_size: int | None = None
     broker_session_timeout: float | None = None

@@ -22,6 +22,7 @@ import faust
 from faust.types import TP
 
 from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
+from privtrail.faust_transport import IdempotentTransport
 from privtrail.settings import Settings
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
@@ -50,8 +51,11 @@ def create_app(settings: Settings, policy: PolicySet) -> faust.App:
         producer_acks=-1,
         # Outputs and changelog writes are sent per batch: let them share produce requests.
         producer_linger=0.05,
+        processing_guarantee=settings.processing_guarantee,
         **_client_tuning(settings),
     )
+    # Idempotent outputs and changelog writes: a retried produce request is not written twice.
+    app.transport = IdempotentTransport(app.conf.broker_consumer, app)
     Pipeline(app, settings, policy)
     return app
 

@@ -13,6 +13,7 @@ import pytest
 from kafka import KafkaProducer
 from kafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 from kafka.future import Future
+from kafka.producer.record_accumulator import RecordAccumulator
 
 import events.emitter
 from events.emitter import EmitError, Emitter, build_event, encode_event
@@ -475,3 +476,46 @@ def test_settings_the_contract_depends_on_cannot_be_overridden(
     config: dict[str, Any] = {setting: object()}
     with pytest.raises(ValueError, match=setting):
         Emitter("127.0.0.1:9", source=SOURCE, producer=producer, **config)
+
+
+def test_sends_retry_until_a_delivery_timeout_of_120_s_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configs: list[dict[str, Any]] = []
+    monkeypatch.setattr(events.emitter, "KafkaProducer", lambda **config: configs.append(config))
+
+    Emitter("broker:9092", source=SOURCE)
+    Emitter("broker:9092", source=SOURCE, delivery_timeout=45)
+
+    default, shorter = configs
+    assert default["delivery_timeout_ms"] == 120_000 and shorter["delivery_timeout_ms"] == 45_000
+    for config in configs:
+        # Bounded by the delivery timeout, not by a count that a 30 s outage would exhaust.
+        assert config["retries"] >= 2**31 - 1
+        assert config["request_timeout_ms"] + config["linger_ms"] <= config["delivery_timeout_ms"]
+        assert 0 < config["retry_backoff_ms"] <= 1000
+        assert config["reconnect_backoff_max_ms"] <= 1000
+        assert config["enable_idempotence"] is True
+
+
+@pytest.mark.parametrize("timeout", [30.02, 120])
+def test_kafka_python_accepts_the_timeouts(monkeypatch: pytest.MonkeyPatch, timeout: float) -> None:
+    configs: list[dict[str, Any]] = []
+    monkeypatch.setattr(events.emitter, "KafkaProducer", lambda **config: configs.append(config))
+    Emitter("broker:9092", source=SOURCE, delivery_timeout=timeout)
+    [config] = configs
+    # The check kafka-python's producer runs on these settings, without a broker.
+    RecordAccumulator(**{k: v for k, v in config.items() if k in RecordAccumulator.DEFAULT_CONFIG})
+
+
+@pytest.mark.parametrize("timeout", [0, 5, 30])
+def test_a_delivery_timeout_shorter_than_a_request_is_refused(
+    producer: FakeProducer, timeout: float
+) -> None:
+    with pytest.raises(ValueError, match="delivery_timeout"):
+        Emitter("127.0.0.1:9", source=SOURCE, producer=producer, delivery_timeout=timeout)
+
+
+def test_a_delivery_timeout_is_kept(producer: FakeProducer) -> None:
+    emitter = Emitter("127.0.0.1:9", source=SOURCE, producer=producer, delivery_timeout=60)
+    assert emitter.delivery_timeout == 60
