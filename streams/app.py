@@ -22,12 +22,12 @@ import faust
 from faust.types import TP
 
 from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
-from privtrail.faust_transport import IdempotentTransport
 from privtrail.settings import Settings
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.rules import PolicySet
 from streams.state import SubjectState
+from streams.transport import IdempotentTransport
 
 log = logging.getLogger(__name__)
 
