@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
 from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
@@ -98,6 +99,7 @@ class Pipeline:
         self._indexed: set[int] | None = None
         # Source partition -> next offset to judge, to tell which partitions have a backlog.
         self._next_offsets: dict[int, int] = {}
+        self._offsets_client: AIOKafkaConsumer | None = None
         app.agent(self.source, name="privtrail.judge")(self._judge_stream)
         app.timer(DEADLINE_TICK_SECONDS, name="privtrail.deadlines")(self._deadline_tick)
 
@@ -145,9 +147,7 @@ class Pipeline:
         if not owned:
             return False
         try:
-            ends = await asyncio.wait_for(
-                self.app.consumer.highwaters(*owned), END_OFFSETS_TIMEOUT_SECONDS
-            )
+            ends = await asyncio.wait_for(self._end_offsets(owned), END_OFFSETS_TIMEOUT_SECONDS)
         except Exception as error:
             log.warning("no end offsets from the broker (%s): event time stands still", error)
             return False
@@ -159,6 +159,22 @@ class Pipeline:
             if ends.get(tp) is None or ends[tp] > position:
                 return False
         return True
+
+    async def _end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
+        # A client of its own: Faust's consumer thread runs its calls one at a time, so an
+        # end-offsets request stuck behind a rebalance would hold up its fetches too.
+        if self._offsets_client is None:
+            client = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.bootstrap,
+                enable_auto_commit=False,
+                client_id=f"{self.settings.app_id}-end-offsets",
+            )
+            await client.start()
+            self._offsets_client = client
+        ends = await self._offsets_client.end_offsets(
+            [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        )
+        return {TP(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
     def _owned(self) -> set[int]:
         name = self.source.get_topic_name()
