@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from events.limits import DEFAULT_MAX_AHEAD
 from events.models import PrivacyEvent
 from events.outputs import Violation
 from events.tags import pseudonymise
@@ -49,7 +50,6 @@ StateLoader = Callable[[str], SubjectHistory | None]
 
 DEFAULT_HORIZON = timedelta(days=7)
 DEFAULT_MAX_KEPT = 256
-DEFAULT_MAX_AHEAD = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
