@@ -17,10 +17,10 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from config.settings import REPO_POLICIES
 from events.taxonomy import Taxonomy
 from events.validation import parse_event
 from privtrail.demo import default_start, demo_events
-from privtrail.settings import REPO_POLICIES
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge
 from streams.rules.policy import load_policy_set

@@ -39,6 +39,7 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from config.settings import Settings
 from events.emitter import EmitError, Emitter
 from privtrail.api import Latency
 from privtrail.brokers import (
@@ -51,7 +52,6 @@ from privtrail.brokers import (
 )
 from privtrail.client import ApiClient, ApiError
 from privtrail.demo import default_start, demo_events
-from privtrail.settings import Settings
 from privtrail.stack import Stack, StackError
 from privtrail.topics import TopicError
 

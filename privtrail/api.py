@@ -23,11 +23,11 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from pydantic_core import from_json
 
+from config.settings import Settings
 from events.outputs import AuditRecord, Violation
 from events.tags import pseudonymise
 from privtrail import __version__
 from privtrail.health import WorkerStatus, WorkerWatch
-from privtrail.settings import Settings
 from sinks import LineageEdge, Rejected
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor, IngestStatus

@@ -17,11 +17,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from config.settings import Settings
 from events.emitter import EmitError, Emitter
 from events.outputs import Violation
 from events.validation import InvalidEvent, parse_event
 from privtrail.client import ApiClient, ApiError
-from privtrail.settings import Settings
 
 app = typer.Typer(
     help="privtrail: live data flows checked against your own privacy policy.",

@@ -15,9 +15,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from config.settings import Settings
 from privtrail.api import parse_since
 from privtrail.client import ApiClient
-from privtrail.settings import Settings
 from streams.rules import PolicyError, YamlPolicySet, load_policy_set
 from streams.rules.rejudge import (
     ReplayedFinding,

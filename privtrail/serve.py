@@ -14,10 +14,10 @@ from types import FrameType
 
 import uvicorn
 
+from config.settings import Settings
 from privtrail.api import create_app
 from privtrail.brokers import tuned_settings
 from privtrail.health import WorkerWatch
-from privtrail.settings import Settings
 from sinks.alerts import create_alert_sink
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor

@@ -14,11 +14,11 @@ from types import TracebackType
 
 from kafka import KafkaConsumer
 
+from config.settings import Settings
 from events.outputs import Violation
 from privtrail.brokers import EmbeddedBroker, embedded_broker, runnable_settings, tuned_settings
 from privtrail.client import ApiClient, ApiError
 from privtrail.processes import spawn, stop_process_group
-from privtrail.settings import Settings
 from privtrail.topics import ensure_topics
 
 # Faust drains its buffers on SIGTERM; give it time before SIGKILL.

@@ -13,7 +13,7 @@ from typing import Any
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from privtrail.settings import Settings
+from config.settings import Settings
 
 RETRY_SECONDS = 0.5
 CONNECT_TIMEOUT_MS = 5000

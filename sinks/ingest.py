@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from config.settings import Settings
 from events.fitting import (
     DLQ_ORIGINAL_KEY_SHA256,
     DLQ_ORIGINAL_KEY_SIZE,
@@ -35,10 +36,9 @@ from events.outputs import (
     AuditRecord,
     Violation,
 )
-from privtrail.health import Progress
-from privtrail.settings import Settings
 from sinks import Rejected
 from sinks.clickhouse.store import Store
+from sinks.progress import Progress
 
 # Upper bound on one poll, so `stop()` is noticed quickly even with nothing to consume.
 MAX_POLL_SECONDS = 0.5

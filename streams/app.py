@@ -22,8 +22,8 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
+from config.settings import Settings
 from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
-from privtrail.settings import Settings
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.rules import PolicySet

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from privtrail.settings import Settings
+from config.settings import Settings
 from streams.app import create_app
 from streams.rules.policy import load_policy_set
 

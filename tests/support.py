@@ -10,9 +10,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from config.settings import Settings, Topics
 from privtrail.brokers import EmbeddedBroker, tuned_settings
 from privtrail.processes import spawn, stop_process_group
-from privtrail.settings import Settings, Topics
 
 LOCALHOST = "127.0.0.1"
 STOP_TIMEOUT = 10.0

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from config.settings import Settings
 from privtrail.brokers.apache_kafka import KafkaBroker
 from privtrail.brokers.base import BrokerError, EmbeddedBroker
 from privtrail.brokers.noida import NoidaBroker
-from privtrail.settings import Settings
 
 __all__ = [
     "BROKERS",

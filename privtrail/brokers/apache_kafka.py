@@ -10,10 +10,10 @@ import uuid
 from pathlib import Path
 from typing import ClassVar
 
+from config.settings import Settings
 from privtrail.brokers.base import BrokerError, EmbeddedBroker
 from privtrail.brokers.java import find_java
 from privtrail.brokers.kafka_jars import KAFKA_VERSION, LOG4J_CONFIG, default_lib_dir, missing_jars
-from privtrail.settings import Settings
 
 NODE_ID = 1
 # A small heap starts fast and is plenty for one development node; the serial collector has

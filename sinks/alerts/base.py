@@ -5,8 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
+from config.settings import Settings
 from events.outputs import Violation
-from privtrail.settings import Settings
 
 # Builds a sink of one kind from the settings, or None when that kind is not configured.
 AlertSinkFactory = Callable[[Settings], "AlertSink | None"]

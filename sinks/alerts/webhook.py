@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from config.settings import Settings
 from events.outputs import Violation
-from privtrail.settings import Settings
 from sinks.alerts.base import AlertSink, register_alert_sink
 
 DEADLETTER_FILE = "alerts.deadletter.jsonl"

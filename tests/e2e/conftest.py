@@ -14,9 +14,9 @@ from typing import TypeVar
 
 import pytest
 
+from config.settings import Settings
 from privtrail.brokers import EmbeddedBroker
 from privtrail.client import ApiClient, ApiError
-from privtrail.settings import Settings
 from privtrail.topics import ensure_topics
 from tests.support import free_port, log_tail, running_process, settings_for
 

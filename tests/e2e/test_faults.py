@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import Settings
 from events.emitter import Emitter
 from events.models import PrivacyEvent
 from events.outputs import Violation
@@ -33,7 +34,6 @@ from privtrail.api import MAX_LIMIT
 from privtrail.brokers import EmbeddedBroker, embedded_broker
 from privtrail.client import ApiClient
 from privtrail.demo import default_start, demo_events
-from privtrail.settings import Settings
 from streams.rules import judge_history, load_policy_set
 from streams.state import deadline_key
 from tests.e2e.conftest import Pipeline, _healthy, pipeline_settings, settled

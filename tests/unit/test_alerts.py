@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from config.settings import Settings
 from events.outputs import Violation
-from privtrail.settings import Settings
 from sinks.alerts import AlertSink, WebhookAlertSink, create_alert_sink
 from sinks.alerts import base as alerts_base
 from tests.unit.chdb_store import violation

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from config.settings import Settings
 from events.tags import pseudonymise
 from privtrail.api import Health, create_app, parse_since
 from privtrail.client import ApiClient, ApiError
-from privtrail.settings import Settings
 from sinks import Rejected
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor
@@ -307,8 +307,7 @@ def test_the_service_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
         "PRIVTRAIL_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
     }
     code = (
-        "from privtrail.serve import serve; from privtrail.settings import Settings; "
-        "serve(Settings())"
+        "from privtrail.serve import serve; from config.settings import Settings; serve(Settings())"
     )
     process = subprocess.Popen(
         [sys.executable, "-c", code],

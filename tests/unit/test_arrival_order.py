@@ -19,10 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config.settings import REPO_POLICIES
 from events.models import PrivacyEvent
 from events.outputs import Violation
 from events.tags import pseudonymise
-from privtrail.settings import REPO_POLICIES
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.rules import judge_history, load_policy_set

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import Settings
 from privtrail.brokers import (
     BROKERS,
     BrokerError,
@@ -21,7 +22,6 @@ from privtrail.brokers import (
     tuned_settings,
 )
 from privtrail.processes import stop_process_group
-from privtrail.settings import Settings
 from tests.support import free_port
 
 

@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from config.settings import REPO_POLICIES
 from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
 from events.limits import DEFAULT_MAX_AHEAD, DEFAULT_MAX_MESSAGE_BYTES, EARLIEST_EVENT_TIME
-from privtrail.settings import REPO_POLICIES
 from streams.judging import Incoming, Judge, Verdicts
 from streams.rules.policy import load_policy_set
 

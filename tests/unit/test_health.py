@@ -13,10 +13,10 @@ from kafka.admin import OffsetSpec
 from kafka.errors import CoordinatorNotAvailableError
 from kafka.structs import OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
 
+from config.settings import Settings, Topics
 from privtrail.api import create_app
 from privtrail.client import ApiClient
 from privtrail.health import WorkerWatch
-from privtrail.settings import Settings, Topics
 from privtrail.stack import HEALTH_POLL_SECONDS, HealthWatch
 from sinks.clickhouse.store import Store
 from tests.unit.chdb_store import store_dsn

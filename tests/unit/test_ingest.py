@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from kafka.structs import TopicPartition
 
+from config.settings import Settings
 from events.outputs import (
     DLQ_FIELD,
     DLQ_OFFSET,
@@ -23,7 +24,6 @@ from events.outputs import (
     AuditBatch,
     Violation,
 )
-from privtrail.settings import Settings
 from sinks import Rejected, ingest
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor

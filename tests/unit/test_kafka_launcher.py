@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from config.settings import Settings
 from privtrail.brokers import KafkaBroker, runnable_settings
 from privtrail.brokers import java as java_module
 from privtrail.brokers.apache_kafka import server_properties
@@ -22,7 +23,6 @@ from privtrail.brokers.kafka_jars import (
     JarsUnavailable,
     install_jars,
 )
-from privtrail.settings import Settings
 from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,12 +12,12 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from config.settings import Settings
 from events.fitting import fit_dead_letter
 from events.limits import DEAD_LETTER_KEPT_BYTES, DEFAULT_MAX_MESSAGE_BYTES
 from events.outputs import DLQ_FIELD, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
 from privtrail.api import create_app
 from privtrail.client import ApiClient
-from privtrail.settings import Settings
 from sinks import Rejected
 from sinks.clickhouse.store import Store
 from sinks.ingest import rejected_from_dead_letter

@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 from rich.console import Console
 from typer.testing import CliRunner
 
+from config.settings import Settings
 from events.tags import pseudonymise
 from privtrail.api import create_app
 from privtrail.cli import app
 from privtrail.client import ApiClient, ApiError
 from privtrail.replay import LIVE_UNCHANGED, render, replay_history
-from privtrail.settings import Settings
 from sinks.clickhouse.store import Store
 from streams.rules import PolicyError
 from streams.rules.rejudge import ReplayError, event_from_audit
