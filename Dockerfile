@@ -2,6 +2,7 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY privtrail privtrail
+COPY config config
 COPY events events
 COPY streams streams
 COPY sinks sinks
