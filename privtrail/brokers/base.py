@@ -46,7 +46,9 @@ class EmbeddedBroker(ABC):
             raise BrokerError(f"broker port must be between 1 and 65535, got {port}")
         self.port = port
         self.host = host
-        self.data_dir = data_dir
+        # Absolute: the broker runs with `data_dir` as its working directory, where a relative
+        # path handed to it would point one level deeper.
+        self.data_dir = data_dir.resolve()
         self.binary = binary if binary is not None else self.default_binary()
         # How long the last start() took until the broker answered.
         self.startup_seconds: float | None = None
