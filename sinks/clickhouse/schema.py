@@ -35,13 +35,20 @@ class Table:
     # Columns ClickHouse fills from their DEFAULT on insert: (name, type with DEFAULT clause).
     # They are not in `column_names`, so inserts leave them out and the default applies.
     store_filled: tuple[tuple[str, str], ...] = ()
+    # Columns the store writes for the counters (sinks/clickhouse/counters.py) and never reads
+    # back into a row model; rows of a store older than them read the DEFAULT.
+    bookkeeping: tuple[tuple[str, str], ...] = ()
 
     @property
     def column_names(self) -> list[str]:
         return [name for name, _ in self.columns]
 
+    @property
+    def insert_names(self) -> list[str]:
+        return [*self.column_names, *(name for name, _ in self.bookkeeping)]
+
     def ddl(self, database: str) -> str:
-        every_column = (*self.columns, *self.store_filled)
+        every_column = (*self.columns, *self.store_filled, *self.bookkeeping)
         columns = ",\n    ".join(f"`{name}` {kind}" for name, kind in every_column)
         engine = f"ReplacingMergeTree({self.version or ''})"
         partition = f"\nPARTITION BY {self.partition_by}" if self.partition_by else ""
@@ -86,6 +93,8 @@ EVENTS = Table(
     store_filled=(("stored_at", "DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC')"),),
     # An event's time never changes, so all copies of it land in the same partition and merge.
     partition_by="toYYYYMM(event_time)",
+    # 1 on the first stored copy of an event: the one copy the counters count.
+    bookkeeping=(("counted", "UInt8 DEFAULT 0"),),
 )
 
 VIOLATIONS = Table(
@@ -117,6 +126,9 @@ VIOLATIONS = Table(
     order_by=("org", "rule_id", "violation_id"),
     version="detected_at",
     partition_by="toYYYYMM(occurred_at)",
+    # What this row changes in the count of open violations: +1 opens, -1 retracts, 0 neither
+    # (a duplicate, an older copy, or a copy that leaves the status as it was).
+    bookkeeping=(("open_delta", "Int8 DEFAULT 0"),),
 )
 
 LINEAGE_EDGES = Table(
@@ -157,6 +169,7 @@ REJECTED_EVENTS = Table(
         ("key", "Nullable(String)"),
     ),
     order_by=("rejection_id",),
+    bookkeeping=(("counted", "UInt8 DEFAULT 0"),),
 )
 
 TABLES: Final = (EVENTS, VIOLATIONS, LINEAGE_EDGES, REJECTED_EVENTS)
@@ -206,7 +219,7 @@ def _add_missing_columns(client: Client, database: str, table: Table) -> None:
         parameters={"db": database, "t": table.name},
     )
     present = {row[0] for row in result.result_rows}
-    for column, kind in table.columns:
+    for column, kind in (*table.columns, *table.store_filled, *table.bookkeeping):
         if column not in present:
             client.command(
                 f"ALTER TABLE {database}.{table.name} ADD COLUMN `{column}` {kind}",

@@ -19,6 +19,22 @@ from pydantic import BaseModel
 
 from events.outputs import AuditRecord, Violation
 from sinks import LineageEdge, Rejected
+from sinks.clickhouse.counters import (
+    EVENT_LATENCY,
+    QUANTILES_MERGE,
+    ROW_COUNTS,
+    RULE_COUNTS,
+    VIOLATION_STATES,
+    ensure_counters,
+)
+from sinks.clickhouse.deltas import (
+    EventKey,
+    ViolationKey,
+    ViolationState,
+    event_key,
+    first_copies,
+    open_deltas,
+)
 from sinks.clickhouse.schema import (
     DEFAULT_DATABASE,
     EVENTS,
@@ -128,6 +144,7 @@ class Store:
             raise StoreError(f"cannot open the store at {redact(dsn)}: {error}") from error
         try:
             ensure_schema(client, database)
+            ensure_counters(client, database)
         except Exception as error:
             client.close()
             raise StoreError(f"cannot create the schema in {redact(dsn)}: {error}") from error
@@ -143,13 +160,33 @@ class Store:
             self._client.command("SELECT 1", use_database=False)
 
     def write_audit(self, records: Sequence[AuditRecord]) -> None:
-        self._insert(EVENTS, records)
+        """Insert the records, each marked `counted` if it is the first copy of its event."""
+        if not records:
+            return
+        with self._lock:
+            counted = first_copies([event_key(r) for r in records], self._stored_events(records))
+            self._insert(EVENTS, records, [counted])
 
     def write_violations(self, violations: Sequence[Violation]) -> None:
-        self._insert(VIOLATIONS, violations)
+        """Insert the violations with their change to the count of open ones."""
+        if not violations:
+            return
+        with self._lock:
+            deltas = open_deltas(violations, self._violation_states(violations))
+            self._insert(VIOLATIONS, violations, [deltas])
 
     def write_rejected(self, rejected: Sequence[Rejected]) -> None:
-        self._insert(REJECTED_EVENTS, rejected)
+        if not rejected:
+            return
+        with self._lock:
+            ids = [row.rejection_id for row in rejected]
+            stored = self._query(
+                f"SELECT rejection_id FROM {self._table(REJECTED_EVENTS)} "
+                "WHERE rejection_id IN {ids:Array(String)}",
+                {"ids": sorted(set(ids))},
+            )
+            counted = first_copies(ids, {row[0] for row in stored})
+            self._insert(REJECTED_EVENTS, rejected, [counted])
 
     def violations(
         self,
@@ -251,36 +288,40 @@ class Store:
         return [Rejected(**row) for row in self._rows(sql, {}, _BYTES_COLUMNS)]
 
     def stats(self) -> StoreStats:
-        counts = " UNION ALL ".join(
-            f"SELECT '{t.name}' AS name, count() AS n FROM {self._table(t)} FINAL"
-            + (f" WHERE {_OPEN}" if t is VIOLATIONS else "")
-            for t in TABLES
+        """Rows per table (each copy once, open violations only) and open violations per rule,
+        read from the counters the inserts keep (counters.py)."""
+        rows = (
+            f"SELECT table_name, sum(rows) AS n FROM {self.database}.{ROW_COUNTS.name} "
+            "GROUP BY table_name"
         )
         by_rule = (
-            "SELECT org, rule_id, toString(any(severity)) AS severity, count() AS count "
-            f"FROM {self._table(VIOLATIONS)} FINAL WHERE {_OPEN} GROUP BY org, rule_id "
+            "SELECT org, rule_id, anyLast(severity) AS severity, sum(open) AS count "
+            f"FROM {self.database}.{RULE_COUNTS.name} GROUP BY org, rule_id HAVING count > 0 "
             "ORDER BY count DESC, org, rule_id"
         )
-        tables = {str(row["name"]): int(row["n"]) for row in self._rows(counts, {})}
+        tables = dict.fromkeys((t.name for t in TABLES), 0)
+        tables.update({str(row["table_name"]): int(row["n"]) for row in self._rows(rows, {})})
         rules = [
             RuleCount(
                 org=row["org"], rule_id=row["rule_id"], severity=row["severity"], count=row["count"]
             )
             for row in self._rows(by_rule, {})
         ]
+        tables[VIOLATIONS.name] = sum(rule["count"] for rule in rules)
         return StoreStats(tables=tables, violations_by_rule=rules)
 
     def latency(self, since: datetime | None = None) -> StoreLatency:
         """How long events took from their `time` to being stored, for events stored since
         `since` (all when None): emitter delay + queueing + judging + ingest batching.
 
-        Quantiles are ClickHouse's approximate `quantiles`, exact up to 8192 events.
+        Each event is counted once, at its first stored copy. Quantiles are ClickHouse's
+        approximate `quantiles`, exact up to 8192 events.
         """
-        lag = "toUnixTimestamp64Milli(stored_at) - toUnixTimestamp64Milli(event_time)"
         where = "stored_at >= {since:DateTime64(3, 'UTC')}" if since is not None else "1"
         sql = (
-            f"SELECT count() AS events, quantiles(0.5, 0.99)({lag}) AS q, max({lag}) AS max_ms, "
-            f"max(stored_at) AS last_stored_at FROM {self._table(EVENTS)} FINAL WHERE {where}"
+            f"SELECT sum(events) AS events, {QUANTILES_MERGE}(lag_ms) AS q, "
+            f"max(max_ms) AS max_ms, max(stored_at) AS last_stored_at "
+            f"FROM {self.database}.{EVENT_LATENCY.name} WHERE {where}"
         )
         parameters = {"since": _utc(since)} if since is not None else {}
         row = self._rows(sql, parameters)[0]
@@ -297,17 +338,46 @@ class Store:
             last_stored_at=row["last_stored_at"],
         )
 
-    def _insert(self, table: Table, rows: Sequence[BaseModel]) -> None:
-        if not rows:
-            return
-        with self._lock:
-            self._client.insert(
-                table.name,
-                _columns(table, rows),
-                column_names=table.column_names,
-                database=self.database,
-                column_oriented=True,
-            )
+    def _stored_events(self, records: Sequence[AuditRecord]) -> set[EventKey]:
+        # Copies of an event share its time, so only the batch's months can hold one.
+        months = sorted({int(_utc(r.event_time).strftime("%Y%m")) for r in records})
+        rows = self._query(
+            f"SELECT org, subject_pseudonym, event_id FROM {self._table(EVENTS)} "
+            "WHERE toYYYYMM(event_time) IN {months:Array(UInt32)} "
+            "AND event_id IN {ids:Array(String)}",
+            {"months": months, "ids": sorted({r.event_id for r in records})},
+        )
+        return {(org, subject, event_id) for org, subject, event_id in rows}
+
+    def _violation_states(
+        self, violations: Sequence[Violation]
+    ) -> dict[ViolationKey, ViolationState]:
+        rows = self._query(
+            "SELECT org, rule_id, violation_id, sum(counted_open), max(latest) "
+            f"FROM {self.database}.{VIOLATION_STATES.name} "
+            "WHERE violation_id IN {ids:Array(String)} GROUP BY org, rule_id, violation_id",
+            {"ids": sorted({v.violation_id for v in violations})},
+        )
+        return {
+            (org, rule, vid): ViolationState(counted_open=int(counted), latest=latest)
+            for org, rule, vid, counted, latest in rows
+        }
+
+    def _insert(
+        self, table: Table, rows: Sequence[BaseModel], bookkeeping: list[list[int]]
+    ) -> None:
+        """Insert `rows` with their bookkeeping columns; the caller holds the lock."""
+        self._client.insert(
+            table.name,
+            [*_columns(table, rows), *bookkeeping],
+            column_names=table.insert_names,
+            database=self.database,
+            column_oriented=True,
+        )
+
+    def _query(self, sql: str, parameters: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        """Rows of a query run while the caller holds the lock."""
+        return self._client.query(sql, parameters=parameters).result_rows
 
     def _rows(
         self,

@@ -1,0 +1,185 @@
+"""Counters the dashboard polls, kept by materialized views instead of scans with FINAL.
+
+A view sees each inserted block, duplicates and all, so it cannot tell a first copy from a
+replay by itself. The store tells it: before each insert it looks up the ids of the batch and
+writes, in the bookkeeping columns of the rows (schema.py), what each row changes: `counted`
+(events, rejected inputs) is 1 on the first copy of an id only, and `open_delta` (violations)
+is +1 when a copy opens a violation, -1 when it retracts an open one, 0 otherwise. The views
+sum those, in the same INSERT as the rows, so a replayed batch adds nothing and a retraction
+takes its violation out of the count once.
+
+`violation_states` keeps, per violation, what the counters counted for it and its newest
+detection time: the store reads it, not `violations` FINAL, to decide the next copy's delta, so
+the counters stay consistent with themselves even where FINAL has two copies to choose from.
+
+A store made before these tables existed gets them back-filled from its tables read with FINAL
+(`ensure_counters`), once, before anything writes to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from clickhouse_connect.driver.client import Client
+
+from sinks.clickhouse.schema import TIME
+
+LINEAGE_EVENT_TYPES: Final = "('privacy.data.accessed', 'privacy.data.shared')"
+
+# Milliseconds from the event's own time to its row in the store.
+_LAG: Final = "toInt64(toUnixTimestamp64Milli(stored_at) - toUnixTimestamp64Milli(event_time))"
+# Approximate (reservoir) quantiles, exact up to 8192 events.
+QUANTILES_STATE: Final = "quantilesState(0.5, 0.99)"
+QUANTILES_MERGE: Final = "quantilesMerge(0.5, 0.99)"
+
+
+@dataclass(frozen=True)
+class Counter:
+    name: str
+    columns: str
+    engine: str
+    # Materialized views filling it: (view name, SELECT over the inserted rows).
+    views: tuple[tuple[str, str], ...]
+    # The SELECT that fills it from a store's existing tables.
+    backfill: str
+
+    def ddl(self, database: str, name: str) -> str:
+        columns = f"({self.columns})"
+        return f"CREATE TABLE IF NOT EXISTS {database}.{name} {columns} ENGINE = {self.engine}"
+
+
+ROW_COUNTS = Counter(
+    name="row_counts",
+    columns="`table_name` LowCardinality(String), `rows` SimpleAggregateFunction(sum, Int64)",
+    engine="AggregatingMergeTree ORDER BY table_name",
+    views=(
+        (
+            "row_counts_events_mv",
+            "SELECT 'events' AS table_name, toInt64(sum(counted)) AS rows FROM {db}.events",
+        ),
+        (
+            "row_counts_lineage_mv",
+            "SELECT 'lineage_edges' AS table_name, toInt64(sum(if(event_type IN "
+            f"{LINEAGE_EVENT_TYPES}, length(arrayDistinct(data_categories)), 0))) AS rows "
+            "FROM {db}.events WHERE counted = 1",
+        ),
+        (
+            "row_counts_rejected_mv",
+            "SELECT 'rejected_events' AS table_name, toInt64(sum(counted)) AS rows "
+            "FROM {db}.rejected_events",
+        ),
+    ),
+    backfill=" UNION ALL ".join(
+        f"SELECT '{table}' AS table_name, toInt64(count()) AS rows FROM {{db}}.{table} FINAL"
+        for table in ("events", "lineage_edges", "rejected_events")
+    ),
+)
+
+RULE_COUNTS = Counter(
+    name="rule_counts",
+    columns=(
+        "`org` LowCardinality(String), `rule_id` LowCardinality(String), "
+        "`severity` SimpleAggregateFunction(anyLast, LowCardinality(String)), "
+        "`open` SimpleAggregateFunction(sum, Int64)"
+    ),
+    engine="AggregatingMergeTree ORDER BY (org, rule_id)",
+    views=(
+        (
+            "rule_counts_mv",
+            "SELECT org, rule_id, anyLast(toString(severity)) AS severity, "
+            "toInt64(sum(open_delta)) AS open FROM {db}.violations WHERE open_delta != 0 "
+            "GROUP BY org, rule_id",
+        ),
+    ),
+    backfill=(
+        "SELECT org, rule_id, any(toString(severity)) AS severity, toInt64(count()) AS open "
+        "FROM {db}.violations FINAL WHERE status = 'open' GROUP BY org, rule_id"
+    ),
+)
+
+VIOLATION_STATES = Counter(
+    name="violation_states",
+    columns=(
+        "`org` LowCardinality(String), `rule_id` LowCardinality(String), "
+        "`violation_id` String, `counted_open` SimpleAggregateFunction(sum, Int64), "
+        f"`latest` SimpleAggregateFunction(max, {TIME})"
+    ),
+    engine="AggregatingMergeTree ORDER BY (org, rule_id, violation_id)",
+    views=(
+        (
+            "violation_states_mv",
+            "SELECT org, rule_id, violation_id, toInt64(open_delta) AS counted_open, "
+            "detected_at AS latest FROM {db}.violations",
+        ),
+    ),
+    backfill=(
+        "SELECT org, rule_id, violation_id, toInt64(status = 'open') AS counted_open, "
+        "detected_at AS latest FROM {db}.violations FINAL"
+    ),
+)
+
+# One row per insert (all rows of an insert share its `stored_at`), so `since` stays exact.
+EVENT_LATENCY = Counter(
+    name="event_latency",
+    columns=(
+        "`stored_at` DateTime64(3, 'UTC'), `events` SimpleAggregateFunction(sum, UInt64), "
+        "`lag_ms` AggregateFunction(quantiles(0.5, 0.99), Int64), "
+        "`max_ms` SimpleAggregateFunction(max, Int64)"
+    ),
+    engine="AggregatingMergeTree ORDER BY stored_at",
+    views=(
+        (
+            "event_latency_mv",
+            f"SELECT stored_at, count() AS events, {QUANTILES_STATE}({_LAG}) "
+            f"AS lag_ms, max({_LAG}) AS max_ms FROM {{db}}.events WHERE counted = 1 "
+            "GROUP BY stored_at",
+        ),
+    ),
+    backfill=(
+        f"SELECT stored_at, count() AS events, {QUANTILES_STATE}({_LAG}) "
+        f"AS lag_ms, max({_LAG}) AS max_ms FROM {{db}}.events FINAL GROUP BY stored_at"
+    ),
+)
+
+COUNTERS: Final = (ROW_COUNTS, RULE_COUNTS, VIOLATION_STATES, EVENT_LATENCY)
+
+
+def ensure_counters(client: Client, database: str) -> None:
+    """Create the counter tables and their views; fill a missing table from the store's rows.
+
+    Run when the store opens, before its ingest starts: rows inserted between a back-fill and
+    its views' creation would not be counted.
+    """
+    for counter in COUNTERS:
+        if not _exists(client, database, counter.name):
+            _backfill(client, database, counter)
+        for view, select in counter.views:
+            client.command(
+                f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{view} "
+                f"TO {database}.{counter.name} AS {select.format(db=database)}",
+                use_database=False,
+            )
+
+
+def _backfill(client: Client, database: str, counter: Counter) -> None:
+    # Filled under another name, then renamed: a back-fill cut short leaves no table that
+    # looks complete, and the next open starts it again.
+    filling = f"{counter.name}_backfill"
+    client.command(f"DROP TABLE IF EXISTS {database}.{filling}", use_database=False)
+    client.command(counter.ddl(database, filling), use_database=False)
+    client.command(
+        f"INSERT INTO {database}.{filling} {counter.backfill.format(db=database)}",
+        use_database=False,
+    )
+    client.command(
+        f"RENAME TABLE {database}.{filling} TO {database}.{counter.name}", use_database=False
+    )
+
+
+def _exists(client: Client, database: str, table: str) -> bool:
+    result = client.query(
+        "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        parameters={"db": database, "t": table},
+    )
+    return bool(result.result_rows[0][0])
