@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -60,6 +61,12 @@ def parse_structure(raw: bytes) -> PrivacyEvent:
     (which keys exist depends on the org's policy, which a producer need not have)."""
     raw = _without_bom(raw)
     check_shape(raw)
+    return validate_json(raw)
+
+
+def validate_json(raw: bytes) -> PrivacyEvent:
+    """The wire models alone, parsing and validating in one pass: for bytes whose shape is
+    known good (`check_shape`), e.g. encoded from a dict, which cannot repeat a key."""
     try:
         return _ADAPTER.validate_json(raw)
     except ValidationError as exc:
@@ -82,27 +89,63 @@ def check_shape(raw: bytes) -> None:
     """The bounds the wire models cannot express: message size, UTF-8, nesting depth and
     unique keys (JSON parsers disagree on which duplicate wins, so the producer's intent is
     unknown)."""
-    if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent(
-            "", f"message of {len(raw)} bytes exceeds the limit of {MAX_EVENT_BYTES} bytes"
-        )
+    check_size(raw)
     try:
         text = raw.decode()
     except UnicodeDecodeError as error:
         raise InvalidEvent(
             "", f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at offset {error.start})"
         ) from None
+    document = _unique_keys_document(raw, text)
+    # A container's depth is at most the number of brackets: most events need no walk.
+    if document is not None and raw.count(b"{") + raw.count(b"[") > MAX_NESTING_DEPTH:
+        _check_depth(document)
+
+
+def check_size(raw: bytes) -> None:
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            "", f"message of {len(raw)} bytes exceeds the limit of {MAX_EVENT_BYTES} bytes"
+        )
+
+
+def _unique_keys_document(raw: bytes, text: str) -> Any:
+    """The parsed document, or None if it is not JSON (the wire models then say why).
+
+    orjson keeps one value of a repeated key, like every fast parser. Each key is a string
+    literal, so the document re-encoded has fewer string delimiters than `raw` exactly when a
+    key was repeated: two counts instead of a second, hook-calling parse of every event.
+    """
     try:
-        document = _UNIQUE_KEYS.decode(text)
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # NaN, a number beyond a double, nesting past orjson's limit, a lone surrogate: the
+        # standard parser accepts these, so the wire models get to name the problem.
+        return _exact_unique_keys_document(text)
+    if _string_delimiters(orjson.dumps(document)) != _string_delimiters(raw):
+        return _exact_unique_keys_document(text)  # raises, naming the repeated key
+    return document
+
+
+def _string_delimiters(json_bytes: bytes) -> int:
+    """The quotes that open or close a string in valid JSON (not the escaped ones inside)."""
+    if b"\\" not in json_bytes:
+        return json_bytes.count(b'"')
+    # Outside strings valid JSON has no backslash; inside, escapes read left to right just as
+    # `replace` removes pairs, so what is left before a quote is the quote's own escape.
+    unpaired = json_bytes.replace(b"\\\\", b"")
+    return unpaired.count(b'"') - unpaired.count(b'\\"')
+
+
+def _exact_unique_keys_document(text: str) -> Any:
+    try:
+        return _UNIQUE_KEYS.decode(text)
     except _DuplicateKey as duplicate:
         raise InvalidEvent(_duplicate_path(text), _duplicate_reason(duplicate.key)) from None
     except RecursionError:
         raise _too_deep("") from None
     except ValueError:
-        return  # not JSON: the wire models report it with their own, more precise, message
-    # A container's depth is at most the number of brackets: most events need no walk.
-    if raw.count(b"{") + raw.count(b"[") > MAX_NESTING_DEPTH:
-        _check_depth(document)
+        return None
 
 
 def check_taxonomy(data: EventData, taxonomies: Mapping[str, Taxonomy]) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import codecs
 import copy
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from events.limits import (
     MAX_EVENT_BYTES,
@@ -19,7 +22,7 @@ from events.limits import (
 )
 from events.models import DataSharedEvent, LegalHoldChanged
 from events.taxonomy import Taxonomy
-from events.validation import InvalidEvent, parse_event
+from events.validation import InvalidEvent, check_shape, parse_event
 
 TAXONOMIES = {
     "connectx": Taxonomy.default().extend(
@@ -398,3 +401,65 @@ def test_valid_looking_input_is_rejected_with_a_clear_reason(
 def test_text_keeps_tabs_and_line_breaks() -> None:
     parsed = parse_event(encode(legal_hold("case 1\n\tcase 2\r\n")), TAXONOMIES)
     assert isinstance(parsed.data, LegalHoldChanged) and parsed.data.reason.endswith("\r\n")
+
+
+# --- Duplicate keys, found without a second parse of every event ----------------------------
+
+# Keys and strings with what makes counting quotes hard: quotes, backslashes, escapes.
+TRICKY_TEXT = st.text(st.sampled_from('ab"\\/:{}[],é\u2028\x00'), max_size=4)
+
+
+@dataclass(frozen=True)
+class Obj:
+    """A JSON object as its key/value pairs in order, so a key may appear twice."""
+
+    pairs: tuple[tuple[str, Any], ...]
+
+
+JSON_TREES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | TRICKY_TEXT,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.lists(st.tuples(TRICKY_TEXT, children), max_size=4).map(
+            lambda pairs: Obj(tuple(pairs))
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def to_json(node: Any, ascii_only: bool) -> str:
+    if isinstance(node, Obj):
+        members = (
+            f"{json.dumps(k, ensure_ascii=ascii_only)}: {to_json(v, ascii_only)}"
+            for k, v in node.pairs
+        )
+        return "{" + ", ".join(members) + "}"
+    if isinstance(node, list):
+        return "[" + ",".join(to_json(item, ascii_only) for item in node) + "]"
+    return json.dumps(node, ensure_ascii=ascii_only)
+
+
+def repeats_a_key(node: Any) -> bool:
+    if isinstance(node, Obj):
+        keys = [k for k, _ in node.pairs]
+        return len(set(keys)) < len(keys) or any(repeats_a_key(v) for _, v in node.pairs)
+    return isinstance(node, list) and any(repeats_a_key(item) for item in node)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(tree=JSON_TREES.map(lambda node: Obj((("x", node),))), ascii_only=st.booleans())
+@example(tree=Obj((('a"', 1), ('a"', 2))), ascii_only=True)
+@example(tree=Obj((("\\", '\\"'), ("\\", None))), ascii_only=False)
+# Strings ending in a backslash: a quote after an escaped backslash still closes the string.
+@example(tree=Obj((("k\\", "v\\"), ("k\\", 1))), ascii_only=True)
+def test_a_repeated_key_is_found_at_any_depth_whatever_the_escapes(
+    tree: Obj, ascii_only: bool
+) -> None:
+    raw = to_json(tree, ascii_only).encode()
+    if repeats_a_key(tree):
+        with pytest.raises(InvalidEvent) as caught:
+            check_shape(raw)
+        assert caught.value.reason.startswith("duplicate key")
+    else:
+        check_shape(raw)
