@@ -24,10 +24,20 @@ from pydantic import BaseModel, Field
 from pydantic_core import from_json
 
 from config.settings import Settings
-from events.outputs import AuditRecord, Violation
+from events.outputs import Violation
 from events.tags import pseudonymise
 from privtrail import __version__
 from privtrail.health import WorkerStatus, WorkerWatch
+from privtrail.schemas import (
+    HistoryPage,
+    Latency,
+    Lineage,
+    LineageSummary,
+    Party,
+    RejectedInput,
+    RuleCount,
+    Stats,
+)
 from sinks import LineageEdge, Rejected
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor, IngestStatus
@@ -41,14 +51,6 @@ _RELATIVE = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Most rows to return.")]
-
-
-class HistoryPage(BaseModel):
-    """Stored audit records in event-time order; pass `next_cursor` back for the next page."""
-
-    records: list[AuditRecord]
-    # None on the last page.
-    next_cursor: str | None
 
 
 class StoreHealth(BaseModel):
@@ -66,82 +68,6 @@ class Health(BaseModel):
     ingest: IngestStatus | None
     # None when this process does not watch the worker group.
     worker: WorkerStatus | None = None
-
-
-class Party(BaseModel):
-    """An actor or recipient of a subject's data, and which categories it got."""
-
-    kind: str | None
-    id: str | None
-    country: str | None = None
-    categories: list[str]
-
-
-class LineageSummary(BaseModel):
-    categories: list[str]
-    uses: list[str]
-    actors: list[Party]
-    recipients: list[Party]
-    violations: list[Violation]
-
-
-class Lineage(BaseModel):
-    org: str
-    subject_pseudonym: str
-    subject_kind: str | None
-    edges: list[LineageEdge]
-    summary: LineageSummary
-
-
-class RejectedInput(BaseModel):
-    """A rejected input as the API shows it: why, and where from, but not its bytes.
-
-    The raw input and its Kafka key hold the subject's real id, so only the CloudEvents
-    envelope attributes `id`, `type` and `source` are read out of it, when it parses.
-    """
-
-    rejection_id: str
-    received_at: datetime
-    source_topic: str
-    source_partition: int
-    source_offset: int
-    field: str | None
-    reason: str
-    size_bytes: int
-    event_id: str | None
-    event_type: str | None
-    event_source: str | None
-
-
-class RuleCount(BaseModel):
-    org: str
-    rule_id: str
-    severity: str
-    count: int
-
-
-class Stats(BaseModel):
-    """Stored rows (each duplicate counted once) and violations per rule and per org."""
-
-    events: int
-    violations: int
-    lineage_edges: int
-    rejected_events: int
-    violations_by_rule: list[RuleCount]
-    violations_by_org: dict[str, int]
-
-
-class Latency(BaseModel):
-    """Milliseconds from an event's own `time` to its row in the store: the emitter's delay,
-    the queue ahead of the worker, judging and ingest batching together. Each event counts once.
-    """
-
-    events: int
-    # None when no event was stored in the window.
-    p50_ms: float | None
-    p99_ms: float | None
-    max_ms: float | None
-    last_stored_at: datetime | None
 
 
 def parse_since(text: str, now: datetime) -> datetime:
