@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from config.settings import Settings
-from events.emitter import EmitError, Emitter
-from events.outputs import Violation
-from events.validation import InvalidEvent, parse_event
 from privtrail.client import ApiClient, ApiError
+
+# Each command imports what only it needs: a query loads the HTTP client and its models, not
+# the emitter, the judge's validation or the stack (see bench/cli_latency.py).
+if TYPE_CHECKING:
+    from events.emitter import Emitter
+    from events.outputs import Violation
+    from privtrail.schemas import Stats
+    from privtrail.stack import Stack
 
 app = typer.Typer(
     help="privtrail: live data flows checked against your own privacy policy.",
@@ -65,14 +65,46 @@ def up(
                 f"[green]privtrail is up[/]: Kafka {stack.bootstrap}, store {settings.store_dsn}, "
                 f"API {settings.api_url} (dashboard at /, OpenAPI at /docs)"
             )
+            run = _Run(started, _store_counts(stack))
             with violation_feed(settings, stack.bootstrap, _print_violation):
-                if demo:
-                    _run_demo(stack.bootstrap, settings, events, seed)
-                _serve_until(stack, duration, started)
+                try:
+                    if demo:
+                        _run_demo(stack.bootstrap, settings, events, seed, run)
+                    _serve_until(stack, duration, started)
+                    console.print(f"stopping: --duration {duration:g} s is over")
+                except KeyboardInterrupt:
+                    console.print("stopping")
+            _print_summary(run, _store_counts(stack))
+        console.print("stopped")
     except (StackError, BrokerError, TopicError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+class _Run:
+    """What the closing summary needs from the start of a run: when, and the store's counts."""
+
+    def __init__(self, started: float, before: Stats | str) -> None:
+        self.started = started
+        self.before = before
+        self.sent = 0
+
+
+def _store_counts(stack: Stack) -> Stats | str:
+    try:
+        with ApiClient(stack.settings.api_url) as api:
+            return api.stats()
+    except ApiError as error:
+        return str(error)
+
+
+def _print_summary(run: _Run, after: Stats | str) -> None:
+    from privtrail.summary import summary_lines
+
+    elapsed = time.monotonic() - run.started
+    for line in summary_lines(run.sent, elapsed, run.before, after):
+        _say(line)
 
 
 def _say(line: str) -> None:
@@ -83,7 +115,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _serve_until(stack: Any, duration: float | None, started: float) -> None:
+def _serve_until(stack: Stack, duration: float | None, started: float) -> None:
     from privtrail.stack import HEALTH_POLL_SECONDS, HealthWatch
 
     health = HealthWatch(ApiClient(stack.settings.api_url, timeout=HEALTH_POLL_SECONDS))
@@ -94,6 +126,8 @@ def _serve_until(stack: Any, duration: float | None, started: float) -> None:
 
 
 def _print_health_change(reasons: list[str] | None) -> None:
+    from rich.markup import escape
+
     if reasons:
         why = escape("; ".join(reasons))  # error texts may hold brackets, e.g. "[Errno 111]"
         console.print(f"[bold yellow]privtrail is degraded:[/] {why}", highlight=False)
@@ -101,10 +135,24 @@ def _print_health_change(reasons: list[str] | None) -> None:
         console.print("[green]privtrail is healthy again[/]")
 
 
-def _run_demo(bootstrap: str, settings: Settings, count: int, seed: int) -> None:
+def _run_demo(bootstrap: str, settings: Settings, count: int, seed: int, run: _Run) -> None:
+    from events.emitter import Emitter
+
+    with Emitter(bootstrap, source="/privtrail/demo", topic=settings.topics.events) as emitter:
+        _send_demo_with_progress(emitter, count, seed, run)
+
+
+def _send_demo_with_progress(emitter: Emitter, count: int, seed: int, run: _Run) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     from privtrail.demo import default_start, demo_events, send_demo
 
-    start = default_start()
     progress = Progress(
         TextColumn("emitting demo events"),
         BarColumn(),
@@ -112,15 +160,15 @@ def _run_demo(bootstrap: str, settings: Settings, count: int, seed: int) -> None
         TimeElapsedColumn(),
         console=console,
     )
-    with Emitter(bootstrap, source="/privtrail/demo", topic=settings.topics.events) as emitter:
-        with progress:
-            task = progress.add_task("demo", total=count)
-            send_demo(
-                emitter,
-                demo_events(seed, count, start),
-                on_sent=lambda n: progress.update(task, advance=n),
-            )
-        emitter.flush()
+
+    def sent(total: int) -> None:
+        # send_demo passes the running total, not the increment.
+        run.sent = total
+        progress.update(task, completed=total)
+
+    with progress:
+        task = progress.add_task("demo", total=count)
+        send_demo(emitter, demo_events(seed, count, default_start()), on_sent=sent)
 
 
 def _print_violation(violation: Violation) -> None:
@@ -166,6 +214,10 @@ def emit(
     ] = False,
 ) -> None:
     """Send one CloudEvent to privacy.events, keyed by its subject id."""
+    from datetime import UTC, datetime
+
+    from events.emitter import EmitError, Emitter
+    from events.validation import InvalidEvent, parse_event
     from streams.rules.policy import load_policy_set
 
     settings = Settings()
@@ -242,6 +294,8 @@ def lineage(
     as_json: JsonFlag = False,
 ) -> None:
     """Where a subject's data went: who touched it, which categories, for what use, sent where."""
+    from rich.table import Table
+
     answer = _ask(lambda c: c.lineage(subject_id, org))
     if as_json:
         print(answer.model_dump_json(indent=2))
@@ -280,6 +334,8 @@ def rejected(
     as_json: JsonFlag = False,
 ) -> None:
     """Inputs that were rejected, with the field and reason."""
+    from rich.table import Table
+
     found = _ask(lambda c: c.rejected(limit=limit))
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in found], indent=2))
@@ -325,6 +381,8 @@ def topics() -> None:
 @app.command("install-kafka")
 def install_kafka() -> None:
     """Fetch the embedded Kafka broker's jars with Maven (`make install` runs this)."""
+    import shutil
+
     from privtrail.brokers.apache_kafka import configured_lib_dir
     from privtrail.brokers.kafka_jars import KAFKA_VERSION, JarsUnavailable, install_jars
 

@@ -93,6 +93,11 @@ def test_up_demo_shows_every_rule_and_answers_the_other_commands(tmp_path: Path)
                 up.kill()
                 up.wait()
     printed = (tmp_path / "up.out").read_text()
+    assert "2500/2500" in printed, "the demo progress must count each event once"
+    summary = printed[printed.index("privtrail ran for") :]
+    assert "demo events sent: 2500" in summary
+    assert "violations stored: " in summary
+    assert "rejected inputs stored: " in summary
     assert set(clause_rule_ids()) <= {line.split()[0] for line in printed.splitlines() if line}
     assert "cli-subject" not in printed
     assert [e["data_category"] for e in lineage["edges"]] == [
