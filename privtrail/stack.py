@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +29,9 @@ IDLE_FETCH_WAIT_MS = 5000
 # `privtrail up` asks /health this often: often enough to tell a stall promptly, rarely enough
 # to cost an idle stack nothing.
 HEALTH_POLL_SECONDS = 5.0
+# The embedded broker listens on loopback only.
+BROKER_HOST = "127.0.0.1"
+LOG_TAIL_LINES = 5
 
 
 class StackError(RuntimeError):
@@ -63,6 +68,9 @@ class Stack:
         self.stop()
 
     def start(self, timeout: float = 60) -> None:
+        busy = busy_ports(self.settings)
+        if busy:
+            raise StackError("; ".join(busy))
         if self.settings.kafka_bootstrap is None:
             self.broker = embedded_broker(
                 self.settings.broker, self.settings.embedded_kafka_port, self.settings.data_dir
@@ -93,9 +101,10 @@ class Stack:
     def check_alive(self) -> None:
         for name, process in self._processes.items():
             if process.poll() is not None:
+                log = self._log_path(name)
                 raise StackError(
-                    f"the {name} process exited with code {process.returncode}; "
-                    f"see {self._log_path(name)}"
+                    f"the {name} process exited with code {process.returncode}; the end of "
+                    f"{log}:\n{log_tail(log)}"
                 )
 
     @property
@@ -120,6 +129,41 @@ class Stack:
                         f"{timeout:.0f}s; see {self._log_path('serve')}"
                     ) from None
                 time.sleep(0.3)
+
+
+def busy_ports(settings: Settings) -> list[str]:
+    """For each port the stack would listen on that something else holds: which, and the
+    variable that moves it. The broker's controller port needs none: a free one is picked."""
+    wanted = [("the query API", settings.api_host, settings.api_port, "api_port")]
+    if settings.kafka_bootstrap is None:
+        port = settings.embedded_kafka_port
+        wanted.insert(0, ("the embedded broker", BROKER_HOST, port, "embedded_kafka_port"))
+    prefix = settings.model_config.get("env_prefix", "")
+    return [
+        f"cannot start {what}: {host}:{port} is in use ({problem}); set {prefix}{field.upper()} "
+        "to a free port"
+        for what, host, port, field in wanted
+        if (problem := _bind_problem(host, port)) is not None
+    ]
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers themselves bind: a port left in TIME_WAIT is free to them.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.strerror or str(error)
+    return None
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as log:
+            return "".join(deque(log, maxlen=lines)).rstrip() or "(empty)"
+    except OSError as error:
+        return f"(cannot read it: {error.strerror})"
 
 
 @contextmanager
