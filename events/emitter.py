@@ -26,17 +26,14 @@ Other clients default to other hashes; configure them to match, e.g. kcat / libr
 from __future__ import annotations
 
 import functools
-import json
-import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Self
 
-from kafka import KafkaProducer
+import orjson
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from events.limits import DEFAULT_MAX_AHEAD
@@ -49,96 +46,39 @@ from events.models import (
     RecipientKind,
     Right,
 )
-from events.validation import InvalidEvent, check_time, parse_structure
+from events.producer import (
+    DEFAULT_DELIVERY_TIMEOUT,
+    FIXED_SETTINGS,
+    PRODUCER_DEFAULTS,
+    REQUEST_TIMEOUT_SECONDS,
+    DeliveryFailure,
+    EmitError,
+    KafkaUnreachable,
+    Producer,
+    drop_send_record_logs,
+    kafka_producer,
+)
+from events.validation import InvalidEvent, check_size, check_time, parse_structure, validate_json
+
+__all__ = [
+    "DEFAULT_DELIVERY_TIMEOUT",
+    "PRODUCER_DEFAULTS",
+    "DeliveryFailure",
+    "EmitError",
+    "Emitter",
+    "KafkaUnreachable",
+    "build_event",
+    "encode_event",
+    "event_key",
+    "validate_event",
+]
 
 ConsentStatus = Literal["given", "withdrawn", "objected"]
 AccountStatus = Literal["created", "closed", "reopened", "active"]
 HoldStatus = Literal["placed", "released"]
 
 _HEADERS = [("content-type", CONTENT_TYPE.encode())]
-
-# As Kafka's Java clients (`delivery.timeout.ms`): how long a sent event may take to be
-# acknowledged, retries included, before `flush()` reports it undelivered. It rides through a
-# broker outage shorter than this.
-DEFAULT_DELIVERY_TIMEOUT = 120.0
-# How long one produce request may wait for its answer; a delivery timeout is at least this.
-REQUEST_TIMEOUT_SECONDS = 30.0
-
-PRODUCER_DEFAULTS: dict[str, Any] = {
-    "client_id": "privtrail-emitter",
-    # Durability: a send counts only once every in-sync replica has it. Transient errors
-    # (a broker down, a leader moving) retry without a count limit: the delivery timeout bounds
-    # them, as with Kafka's Java clients (retries = Integer.MAX_VALUE).
-    "acks": "all",
-    "retries": 2**31 - 1,
-    "retry_backoff_ms": 100,
-    # Reconnect attempts back off exponentially up to this; kafka-python's 30 s would leave a
-    # broker that is back unused for up to 30 s.
-    "reconnect_backoff_max_ms": 1000,
-    # The idempotent producer (kafka-python's default): a retried batch is not written twice.
-    "enable_idempotence": True,
-    # Throughput: wait a few milliseconds so records of many calls share one request.
-    "linger_ms": 20,
-    "batch_size": 128 * 1024,
-}
-# Settings the wire contract depends on: bytes in, bytes out, murmur2 key partitioning.
-_FIXED_SETTINGS = frozenset({"partitioner", "key_serializer", "value_serializer"})
 _MAX_REPORTED_FAILURES = 5
-
-
-class EmitError(Exception):
-    """An event that is invalid, or could not be handed to or delivered by Kafka."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        field: str | None = None,
-        failures: Sequence[DeliveryFailure] = (),
-    ) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-        self.failures = list(failures)
-
-
-@dataclass(frozen=True)
-class DeliveryFailure:
-    """A message Kafka did not accept: which one (event id, never the subject) and why."""
-
-    message: str
-    error: BaseException
-
-    def __str__(self) -> str:
-        return f"{self.message}: {type(self.error).__name__}: {self.error}"
-
-
-class SendFuture(Protocol):
-    def add_errback(self, f: Callable[..., Any], *args: Any) -> Any: ...
-
-
-class Producer(Protocol):
-    """The part of `kafka.KafkaProducer` the emitter uses (a test can pass a fake)."""
-
-    def send(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> SendFuture: ...
-
-    def flush(self, timeout: float | None = None) -> None: ...
-
-    def close(self, timeout: float | None = None) -> None: ...
-
-
-class _DropSendRecords(logging.Filter):
-    # kafka-python logs every record's key and value at DEBUG; both carry the subject id.
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("%s: Sending (key=")
-
-
-_SEND_LOG_FILTER = _DropSendRecords()
 
 
 def build_event(
@@ -150,17 +90,8 @@ def build_event(
     time: datetime | None = None,
 ) -> PrivacyEvent:
     """A validated contract event; `id` defaults to a random UUID, `time` to now (UTC)."""
-    envelope = {
-        "specversion": "1.0",
-        "id": event_id or str(uuid.uuid4()),
-        "source": source,
-        "type": str(event_type),
-        "time": time or datetime.now(UTC),
-        "datacontenttype": "application/json",
-        "data": dict(data),
-    }
-    # Optional fields are left out rather than sent as null.
-    return validate_event(_to_json(_without_nulls(envelope)))
+    event, _ = _new_event(event_type, source, data, event_id, time)
+    return event
 
 
 def validate_event(raw: bytes) -> PrivacyEvent:
@@ -170,12 +101,7 @@ def validate_event(raw: bytes) -> PrivacyEvent:
     worker knows and the emitter does not. The time window is, on this machine's clock, so an
     event the worker would reject for its `time` is refused here already.
     """
-    try:
-        event = parse_structure(raw)
-        check_time(event, datetime.now(UTC), DEFAULT_MAX_AHEAD)
-    except InvalidEvent as error:
-        raise EmitError(error.reason, field=error.field or None) from None
-    return event
+    return _checked(parse_structure, raw)
 
 
 def encode_event(event: PrivacyEvent) -> bytes:
@@ -204,7 +130,7 @@ class Emitter:
         """`delivery_timeout`: seconds an event may take to be delivered, retries included
         (at least the 30 s a single request may take). `producer_config` goes to kafka-python's
         `KafkaProducer` and overrides the emitter's defaults."""
-        fixed = sorted(_FIXED_SETTINGS & producer_config.keys())
+        fixed = sorted(FIXED_SETTINGS & producer_config.keys())
         if fixed:
             raise ValueError(
                 f"producer setting(s) {', '.join(fixed)} cannot be changed: the event contract "
@@ -225,12 +151,12 @@ class Emitter:
         self._lock = threading.Lock()
         self._raw_sent = 0
         self._closed = False
-        logging.getLogger("kafka.producer.kafka").addFilter(_SEND_LOG_FILTER)
+        drop_send_record_logs()
         timeouts = {
             "delivery_timeout_ms": int(delivery_timeout * 1000),
             "request_timeout_ms": int(REQUEST_TIMEOUT_SECONDS * 1000),
         }
-        self._producer: Producer = producer or _kafka_producer(
+        self._producer: Producer = producer or kafka_producer(
             bootstrap, {**timeouts, **producer_config}
         )
 
@@ -258,8 +184,7 @@ class Emitter:
             model = validate_event(value)
         else:
             model, value = event, encode_event(event)
-        self._send(event_key(model), value, label=f"event {model.id}")
-        return model.id
+        return self._send_event(model, value)
 
     def send_raw(self, key: bytes | None, value: bytes) -> None:
         """Send bytes verbatim, without any validation.
@@ -457,8 +382,11 @@ class Emitter:
         event_id: str | None,
         time: datetime | None,
     ) -> str:
-        event = build_event(event_type, source=self.source, data=data, event_id=event_id, time=time)
-        return self.emit(event)
+        return self._send_event(*_new_event(event_type, self.source, data, event_id, time))
+
+    def _send_event(self, event: PrivacyEvent, value: bytes) -> str:
+        self._send(event_key(event), value, label=f"event {event.id}")
+        return event.id
 
     def _send(self, key: bytes | None, value: bytes, *, label: str) -> None:
         if self._closed:
@@ -487,34 +415,59 @@ class Emitter:
         )
 
 
-def _kafka_producer(bootstrap: str, config: Mapping[str, Any]) -> Producer:
-    try:
-        producer: Producer = KafkaProducer(
-            bootstrap_servers=bootstrap, **{**PRODUCER_DEFAULTS, **config}
-        )
-    except KafkaError as exc:
-        raise EmitError(f"cannot reach Kafka at {bootstrap}: {type(exc).__name__}: {exc}") from exc
-    return producer
-
-
 def _base(org: str, subject_id: str, subject_kind: str) -> dict[str, Any]:
     return {"org": org, "subject": {"id": subject_id, "kind": subject_kind}}
 
 
+def _new_event(
+    event_type: EventType,
+    source: str,
+    data: Mapping[str, Any],
+    event_id: str | None,
+    time: datetime | None,
+) -> tuple[PrivacyEvent, bytes]:
+    """A new event and its wire bytes: the bytes that are validated are the ones sent."""
+    envelope = {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": source,
+        "type": str(event_type),
+        "time": time or datetime.now(UTC),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    # Optional fields are left out rather than sent as null.
+    value = _to_json(_without_nulls(envelope))
+    return _checked(_parse_own_encoding, value), value
+
+
+def _parse_own_encoding(raw: bytes) -> PrivacyEvent:
+    # Encoded here from a dict: unique keys by construction, nesting as deep as the helpers'
+    # arguments, so the full shape check would find nothing the wire models do not.
+    check_size(raw)
+    return validate_json(raw)
+
+
+def _checked(parse: Callable[[bytes], PrivacyEvent], raw: bytes) -> PrivacyEvent:
+    try:
+        event = parse(raw)
+        check_time(event, datetime.now(UTC), DEFAULT_MAX_AHEAD)
+    except InvalidEvent as error:
+        raise EmitError(error.reason, field=error.field or None) from None
+    return event
+
+
 def _to_json(envelope: Mapping[str, Any]) -> bytes:
     try:
-        return json.dumps(envelope, default=_json_default).encode()
-    except (TypeError, ValueError) as exc:
+        # UTC as `Z`, as the wire models write it.
+        return orjson.dumps(envelope, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError as exc:
         raise EmitError(f"event is not JSON-serialisable ({exc})") from None
 
 
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    return value
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} values are not JSON")
+def _without_nulls(document: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: _without_nulls(v) if isinstance(v, dict) else v
+        for k, v in document.items()
+        if v is not None
+    }

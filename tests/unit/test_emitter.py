@@ -5,19 +5,24 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import socket
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from kafka import KafkaProducer
+from kafka.cluster import ClusterMetadata
 from kafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 from kafka.future import Future
+from kafka.partitioner import DefaultPartitioner
 from kafka.producer.record_accumulator import RecordAccumulator
 
-import events.emitter
-from events.emitter import EmitError, Emitter, build_event, encode_event
+import events.producer
+from events.emitter import EmitError, Emitter, KafkaUnreachable, build_event, encode_event
 from events.models import DataSharedEvent, EventType
+from events.producer import BOOTSTRAP_TIMEOUT_SECONDS, KeyHashPartitioner
 from events.taxonomy import Taxonomy
 from events.validation import parse_event
 
@@ -447,7 +452,7 @@ def test_kafka_python_debug_lines_with_keys_and_values_are_dropped(
 
 def test_producer_defaults_batch_and_wait_for_all_replicas(monkeypatch: pytest.MonkeyPatch) -> None:
     configs: list[dict[str, Any]] = []
-    monkeypatch.setattr(events.emitter, "KafkaProducer", lambda **config: configs.append(config))
+    monkeypatch.setattr(events.producer, "KafkaProducer", lambda **config: configs.append(config))
 
     Emitter("broker:9092", source=SOURCE, linger_ms=50)
 
@@ -455,18 +460,42 @@ def test_producer_defaults_batch_and_wait_for_all_replicas(monkeypatch: pytest.M
     assert config["bootstrap_servers"] == "broker:9092"
     assert config["acks"] == "all" and config["retries"] > 0
     assert config["linger_ms"] == 50 and config["batch_size"] >= 16384
-    assert "partitioner" not in config
 
 
-def test_an_unreachable_broker_is_an_emit_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_brokers(**config: Any) -> None:
-        # What kafka-python raises when no bootstrap server answers.
-        raise KafkaTimeoutError("Unable to bootstrap from broker:9092")
+def test_keys_go_to_the_partitions_of_kafkas_default_murmur2_partitioner() -> None:
+    class SixPartitions(ClusterMetadata):  # type: ignore[misc]
+        def topics(self, exclude_internal_topics: bool = True) -> set[str]:
+            return {"t"}
 
-    monkeypatch.setattr(events.emitter, "KafkaProducer", no_brokers)
+        def partitions_for_topic(self, topic: str) -> set[int]:
+            return {0, 1, 2, 3, 4, 5}
 
-    with pytest.raises(EmitError, match=r"cannot reach Kafka at broker:9092: KafkaTimeoutError"):
-        Emitter("broker:9092", source=SOURCE)
+        def available_partitions_for_topic(self, topic: str) -> set[int]:
+            return {0, 1, 2, 3, 4, 5}
+
+    cluster = SixPartitions()
+    default, ours = DefaultPartitioner(), KeyHashPartitioner()
+    keys = [f"subject-{n}".encode() for n in range(500)] + [SUBJECT.encode(), "🦄".encode()]
+
+    for key in keys * 2:  # the second time from the remembered hash
+        assert ours.partition("t", key, key, None, b"", cluster) == default.partition(
+            "t", key, key, None, b"", cluster
+        )
+
+
+def test_no_broker_at_the_address_fails_within_seconds_naming_it() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{unused.getsockname()[1]}"  # bound, never listening
+        started = time.monotonic()
+        with pytest.raises(KafkaUnreachable) as error:
+            Emitter(address, source=SOURCE)
+
+    assert time.monotonic() - started < 2 * BOOTSTRAP_TIMEOUT_SECONDS
+    assert isinstance(error.value, EmitError) and error.value.bootstrap == address
+    assert str(error.value) == (
+        f"cannot reach Kafka at {address}: no broker answered within 4 s (is the address right?)"
+    )
 
 
 @pytest.mark.parametrize("setting", ["partitioner", "key_serializer", "value_serializer"])
@@ -482,7 +511,7 @@ def test_sends_retry_until_a_delivery_timeout_of_120_s_by_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     configs: list[dict[str, Any]] = []
-    monkeypatch.setattr(events.emitter, "KafkaProducer", lambda **config: configs.append(config))
+    monkeypatch.setattr(events.producer, "KafkaProducer", lambda **config: configs.append(config))
 
     Emitter("broker:9092", source=SOURCE)
     Emitter("broker:9092", source=SOURCE, delivery_timeout=45)
@@ -501,7 +530,7 @@ def test_sends_retry_until_a_delivery_timeout_of_120_s_by_default(
 @pytest.mark.parametrize("timeout", [30.02, 120])
 def test_kafka_python_accepts_the_timeouts(monkeypatch: pytest.MonkeyPatch, timeout: float) -> None:
     configs: list[dict[str, Any]] = []
-    monkeypatch.setattr(events.emitter, "KafkaProducer", lambda **config: configs.append(config))
+    monkeypatch.setattr(events.producer, "KafkaProducer", lambda **config: configs.append(config))
     Emitter("broker:9092", source=SOURCE, delivery_timeout=timeout)
     [config] = configs
     # The check kafka-python's producer runs on these settings, without a broker.
