@@ -38,14 +38,17 @@ class Table:
     # Columns the store writes for the counters (sinks/clickhouse/counters.py) and never reads
     # back into a row model; rows of a store older than them read the DEFAULT.
     bookkeeping: tuple[tuple[str, str], ...] = ()
+    # String columns holding bytes (any, UTF-8 or not) rather than text.
+    bytes_columns: frozenset[str] = frozenset()
 
     @property
     def column_names(self) -> list[str]:
         return [name for name, _ in self.columns]
 
     @property
-    def insert_names(self) -> list[str]:
-        return [*self.column_names, *(name for name, _ in self.bookkeeping)]
+    def inserted(self) -> tuple[tuple[str, str], ...]:
+        """The columns an insert writes: the row model's, then the bookkeeping."""
+        return (*self.columns, *self.bookkeeping)
 
     def ddl(self, database: str) -> str:
         every_column = (*self.columns, *self.store_filled, *self.bookkeeping)
@@ -170,6 +173,7 @@ REJECTED_EVENTS = Table(
     ),
     order_by=("rejection_id",),
     bookkeeping=(("counted", "UInt8 DEFAULT 0"),),
+    bytes_columns=frozenset({"raw", "key"}),
 )
 
 TABLES: Final = (EVENTS, VIOLATIONS, LINEAGE_EDGES, REJECTED_EVENTS)

@@ -7,8 +7,9 @@ against a ClickHouse server the lock costs little next to a network round trip.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -19,6 +20,7 @@ from pydantic import BaseModel
 
 from events.outputs import AuditRecord, Violation
 from sinks import LineageEdge, Rejected
+from sinks.clickhouse.arrow import arrow_rows
 from sinks.clickhouse.counters import (
     EVENT_LATENCY,
     QUANTILES_MERGE,
@@ -49,7 +51,7 @@ from sinks.clickhouse.schema import (
 
 ColumnFormats = dict[str, str | dict[str, str]]
 
-_BYTES_COLUMNS: ColumnFormats = {"raw": "bytes", "key": "bytes"}
+_BYTES_COLUMNS: ColumnFormats = dict.fromkeys(REJECTED_EVENTS.bytes_columns, "bytes")
 
 # Audit records read per query when streaming history: bounds memory, not the history's length.
 HISTORY_PAGE = 5000
@@ -124,10 +126,6 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _columns(table: Table, rows: Sequence[BaseModel]) -> list[list[Any]]:
-    return [[getattr(row, name) for row in rows] for name in table.column_names]
-
-
 class Store:
     def __init__(self, client: Client, database: str) -> None:
         self._client = client
@@ -182,8 +180,8 @@ class Store:
             ids = [row.rejection_id for row in rejected]
             stored = self._query(
                 f"SELECT rejection_id FROM {self._table(REJECTED_EVENTS)} "
-                "WHERE rejection_id IN {ids:Array(String)}",
-                {"ids": sorted(set(ids))},
+                f"WHERE rejection_id IN {_any_of(ids)}",
+                {},
             )
             counted = first_copies(ids, {row[0] for row in stored})
             self._insert(REJECTED_EVENTS, rejected, [counted])
@@ -339,13 +337,14 @@ class Store:
         )
 
     def _stored_events(self, records: Sequence[AuditRecord]) -> set[EventKey]:
-        # Copies of an event share its time, so only the batch's months can hold one.
-        months = sorted({int(_utc(r.event_time).strftime("%Y%m")) for r in records})
+        # Copies of an event share its time: the batch's time range bounds where one can be,
+        # which skips the partitions (months) and parts outside it.
+        times = [_utc(r.event_time) for r in records]
         rows = self._query(
             f"SELECT org, subject_pseudonym, event_id FROM {self._table(EVENTS)} "
-            "WHERE toYYYYMM(event_time) IN {months:Array(UInt32)} "
-            "AND event_id IN {ids:Array(String)}",
-            {"months": months, "ids": sorted({r.event_id for r in records})},
+            "WHERE event_time BETWEEN {first:DateTime64(6, 'UTC')} AND {last:DateTime64(6, 'UTC')} "
+            f"AND event_id IN {_any_of(r.event_id for r in records)}",
+            {"first": min(times), "last": max(times)},
         )
         return {(org, subject, event_id) for org, subject, event_id in rows}
 
@@ -355,8 +354,9 @@ class Store:
         rows = self._query(
             "SELECT org, rule_id, violation_id, sum(counted_open), max(latest) "
             f"FROM {self.database}.{VIOLATION_STATES.name} "
-            "WHERE violation_id IN {ids:Array(String)} GROUP BY org, rule_id, violation_id",
-            {"ids": sorted({v.violation_id for v in violations})},
+            f"WHERE violation_id IN {_any_of(v.violation_id for v in violations)} "
+            "GROUP BY org, rule_id, violation_id",
+            {},
         )
         return {
             (org, rule, vid): ViolationState(counted_open=int(counted), latest=latest)
@@ -367,17 +367,13 @@ class Store:
         self, table: Table, rows: Sequence[BaseModel], bookkeeping: list[list[int]]
     ) -> None:
         """Insert `rows` with their bookkeeping columns; the caller holds the lock."""
-        self._client.insert(
-            table.name,
-            [*_columns(table, rows), *bookkeeping],
-            column_names=table.insert_names,
-            database=self.database,
-            column_oriented=True,
-        )
+        data = arrow_rows(table, rows, bookkeeping)
+        self._client.insert_arrow(table.name, data, database=self.database)
 
     def _query(self, sql: str, parameters: dict[str, Any]) -> Sequence[Sequence[Any]]:
-        """Rows of a query run while the caller holds the lock."""
-        return self._client.query(sql, parameters=parameters).result_rows
+        """Rows of a lookup run while the caller holds the lock; its SQL carries a batch's ids."""
+        settings = {"max_query_size": max(len(sql) + 1024, _DEFAULT_MAX_QUERY_SIZE)}
+        return self._client.query(sql, parameters=parameters, settings=settings).result_rows
 
     def _rows(
         self,
@@ -400,6 +396,19 @@ class Store:
 
 # Violations that still stand: late evidence retracts one by re-sending it with this status.
 _OPEN = "status = 'open'"
+
+
+_DEFAULT_MAX_QUERY_SIZE = 262144
+
+
+def _any_of(ids: Iterable[str]) -> str:
+    """A set of ids to write in SQL: a JSON array, hex-encoded, so no id can break out of it.
+
+    Bound as a parameter, clickhouse-connect escapes strings one character at a time in
+    Python: 0.2 s for a batch of 20,000 ids, more than the lookup itself.
+    """
+    encoded = json.dumps(sorted(set(ids))).encode().hex()
+    return f"(SELECT arrayJoin(JSONExtract(unhex('{encoded}'), 'Array(String)')))"
 
 
 def _positive(limit: int) -> int:

@@ -376,3 +376,20 @@ def test_a_store_made_before_the_counters_gets_them_filled_from_its_rows() -> No
         assert again.stats()["tables"]["violations"] == 1
     finally:
         again.close()
+
+
+def test_records_read_back_as_written_whatever_their_zone(store: Store) -> None:
+    elsewhere = timezone(timedelta(hours=5))
+    record = audit(
+        "e1",
+        event_time=T0.astimezone(elsewhere),
+        details={"status": "objected", "note": "é \x00 '\""},
+        encrypted=None,
+        data_categories=[],
+    )
+    broken = violation("v1", occurred_at=T0.astimezone(elsewhere), deadline=T0)
+    store.write_audit([record])
+    store.write_violations([broken])
+
+    assert list(store.history()) == [record]
+    assert store.violations() == [broken]
