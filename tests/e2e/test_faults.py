@@ -46,9 +46,10 @@ RATE = 100.0  # events/s: 20 s of traffic
 STORE_TIMEOUT = 90
 # A SIGKILLed worker stays a group member until its session times out; keep that short.
 GROUP_TIMING = {"broker_session_timeout": 10.0, "broker_heartbeat_interval": 1.0}
-# The issue asks for a store down 60 s; 20 s keeps this file within its time budget and is as
-# long as the whole emission, so the entire backlog piles up in Kafka meanwhile.
-SERVE_DOWN_SECONDS = 20.0
+SERVE_DOWN_SECONDS = 60.0
+# The store-down test spreads the same events over the outage and some seconds on either side,
+# so traffic goes on for the whole minute the store is down and after it is back.
+SERVE_DOWN_RATE = EVENTS / (SERVE_DOWN_SECONDS + 10)
 BROKER_DOWN_SECONDS = 15.0
 
 Signature = tuple[str, str, str, str, datetime]
@@ -86,11 +87,12 @@ def signature(v: Violation) -> Signature:
 
 
 class Emitting:
-    """Sends `events` at `RATE` from a thread; `finish()` flushes and raises what went wrong."""
+    """Sends `events` at `rate` from a thread; `finish()` flushes and raises what went wrong."""
 
-    def __init__(self, settings: Settings, events: list[PrivacyEvent]) -> None:
+    def __init__(self, settings: Settings, events: list[PrivacyEvent], rate: float = RATE) -> None:
         self.emitter = Emitter(settings.bootstrap, source="/faults", topic=settings.topics.events)
         self.events = events
+        self.rate = rate
         self.errors: list[BaseException] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.started = time.monotonic()
@@ -99,7 +101,7 @@ class Emitting:
     def _run(self) -> None:
         try:
             for index, event in enumerate(self.events):
-                delay = self.started + index / RATE - time.monotonic()
+                delay = self.started + index / self.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 self.emitter.emit(event)
@@ -248,16 +250,17 @@ def test_the_store_killed_three_times_while_emitting(
 def test_the_store_down_while_emitting_drains_its_backlog(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    """The store is stopped for SERVE_DOWN_SECONDS (20 s, not the issue's 60 s, to keep the
-    file's time bounded) from the third second of traffic, then started again."""
+    """The store is stopped for SERVE_DOWN_SECONDS (60 s) from the third second of traffic,
+    while events keep coming, then started again before the traffic ends."""
     events = workload()
     with stack_on(broker, tmp_path) as stack:
         stack.start_serve()
         stack.start_worker()
-        emitting = Emitting(stack.settings, events)
+        emitting = Emitting(stack.settings, events, SERVE_DOWN_RATE)
         time.sleep(3)
         stack.kill(stack.serve, signal.SIGTERM)
         time.sleep(SERVE_DOWN_SECONDS)
+        assert not emitting.done, "the traffic must outlast the outage"
         stack.start_serve()
         emitting.finish()
         stack.check(events)
@@ -271,7 +274,7 @@ def test_a_broker_restart_while_emitting_loses_nothing(
         stack.start_serve()
         stack.start_worker()
         emitting = Emitting(stack.settings, events)
-        # A worker still starting exits when it cannot bootstrap: restart a running one.
+        # Restart the broker under a worker that is already judging, not one still starting.
         api = stack.pipeline.api
         stack.pipeline.wait_for(lambda: api.stats().events > 0, "the worker's first events", 60)
         assert not emitting.done, "the outage must start within the traffic"
