@@ -143,6 +143,27 @@ def test_a_store_created_before_a_column_existed_gets_it() -> None:
         again.close()
 
 
+def test_a_store_created_before_an_index_existed_gets_it() -> None:
+    dsn = store_dsn()
+    first = Store.open(dsn)
+    first.write_violations([violation("v1"), violation("v2", subject_pseudonym="pseudo-2")])
+    first._client.command(
+        f"ALTER TABLE {first.database}.violations DROP INDEX subject_pseudonym_idx"
+    )
+    first.close()
+
+    again = Store.open(dsn)
+    try:
+        indexes = again._client.query(
+            "SELECT name FROM system.data_skipping_indices WHERE database = {db:String}",
+            parameters={"db": again.database},
+        ).result_rows
+        assert indexes == [("subject_pseudonym_idx",)]
+        assert [v.violation_id for v in again.violations(subject_pseudonym="pseudo-2")] == ["v2"]
+    finally:
+        again.close()
+
+
 def test_violations_filters_combine(store: Store) -> None:
     store.write_violations(
         [
