@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/emitter.py --events 30000
 
-One run, on 127.0.0.1 in a temporary directory: an embedded Apache Kafka broker and a topic per
-measured line (4 partitions). The workload is N demo events (`privtrail/demo.py`, valid only,
-about 430 bytes each), in rounds:
+One run, on 127.0.0.1 in a temporary directory: an embedded Apache Kafka broker, a new topic
+(4 partitions) for every measurement. The workload is N demo events (`privtrail/demo.py`, valid
+only, about 430 bytes each). Every line is measured once per round, the lines in turn:
 
 - bare producer (yardstick): kafka-python with the SDK's producer settings sends the events'
   pre-encoded bytes and keys, then flushes;
@@ -12,22 +12,25 @@ about 430 bytes each), in rounds:
   each validated, encoded and sent, then `flush()`;
 - SDK emit(dict): the same events as CloudEvent dicts through `Emitter.emit`.
 
-Each figure is events/s from the first send until the broker acknowledged the last; the ratio
-to the bare producer of the same round is the figure to track. Then, without a broker: every
-compression codec kafka-python has here, on the bare producer (events/s and compressed size of
-a batch), and `parse_event` / `parse_structure` against bare `json.loads` of the same messages.
+Each figure is events/s from the first send until the broker acknowledged the last, the median
+over the rounds; the ratio is the median of each round's ratio to the first line of its table,
+the yardstick. Then every compression codec kafka-python has here, on the bare producer
+(events/s, and how small a batch of demo values gets), and, without a broker, `parse_event` and
+`parse_structure` against bare `json.loads` of the same messages.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import socket
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,8 @@ from streams.rules.policy import load_policy_set
 
 SEED = 7
 PARTITIONS = 4
+# Kafka takes far longer than its usual few seconds to start on a busy 2-core machine.
+BROKER_START_SECONDS = 180.0
 HEADERS = [("content-type", b"application/cloudevents+json")]
 CODECS: dict[str, Callable[[], bool]] = {
     "none": lambda: True,
@@ -67,8 +72,6 @@ HELPERS = {
 # Nested `data` objects whose fields the helpers take flat, under these prefixes.
 FLATTENED = {"subject": "subject_", "actor": "actor_", "recipient": "recipient_"}
 
-Send = Callable[[str, Sequence[DemoEvent]], float]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -79,46 +82,56 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="privtrail-bench-emitter-") as root:
         broker = embedded_broker("kafka", _free_port(), Path(root) / "broker")
         _progress("starting the kafka broker")
-        broker.start()
+        broker.start(timeout=BROKER_START_SECONDS)
         try:
+            print(f"workload: {len(events)} demo events, {_mean_size(events):.0f} B each")
             _report_sends(broker.bootstrap, events, args.rounds)
-            _report_codecs(broker.bootstrap, events)
+            _report_codecs(broker.bootstrap, events, args.rounds)
         finally:
             broker.stop()
-    _report_parsing([e.value for e in events])
+    _report_parsing([e.value for e in events], args.rounds)
 
 
 # --- Sending --------------------------------------------------------------------------------
 
 
 def _report_sends(bootstrap: str, events: Sequence[DemoEvent], rounds: int) -> None:
-    lines: dict[str, Send] = {
-        "bare kafka-python producer (yardstick)": lambda topic, batch: _bare(
-            bootstrap, topic, batch, PRODUCER_DEFAULTS.get("compression_type", "none")
-        ),
-        "SDK typed helpers": lambda topic, batch: _sdk(bootstrap, topic, batch, _via_helpers),
-        "SDK emit(dict)": lambda topic, batch: _sdk(bootstrap, topic, batch, _via_dicts),
+    codec = PRODUCER_DEFAULTS.get("compression_type", "none")
+    lines: dict[str, Callable[[], float]] = {
+        "bare kafka-python producer (yardstick)": lambda: _bare(bootstrap, events, codec),
+        "SDK typed helpers": lambda: _sdk(bootstrap, events, _helper_call),
+        "SDK emit(dict)": lambda: _sdk(bootstrap, events, _dict_call),
     }
+    print(f"sending, producer settings {_settings_text()}, to the broker's acknowledgement:")
+    _print_rounds(_in_rounds(lines, rounds), unit="events/s")
+
+
+def _in_rounds(lines: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each line once per round, in turn: a load that comes and goes on the shared machine
+    then weighs on every line alike."""
     rates: dict[str, list[float]] = {name: [] for name in lines}
     for number in range(rounds):
-        for index, (name, send) in enumerate(lines.items()):
-            topic = f"bench-{number}-{index}"
-            _create_topic(bootstrap, topic)
-            _progress(f"round {number + 1}: {name}")
-            rates[name].append(send(topic, events))
-    yardstick = rates["bare kafka-python producer (yardstick)"]
-    print(f"workload: {len(events)} demo events, {_mean_size(events):.0f} B each, {rounds} rounds")
-    print(f"producer: {_settings_text()}")
+        for name, measure in lines.items():
+            _progress(f"round {number + 1}/{rounds}: {name}")
+            rates[name].append(measure())
+    return rates
+
+
+def _print_rounds(rates: dict[str, list[float]], unit: str) -> None:
+    """Each line's median, its rounds, and the median of its ratios to the first line (the
+    yardstick) in the same round."""
+    yardstick = next(iter(rates.values()))
     for name, measured in rates.items():
         ratios = [rate / bare for rate, bare in zip(measured, yardstick, strict=True)]
         print(
-            f"{name:<40} median {statistics.median(measured):>8,.0f} events/s"
-            f"  ({', '.join(f'{r:,.0f}' for r in measured)})"
-            f"  / bare: median {statistics.median(ratios):.2f}"
+            f"  {name:<40} {statistics.median(measured):>8,.0f} {unit}"
+            f"  (rounds: {', '.join(f'{r:,.0f}' for r in measured)})"
+            f"  ratio {statistics.median(ratios):.2f}"
         )
 
 
-def _bare(bootstrap: str, topic: str, events: Sequence[DemoEvent], compression: str) -> float:
+def _bare(bootstrap: str, events: Sequence[DemoEvent], compression: str) -> float:
+    topic = _new_topic(bootstrap)
     settings = {
         **PRODUCER_DEFAULTS,
         "compression_type": None if compression == "none" else compression,
@@ -137,40 +150,27 @@ def _bare(bootstrap: str, topic: str, events: Sequence[DemoEvent], compression: 
 
 def _sdk(
     bootstrap: str,
-    topic: str,
     events: Sequence[DemoEvent],
-    send_all: Callable[[Emitter, Iterable[PrivacyEvent]], None],
+    prepare: Callable[[Emitter, PrivacyEvent], Callable[[], object]],
 ) -> float:
-    calls = [e.event for e in events if e.event is not None]
+    topic = _new_topic(bootstrap)
     with Emitter(bootstrap, source="/bench/emitter", topic=topic) as emitter:
+        # Calls are prepared before the clock starts: the figure is the SDK's work only.
+        calls = [prepare(emitter, e.event) for e in events if e.event is not None]
         emitter.send_raw(b"warm-up", b"{}")
         emitter.flush()
         started = time.perf_counter()
-        send_all(emitter, calls)
+        for call in calls:
+            call()
         emitter.flush()
         return len(calls) / (time.perf_counter() - started)
 
 
-def _via_helpers(emitter: Emitter, events: Iterable[PrivacyEvent]) -> None:
-    # Arguments are prepared first: the figure is the SDK's work, not this script's.
-    calls = [_helper_call(emitter, event) for event in events]
-    started = time.perf_counter()
-    for helper, arguments in calls:
-        helper(**arguments)
-    _progress(f"  {len(calls) / (time.perf_counter() - started):,.0f} helper calls/s (sends)")
-
-
-def _via_dicts(emitter: Emitter, events: Iterable[PrivacyEvent]) -> None:
-    dicts = [json.loads(event.model_dump_json(exclude_none=True)) for event in events]
-    for event in dicts:
-        emitter.emit(event)
-
-
-def _helper_call(
-    emitter: Emitter, event: PrivacyEvent
-) -> tuple[Callable[..., str], dict[str, Any]]:
+def _helper_call(emitter: Emitter, event: PrivacyEvent) -> Callable[[], object]:
+    """The typed helper call that reports `event`'s data, its id and time left to default as
+    a service would leave them."""
     data = json.loads(event.data.model_dump_json(exclude_none=True))
-    arguments: dict[str, Any] = {"event_id": event.id, "time": event.time}
+    arguments: dict[str, Any] = {}
     for name, value in data.items():
         if name in FLATTENED:
             arguments.update({FLATTENED[name] + key: item for key, item in value.items()})
@@ -178,24 +178,30 @@ def _helper_call(
             arguments.update(value)
         else:
             arguments[name] = value
-    return getattr(emitter, HELPERS[event.type]), arguments
+    return functools.partial(getattr(emitter, HELPERS[event.type]), **arguments)
+
+
+def _dict_call(emitter: Emitter, event: PrivacyEvent) -> Callable[[], object]:
+    return functools.partial(emitter.emit, json.loads(event.model_dump_json(exclude_none=True)))
 
 
 # --- Compression ----------------------------------------------------------------------------
 
 
-def _report_codecs(bootstrap: str, events: Sequence[DemoEvent]) -> None:
+def _report_codecs(bootstrap: str, events: Sequence[DemoEvent], rounds: int) -> None:
+    available = [name for name, installed in CODECS.items() if installed()]
+    lines: dict[str, Callable[[], float]] = {
+        name: functools.partial(_bare, bootstrap, events, name) for name in available
+    }
+    print(f"compression on the bare producer (not installed: {_missing_codecs(available)}):")
+    _print_rounds(_in_rounds(lines, rounds), unit="events/s")
     batch = b"".join(e.value for e in events)[: PRODUCER_DEFAULTS["batch_size"]]
-    print(f"compression, bare producer, batch of {len(batch) // 1024} KiB of demo values:")
-    for name, available in CODECS.items():
-        if not available():
-            print(f"  {name:<7} not installed")
-            continue
-        _create_topic(bootstrap, f"bench-codec-{name}")
-        _progress(f"codec {name}")
-        rate = _bare(bootstrap, f"bench-codec-{name}", events, name)
-        size = len(_compress(name, batch))
-        print(f"  {name:<7} {rate:>8,.0f} events/s  batch {size / len(batch):.2f} of its size")
+    sizes = ", ".join(f"{n} {len(_compress(n, batch)) / len(batch):.2f}" for n in available)
+    print(f"  a {len(batch) // 1024} KiB batch of demo values compressed to: {sizes}")
+
+
+def _missing_codecs(available: Sequence[str]) -> str:
+    return ", ".join(name for name in CODECS if name not in available) or "none"
 
 
 def _compress(name: str, payload: bytes) -> bytes:
@@ -208,37 +214,37 @@ def _compress(name: str, payload: bytes) -> bytes:
 # --- Parsing --------------------------------------------------------------------------------
 
 
-def _report_parsing(messages: Sequence[bytes]) -> None:
+def _report_parsing(messages: Sequence[bytes], rounds: int) -> None:
     taxonomies = load_policy_set(REPO_POLICIES).taxonomies
     now = datetime.now(UTC)
-    lines: dict[str, Callable[[bytes], object]] = {
+    parsers: dict[str, Callable[[bytes], object]] = {
         "json.loads (yardstick)": json.loads,
         "parse_structure": parse_structure,
         "parse_event": lambda raw: parse_event(raw, taxonomies, now),
     }
-    rates = {name: _rate(parse, messages) for name, parse in lines.items()}
-    yardstick = rates["json.loads (yardstick)"]
-    print(f"parsing, in-process, {len(messages)} demo messages:")
-    for name, rate in rates.items():
-        print(f"  {name:<24} {rate:>8,.0f} events/s  / json.loads: {rate / yardstick:.2f}")
+    lines = {
+        name: functools.partial(_parse_rate, parse, messages) for name, parse in parsers.items()
+    }
+    print(f"parsing {len(messages)} demo messages in-process:")
+    _print_rounds(_in_rounds(lines, rounds), unit="events/s")
 
 
-def _rate(parse: Callable[[bytes], object], messages: Sequence[bytes]) -> float:
-    best = 0.0
-    for _ in range(3):  # the best of three: the machine is shared
-        started = time.perf_counter()
-        for raw in messages:
-            parse(raw)
-        best = max(best, len(messages) / (time.perf_counter() - started))
-    return best
+def _parse_rate(parse: Callable[[bytes], object], messages: Sequence[bytes]) -> float:
+    started = time.perf_counter()
+    for raw in messages:
+        parse(raw)
+    return len(messages) / (time.perf_counter() - started)
 
 
 # --- Helpers --------------------------------------------------------------------------------
 
 
-def _create_topic(bootstrap: str, topic: str) -> None:
+def _new_topic(bootstrap: str) -> str:
+    """A new topic per measurement, so none writes behind another's data."""
+    topic = f"bench-{uuid.uuid4().hex[:12]}"
     with KafkaAdminClient(bootstrap_servers=bootstrap, client_id="privtrail-bench") as admin:
         admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    return topic
 
 
 def _settings_text() -> str:

@@ -434,10 +434,10 @@ def _new_event(
         "type": str(event_type),
         "time": time or datetime.now(UTC),
         "datacontenttype": "application/json",
-        "data": data,
+        # Optional fields are left out rather than sent as null.
+        "data": _without_nulls(data),
     }
-    # Optional fields are left out rather than sent as null.
-    value = _to_json(_without_nulls(envelope))
+    value = _to_json(envelope)
     return _checked(_parse_own_encoding, value), value
 
 
