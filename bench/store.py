@@ -1,0 +1,398 @@
+"""The store at 1M and 10M events, filled through the store process's own ingest code.
+
+An `Ingestor` (sinks/ingest.py) with its default settings reads scripted Kafka messages from a
+stand-in consumer: AuditBatch messages of 500 records as the worker produces them
+(events/fitting.py), one message per violation, and retractions of earlier violations. It
+decodes, batches and writes them through `Store` into an on-disk chDB, as `privtrail serve`
+does. Left out: the broker and its network fetches (the stand-in hands out ready messages).
+
+Figures printed, each with its same-run yardstick:
+- ingest rows/s, next to a raw clickhouse-connect insert of the same rows into a plain
+  MergeTree table (no FINAL lookups, no views);
+- p50/p99 of a subject's lineage, violations by org + rule + since, stats() and latency(),
+  next to a trivial `SELECT 1` and to stats() computed the old way (every table with FINAL);
+- ingest rows/s with and without a dashboard poller calling stats() and latency() each second.
+
+    .venv/bin/python bench/store.py --sizes 1000000,10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from config.settings import Settings
+from events.outputs import AuditBatch, AuditRecord
+from sinks.clickhouse.schema import EVENTS
+from sinks.clickhouse.store import Store
+from sinks.ingest import Ingestor
+
+RECORDS_PER_MESSAGE = 500  # the worker's AUDIT_RECORDS_PER_MESSAGE (streams/app.py)
+EVENT_SPACING = timedelta(seconds=3)
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+ORGS = ("linkxup", "connectx")
+RULES = {org: [f"{org[:2].upper()}-RULE-{n:03d}" for n in range(4)] for org in ORGS}
+CATEGORIES = ("user.contact.email", "user.name", "user.location", "user.financial")
+KINDS = ("privacy.data.accessed",) * 6 + ("privacy.data.shared",) * 3 + ("privacy.consent.changed",)
+VIOLATION_EVERY = 10  # one event in ten breaks a rule
+RETRACT_EVERY = 100  # one violation in a hundred is retracted, 50,000 events later
+RETRACT_AFTER = 50_000
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    timestamp: int | None = None
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
+class Events:
+    """Deterministic synthetic history: event n of `subjects` subjects, 3 s apart."""
+
+    def __init__(self, subjects: int) -> None:
+        self.subjects = subjects
+
+    def subject(self, index: int) -> tuple[str, str]:
+        return ORGS[index % 2], f"{index * 0x9E3779B97F4A7C15 % 2**80:020x}"
+
+    def time(self, n: int) -> datetime:
+        return T0 + n * EVENT_SPACING
+
+    def audit_json(self, n: int) -> str:
+        org, pseudonym = self.subject(n % self.subjects)
+        kind = KINDS[n % len(KINDS)]
+        at = self.time(n)
+        categories = ",".join(f'"{c}"' for c in CATEGORIES[: 1 + n % 3])
+        shared = kind == "privacy.data.shared"
+        recipient = '"adnet-7","recipient_kind":"ad_network","recipient_country":"FR"'
+        return (
+            f'{{"event_id":"ev-{n:012d}","event_type":"{kind}","source":"/{org}/app",'
+            f'"org":"{org}","event_time":"{at:%Y-%m-%dT%H:%M:%S}Z",'
+            f'"judged_at":"{at + timedelta(seconds=1):%Y-%m-%dT%H:%M:%S}Z",'
+            f'"subject_pseudonym":"{pseudonym}","subject_kind":"customer",'
+            f'"actor_kind":"service","actor_id":"svc-{n % 17}","data_categories":[{categories}],'
+            f'"data_use":"marketing.advertising","legal_basis":"consent",'
+            f'"recipient_id":{recipient if shared else "null"}'
+            + ("" if shared else ',"recipient_kind":null,"recipient_country":null')
+            + ',"encrypted":true,"safeguard":null,"aggregated":null,"explicit_consent":null,'
+            f'"details":{{}},"policy_version":"2025.1","violated_rules":[],'
+            f'"partition":{n % 4},"offset":{n}}}'
+        )
+
+    def violation_json(self, n: int, status: str = "open") -> bytes:
+        org, pseudonym = self.subject(n % self.subjects)
+        rule = RULES[org][(n // VIOLATION_EVERY) % 4]
+        at = self.time(n)
+        detected = at + timedelta(seconds=1 if status == "open" else 90)
+        return (
+            f'{{"violation_id":"v-{n:012d}","rule_id":"{rule}","org":"{org}","severity":"high",'
+            f'"policy_version":"2025.1","policy_section":"3.3","policy_text":"No ad networks.",'
+            f'"explanation":"shared with adnet-7","subject_pseudonym":"{pseudonym}",'
+            f'"subject_kind":"customer","event_id":"ev-{n:012d}",'
+            f'"event_type":"privacy.data.shared","occurred_at":"{at:%Y-%m-%dT%H:%M:%S}Z",'
+            f'"detected_at":"{detected:%Y-%m-%dT%H:%M:%S}Z","deadline":null,'
+            '"data_categories":["user.name"],"data_use":"marketing.advertising",'
+            f'"actor":"service:svc-1","recipient":"ad_network:adnet-7","status":"{status}"}}'
+        ).encode()
+
+    def messages(self, start: int, count: int) -> Iterator[Message]:
+        """Events start..start+count: one audit message, then the violations they raise."""
+        records = ",".join(self.audit_json(n) for n in range(start, start + count))
+        yield Message("privacy.audit", 0, start, f'{{"records":[{records}]}}'.encode())
+        for n in range(start - start % VIOLATION_EVERY, start + count, VIOLATION_EVERY):
+            if n >= start:
+                yield Message("privacy.violations", 0, n, self.violation_json(n))
+            late = n - RETRACT_AFTER
+            if late >= 0 and late % (VIOLATION_EVERY * RETRACT_EVERY) == 0 and n >= start:
+                yield Message("privacy.violations", 1, n, self.violation_json(late, "retracted"))
+
+
+@dataclass
+class ScriptedConsumer:
+    """Stands in for KafkaConsumer: hands out the messages of events up to `allowed`."""
+
+    events: Events
+    allowed: int = 0
+    next_event: int = 0
+    generating: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Mapping[Any, list[Any]]:
+        # `max_records` is the ingest buffer's room in rows; hand out about that many.
+        started = time.perf_counter()
+        taken: list[Message] = []
+        with self.lock:
+            room = max_records or RECORDS_PER_MESSAGE
+            while self.next_event < self.allowed and room > 0:
+                count = min(RECORDS_PER_MESSAGE, self.allowed - self.next_event)
+                taken.extend(self.events.messages(self.next_event, count))
+                self.next_event += count
+                room -= count
+        self.generating += time.perf_counter() - started
+        if not taken:
+            time.sleep(min(timeout_ms, 50) / 1000)
+        return {"scripted": taken} if taken else {}
+
+    def commit(self) -> None:
+        pass
+
+    def assignment(self) -> set[Any]:
+        return set()
+
+    def position(self, partition: Any, timeout_ms: int | None = None) -> int | None:
+        return None
+
+    def highwater(self, partition: Any) -> int | None:
+        return None
+
+    def close(self, autocommit: bool = True) -> None:
+        pass
+
+
+@dataclass
+class Bench:
+    store: Store
+    ingestor: Ingestor
+    consumer: ScriptedConsumer
+    events: Events
+    raw_rate: float
+    write_seconds: float = 0.0
+
+    def fill(self, target: int) -> float:
+        """Ingest events up to `target`; rows/s of the ingest loop (message making excluded)."""
+        written = self.ingestor.status().rows_written["events"]
+        generating = self.consumer.generating
+        started = time.perf_counter()
+        with self.consumer.lock:
+            self.consumer.allowed = target
+        while self.ingestor.status().rows_written["events"] < target:
+            problem = self.ingestor.status().last_error
+            if problem:
+                raise SystemExit(f"ingest failed: {problem}")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started - (self.consumer.generating - generating)
+        return (target - written) / elapsed
+
+
+def timed_writes(bench: Bench) -> None:
+    """Add the time of each Store.write_audit call, as the ingest loop makes it, to the bench."""
+    original = bench.store.write_audit
+
+    def write_audit(records: Sequence[AuditRecord]) -> None:
+        started = time.perf_counter()
+        original(records)
+        bench.write_seconds += time.perf_counter() - started
+
+    bench.store.write_audit = write_audit  # type: ignore[method-assign]
+
+
+def raw_insert_rate(store: Store, events: Events, rows: int, batch: int) -> tuple[float, float]:
+    """Rows/s of a bare insert of the same rows into a plain MergeTree table, and rows/s of
+    decoding their messages (AuditBatch JSON -> records) alone."""
+    client, db = store._client, store.database
+    columns = ", ".join(f"`{name}` {kind}" for name, kind in EVENTS.columns)
+    client.command(f"DROP TABLE IF EXISTS {db}.raw_events")
+    client.command(
+        f"CREATE TABLE {db}.raw_events ({columns}) ENGINE = MergeTree "
+        "ORDER BY (org, subject_pseudonym, event_id)"
+    )
+    # Event numbers past the bench's fill, so nothing here is a copy of a stored event.
+    base = 10**8
+    decoding = inserting = 0.0
+    for start in range(base, base + rows, batch):
+        values = [
+            m.value
+            for s in range(start, start + batch, RECORDS_PER_MESSAGE)
+            for m in events.messages(s, RECORDS_PER_MESSAGE)
+            if m.topic == "privacy.audit"
+        ]
+        began = time.perf_counter()
+        records = [r for v in values for r in AuditBatch.model_validate_json(v).records]
+        decoding += time.perf_counter() - began
+        data = [[getattr(r, name) for r in records] for name in EVENTS.column_names]
+        began = time.perf_counter()
+        client.insert(
+            "raw_events", data, column_names=EVENTS.column_names, database=db, column_oriented=True
+        )
+        inserting += time.perf_counter() - began
+    client.command(f"DROP TABLE {db}.raw_events")
+    return rows / inserting, rows / decoding
+
+
+def percentiles(run: Callable[[], object], times: int) -> tuple[float, float]:
+    took = []
+    for _ in range(times):
+        began = time.perf_counter()
+        run()
+        took.append((time.perf_counter() - began) * 1000)
+    took.sort()
+    return statistics.median(took), took[min(len(took) - 1, int(len(took) * 0.99))]
+
+
+def final_stats(store: Store) -> None:
+    """stats() as it was: every table counted with FINAL (the yardstick for the counters)."""
+    db = store.database
+    for table in ("events", "lineage_edges", "rejected_events"):
+        store._client.query(f"SELECT count() FROM {db}.{table} FINAL")
+    store._client.query(
+        f"SELECT org, rule_id, count() FROM {db}.violations FINAL WHERE status = 'open' "
+        "GROUP BY org, rule_id"
+    )
+
+
+def measure_queries(bench: Bench, size: int, times: int) -> None:
+    store, events = bench.store, bench.events
+    rng = random.Random(size)
+    subjects = min(events.subjects, size)
+
+    def subject() -> tuple[str, str]:
+        return events.subject(rng.randrange(subjects))
+
+    def lineage() -> None:
+        store.lineage(*subject())
+
+    def subject_violations() -> None:
+        org, pseudonym = subject()
+        store.violations(org=org, subject_pseudonym=pseudonym, limit=1000)
+
+    since = events.time(size) - timedelta(days=7)
+
+    def by_rule() -> None:
+        org = rng.choice(ORGS)
+        store.violations(org=org, rule=rng.choice(RULES[org]), since=since)
+
+    lineage_found = sum(len(store.lineage(*events.subject(i))) for i in range(20))
+    print(f"  ({lineage_found} lineage edges for 20 subjects; stats {store.stats()['tables']})")
+    rows: list[tuple[str, Callable[[], object], int]] = [
+        ("SELECT 1 (yardstick)", store.ping, times),
+        ("lineage(org, subject)", lineage, times),
+        ("violations(org, subject) [API lineage]", subject_violations, times),
+        ("violations(org, rule, since 7 d)", by_rule, times),
+        ("stats() from counters", store.stats, times),
+        ("latency() from counters", store.latency, times),
+        ("stats() the old way, FINAL (yardstick)", lambda: final_stats(store), 3),
+    ]
+    for name, run, count in rows:
+        p50, p99 = percentiles(run, count)
+        print(f"  {name:<42} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms  ({count} runs)")
+
+
+def with_poller(bench: Bench, target: int) -> float:
+    """Ingest rows/s while a dashboard polls stats() and latency() every second."""
+    stop = threading.Event()
+    polls: list[float] = []
+
+    def poll() -> None:
+        while not stop.wait(1.0):
+            began = time.perf_counter()
+            bench.store.stats()
+            bench.store.latency()
+            polls.append((time.perf_counter() - began) * 1000)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        rate = bench.fill(target)
+    finally:
+        stop.set()
+        poller.join()
+    slowest = max(polls) if polls else float("nan")
+    print(f"  poller: {len(polls)} polls, slowest stats()+latency() {slowest:.1f} ms")
+    return rate
+
+
+FILL_STEP = 1_000_000
+
+
+def fill_to(bench: Bench, done: int, size: int, deadline: float) -> int:
+    """Ingest up to `size` events in steps, stopping early past `deadline`; the size reached."""
+    write_before = bench.write_seconds
+    target, ingesting = done, 0.0
+    while target < size and time.monotonic() < deadline:
+        step = min(size, target + FILL_STEP) - target
+        ingesting += step / bench.fill(target + step)
+        target += step
+    writing = bench.write_seconds - write_before
+    rate = (target - done) / ingesting
+    stopped = "" if target == size else f" (fill time budget spent: stopped short of {size:,})"
+    print(
+        f"\n{target:,} events{stopped}: ingest {done:,} -> {target:,} at {rate:,.0f} rows/s "
+        f"= {rate / bench.raw_rate:.2f} x raw insert; Store.write_audit alone "
+        f"{(target - done) / writing:,.0f} rows/s"
+    )
+    return target
+
+
+def compare_poller(bench: Bench, done: int, rows: int) -> int:
+    quiet = bench.fill(done + rows)
+    polled = with_poller(bench, done + 2 * rows)
+    print(
+        f"  ingest without poller {quiet:,.0f} rows/s, with a 1 s stats poller "
+        f"{polled:,.0f} rows/s: ratio {polled / quiet:.2f}"
+    )
+    return done + 2 * rows
+
+
+def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
+    store = Store.open(f"chdb://{directory}")
+    events = Events(subjects=max(sizes) // 10)
+    consumer = ScriptedConsumer(events)
+    settings = Settings(sink_batch_size=args.batch_size)
+    ingestor = Ingestor(settings, store, consumer_factory=lambda: consumer)
+    raw, decode = raw_insert_rate(store, events, min(500_000, sizes[0]), args.batch_size)
+    print(f"yardstick: raw insert into a plain MergeTree {raw:,.0f} rows/s")
+    print(f"(decoding AuditBatch messages alone: {decode:,.0f} records/s)")
+    bench = Bench(store, ingestor, consumer, events, raw_rate=raw)
+    timed_writes(bench)
+    deadline = time.monotonic() + args.fill_seconds
+    ingestor.start()
+    done = 0
+    try:
+        for size in (s for s in sizes if s > done):
+            done = fill_to(bench, done, size, deadline)
+            measure_queries(bench, done, args.runs)
+            done = compare_poller(bench, done, args.poll_rows)
+            if done < size:
+                break
+    finally:
+        ingestor.stop()
+        store.close()
+    print(f"\nmessage making excluded from the rates: {consumer.generating:.0f} s in total")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000000,10000000", help="comma-separated sizes")
+    parser.add_argument("--batch-size", type=int, default=Settings().sink_batch_size)
+    parser.add_argument("--poll-rows", type=int, default=500_000)
+    parser.add_argument("--runs", type=int, default=200, help="runs per query")
+    parser.add_argument(
+        "--fill-seconds", type=float, default=900, help="stop filling after this long"
+    )
+    parser.add_argument("--dir", help="data directory (default: a temporary one, removed)")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    directory = args.dir or tempfile.mkdtemp(prefix="privtrail-bench-store-")
+    print(f"store chdb://{directory}, ingest batches of {args.batch_size:,} rows")
+    try:
+        run(args, sizes, directory)
+    finally:
+        if not args.dir:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
