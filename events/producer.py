@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,13 +40,15 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "reconnect_backoff_max_ms": 1000,
     # The idempotent producer (kafka-python's default): a retried batch is not written twice.
     "enable_idempotence": True,
-    # Throughput (bench/README.md, emitter.py): records of many calls share one request, and
-    # lz4 shrinks a batch of ~430-byte events about 3x for less CPU than it saves the broker.
+    # Throughput (bench/README.md, emitter.py): records of many calls share one request.
     "linger_ms": 20,
     "batch_size": 256 * 1024,
-    "compression_type": "lz4",
     "bootstrap_timeout_ms": int(BOOTSTRAP_TIMEOUT_SECONDS * 1000),
 }
+# lz4 shrinks a batch of demo events to 22% of its size, for the fewest events/s of the codecs
+# (bench/README.md, emitter.py): worth it where the bytes cross a network, not to a broker on
+# this machine, where nothing is saved and the CPU is shared with the broker.
+REMOTE_COMPRESSION = "lz4"
 # Settings the wire contract depends on: bytes in, bytes out, murmur2 key partitioning.
 FIXED_SETTINGS = frozenset({"partitioner", "key_serializer", "value_serializer"})
 
@@ -132,6 +135,21 @@ class KeyHashPartitioner(DefaultPartitioner):  # type: ignore[misc]
         return partitions[(hashed & 0x7FFFFFFF) % len(partitions)]
 
 
+def is_loopback(bootstrap: str) -> bool:
+    """Whether every broker address in `bootstrap` (comma-separated host:port) is this machine."""
+    return all(_is_loopback_host(address) for address in bootstrap.split(","))
+
+
+def _is_loopback_host(address: str) -> bool:
+    host = address.strip().rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: most likely another machine's
+
+
 class _DropSendRecords(logging.Filter):
     # kafka-python logs every record's key and value at DEBUG; both carry the subject id.
     def filter(self, record: logging.LogRecord) -> bool:
@@ -149,7 +167,12 @@ def drop_send_record_logs() -> None:
 def kafka_producer(bootstrap: str, config: Mapping[str, Any]) -> Producer:
     """A kafka-python producer with the emitter's defaults, `config` overriding them; raises
     `KafkaUnreachable` if no broker answers within the bootstrap timeout."""
-    settings = {**PRODUCER_DEFAULTS, **config, "partitioner": KeyHashPartitioner()}
+    settings = {
+        **PRODUCER_DEFAULTS,
+        "compression_type": None if is_loopback(bootstrap) else REMOTE_COMPRESSION,
+        **config,
+        "partitioner": KeyHashPartitioner(),
+    }
     try:
         producer: Producer = KafkaProducer(bootstrap_servers=bootstrap, **settings)
     except KafkaTimeoutError:

@@ -462,6 +462,30 @@ def test_producer_defaults_batch_and_wait_for_all_replicas(monkeypatch: pytest.M
     assert config["linger_ms"] == 50 and config["batch_size"] >= 16384
 
 
+@pytest.mark.parametrize(
+    ("bootstrap", "config", "compression"),
+    [
+        ("127.0.0.1:9092", {}, None),
+        ("localhost:9092,[::1]:9093", {}, None),
+        ("broker:9092", {}, "lz4"),
+        ("127.0.0.1:9092,broker:9092", {}, "lz4"),
+        ("127.0.0.1:9092", {"compression_type": "gzip"}, "gzip"),
+    ],
+)
+def test_batches_are_compressed_only_when_they_cross_a_network(
+    monkeypatch: pytest.MonkeyPatch,
+    bootstrap: str,
+    config: dict[str, Any],
+    compression: str | None,
+) -> None:
+    configs: list[dict[str, Any]] = []
+    monkeypatch.setattr(events.producer, "KafkaProducer", lambda **config: configs.append(config))
+
+    Emitter(bootstrap, source=SOURCE, **config)
+
+    assert configs[0]["compression_type"] == compression
+
+
 def test_keys_go_to_the_partitions_of_kafkas_default_murmur2_partitioner() -> None:
     class SixPartitions(ClusterMetadata):  # type: ignore[misc]
         def topics(self, exclude_internal_topics: bool = True) -> set[str]:
