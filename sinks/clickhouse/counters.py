@@ -12,6 +12,12 @@ takes its violation out of the count once.
 detection time: the store reads it, not `violations` FINAL, to decide the next copy's delta, so
 the counters stay consistent with themselves even where FINAL has two copies to choose from.
 
+Writes must not race for the same ids: the store's lock orders them within a process, and
+Kafka's partitioning by subject gives each store process of a group its own ids (two may
+overlap for the moment of a rebalance). ClickHouse writes a block to a table and then to its
+views, not atomically: a store killed inside one insert could leave the rows without their
+counts; the replay then finds the rows stored and does not count them again.
+
 A store made before these tables existed gets them back-filled from its tables read with FINAL
 (`ensure_counters`), once, before anything writes to it.
 """

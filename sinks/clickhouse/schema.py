@@ -3,7 +3,8 @@
 Every table is a ReplacingMergeTree whose sorting key ends in the row's own id, so a replayed
 or duplicated message is stored once; readers query with FINAL so a not-yet-merged duplicate
 never shows. `lineage_edges` is filled by a materialized view over `events`, one row per data
-category of each access or share.
+category of each access or share. The counters the dashboard reads (counters.py) are kept by
+views too, from the bookkeeping columns the store writes with each row.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -442,3 +442,45 @@ def test_at_least_once_delivery_stores_a_replayed_batch_once(
         "rejected_events": 0,
     }
     assert store.violations()[0].occurred_at == T0
+
+
+def consume_until_committed(settings: Settings, store: Store, messages: list[Record]) -> None:
+    """Run an ingest loop over `messages` until it commits, then stop it."""
+    consumer = FakeConsumer()
+    consumer.feed(*messages)
+    running = Ingestor(settings, store, consumer_factory=lambda: consumer)
+    running.start()
+    wait_until(lambda: consumer.commits >= 1)
+    running.stop()
+
+
+def test_a_replayed_batch_and_a_retraction_leave_the_dashboard_counts_exact(
+    settings: Settings, store: Store
+) -> None:
+    opened = violation("v1")
+    retracted = opened.model_copy(
+        update={"status": "retracted", "detected_at": opened.detected_at + timedelta(minutes=1)}
+    )
+    batch = [
+        audit_message(0, "e1", "e2"),
+        violation_message(0, "v1"),
+        Record(VIOLATIONS, 0, 1, violation("v2").model_dump_json().encode()),
+    ]
+    # A store killed after writing but before committing consumes the batch again on restart.
+    for messages in (
+        batch,
+        [*batch, Record(VIOLATIONS, 0, 2, retracted.model_dump_json().encode())],
+    ):
+        consume_until_committed(settings, store, messages)
+
+    stats = store.stats()
+    assert stats["tables"] == {
+        "events": 2,
+        "violations": 1,
+        "lineage_edges": 4,
+        "rejected_events": 0,
+    }
+    assert [(r["rule_id"], r["count"]) for r in stats["violations_by_rule"]] == [
+        ("LX-ADNET-001", 1)
+    ]
+    assert store.latency()["events"] == 2
