@@ -273,10 +273,13 @@ def test_a_broker_restart_while_emitting_loses_nothing(
     with stack_on(dedicated_broker, tmp_path / "pipeline") as stack:
         stack.start_serve()
         stack.start_worker()
-        emitting = Emitting(stack.settings, events)
-        # Restart the broker under a worker that is already judging, not one still starting.
+        # Restart the broker under a worker that is already judging, not one still starting:
+        # the first event alone, stored, before the traffic, however long the worker takes.
+        Emitting(stack.settings, events[:1]).finish()
         api = stack.pipeline.api
-        stack.pipeline.wait_for(lambda: api.stats().events > 0, "the worker's first events", 60)
+        stack.pipeline.wait_for(lambda: api.stats().events > 0, "the worker's first event", 90)
+        emitting = Emitting(stack.settings, events[1:])
+        time.sleep(2)
         assert not emitting.done, "the outage must start within the traffic"
         down = time.monotonic()
         dedicated_broker.stop()
