@@ -14,8 +14,9 @@ their order on its partition. Keys carry subject pseudonyms only:
 
 A subject's records go out in this order: new kept events, then the value that refers to them,
 then tombstones of those it no longer refers to. A crash anywhere thus leaves every event a
-value refers to in the log before it; an entry a crash left unreferenced is never read, and its
-seq is given to the subject's next kept event, which overwrites it.
+value refers to in the log before it. An entry a crash left unreferenced is never read: one
+written before its value was lost has a seq the subject gives out again, which overwrites it;
+one whose tombstone was lost stays in the table until the subject's key is dropped.
 
 Two older value layouts still load: `{"partition", "history"}` with the kept events inline,
 and `{"partition", "state"}` from before windows.
