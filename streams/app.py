@@ -96,6 +96,9 @@ class Pipeline:
         self.states = app.Table(
             "subject-state",
             partitions=settings.partitions,
+            # Faust decodes recovered values by value_type, not by the schema: bytes keeps
+            # them as written, to be decoded per subject on first use.
+            value_type=bytes,
             schema=faust.Schema(key_serializer="json", value_serializer="raw"),
         )
         # The source partitions whose subjects' deadlines the judge has indexed.
