@@ -25,8 +25,10 @@ from pydantic import BaseModel
 from config.settings import Settings
 from sinks.progress import Clock, Progress
 
-# How often the worker group is probed: a few small requests, cheap enough for an idle stack.
-WORKER_PROBE_SECONDS = 5.0
+# The worker group is probed this many times per stall threshold (every 10 s by default): a
+# stall is reported at most a third of the threshold late, and an idle stack, whose broker
+# answers each probe's few requests, is not woken more often than that needs.
+PROBES_PER_STALL_THRESHOLD = 3
 # Bounds each probe request, so a broker that does not answer is reported instead of waited on.
 PROBE_TIMEOUT_MS = 3000
 
@@ -147,7 +149,7 @@ class WorkerWatch:
     def _run(self) -> None:
         while not self._stopping.is_set():
             self.probe()
-            self._stopping.wait(WORKER_PROBE_SECONDS)
+            self._stopping.wait(self._threshold / PROBES_PER_STALL_THRESHOLD)
 
     def _open_admin(self) -> GroupAdmin:
         self._admin = self._admin_factory()
