@@ -26,10 +26,10 @@ from faust.types import TP, Message
 from config.settings import Settings
 from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
 from streams.batching import BatchRoute
-from streams.changelog import decode_subject, is_kept_key, locate, subject_records
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.rules import PolicySet
+from streams.state import SubjectState
 from streams.transport import WorkerTransport
 
 log = logging.getLogger(__name__)
@@ -91,15 +91,11 @@ class Pipeline:
         self.violations = self._raw_topic(topics.violations)
         self.deadletter = self._raw_topic(topics.deadletter)
         self.audit = self._raw_topic(topics.audit)
-        # Keyed by subject pseudonym, so the changelog never carries a raw subject id; laid out
-        # in streams/changelog.py. Values stay the changelog's bytes until a subject is needed.
+        # Keyed by subject pseudonym, so the changelog never carries a raw subject id.
         self.states = app.Table(
             "subject-state",
             partitions=settings.partitions,
-            # Faust decodes recovered values by value_type, not by the schema: bytes keeps
-            # them as written, to be decoded per subject on first use.
-            value_type=bytes,
-            schema=faust.Schema(key_serializer="json", value_serializer="raw"),
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
         )
         # The source partitions whose subjects' deadlines the judge has indexed.
         self._indexed: set[int] | None = None
@@ -215,26 +211,10 @@ class Pipeline:
         self.judge.forget_partitions(set(range(self.settings.partitions)) - owned)
         added = owned - (self._indexed or set())
         for key in list(self.states.data):
-            if not is_kept_key(key):
-                self._index_deadline(key, added)
-        self._indexed = owned
-
-    def _index_deadline(self, key: str, partitions: set[int]) -> None:
-        entry = self.states.data.get(key)
-        if entry is None or isinstance(entry, _Entry):
-            if entry is not None and entry.partition in partitions:
+            entry = self._entry(key)
+            if entry is not None and entry.partition in added:
                 self.judge.track(key, entry.partition, entry.history)
-            return
-        located = locate(entry)
-        if located.partition not in partitions:
-            return
-        if located.policy_version == self.judge.policy.version:
-            self.judge.track_deadline(key, located.partition, located.due)
-        else:
-            # Computed under another policy, or not stored at all: decode the state.
-            decoded = self._entry(key)
-            assert decoded is not None
-            self.judge.track(key, decoded.partition, decoded.history)
+        self._indexed = owned
 
     def _now(self) -> datetime:
         wall = datetime.now(UTC)
@@ -246,18 +226,12 @@ class Pipeline:
         return entry.history if entry else None
 
     def _entry(self, key: str) -> _Entry | None:
-        """A subject's table entry, decoded once: recovery fills the table with changelog bytes."""
+        """A subject's table entry, parsed once: recovery fills the table with changelog JSON."""
         entry = self.states.data.get(key)
-        if entry is None or isinstance(entry, _Entry):
-            return entry
-        decoded = _Entry(*decode_subject(key, entry, self._take_kept))
-        self.states.data[key] = decoded
-        return decoded
-
-    def _take_kept(self, key: str) -> bytes | None:
-        # Once in its subject's history, a kept event need not stay in the table as well.
-        value: bytes | None = self.states.data.pop(key, None)
-        return value
+        if isinstance(entry, dict):
+            entry = _Entry(entry["partition"], _history(entry))
+            self.states.data[key] = entry
+        return entry
 
     async def _publish(self, verdicts: Verdicts) -> None:
         # Every output is fitted to the message limit: one the broker refuses would stop the
@@ -278,13 +252,15 @@ class Pipeline:
         self._persist(verdicts)
 
     def _persist(self, verdicts: Verdicts) -> None:
-        version = self.judge.policy.version
         for key, (partition, history) in verdicts.histories.items():
             self.states.data[key] = _Entry(partition, history)
-            due = self.judge.next_due(key)
-            # The changelog partition follows the source partition, as Faust does per event.
-            for name, value in subject_records(key, partition, history, due, version):
-                self.states.send_changelog(partition, name, value, value_serializer="raw")
+            # The changelog partition follows the source partition, as Faust does per event;
+            # the value is the JSON a recovering worker's table decodes back into a dict.
+            value = b'{"partition":%d,"history":%s}' % (
+                partition,
+                history.model_dump_json().encode(),
+            )
+            self.states.send_changelog(partition, key, value, value_serializer="raw")
 
 
 @dataclass
@@ -293,6 +269,13 @@ class _Entry:
 
     partition: int
     history: SubjectHistory
+
+
+def _history(entry: dict[str, Any]) -> SubjectHistory:
+    if "history" in entry:
+        return SubjectHistory.model_validate(entry["history"])
+    # Written before subjects kept a window: the state alone, nothing to re-judge.
+    return SubjectHistory.of_state(SubjectState.model_validate(entry["state"]))
 
 
 def _incoming(message: Message) -> Incoming:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
 
 from events.models import DataAccessed, EventType, PrivacyEvent
 from events.outputs import Violation
@@ -32,16 +34,14 @@ from streams.state import SubjectState
 # it holds a NUL, which no identifier may. Judging again needs a new event of the subject,
 # which brings the real id back.
 SUBJECT_PLACEHOLDER = json.dumps("\x00privtrail:subject\x00")
-_PLACEHOLDER = SUBJECT_PLACEHOLDER.encode()
 _ACCESS_TYPES = frozenset({EventType.DATA_ACCESSED, EventType.DATA_SHARED})
 
 
-@dataclass(slots=True)
+@dataclass
 class Kept:
     """One event of the window, with what it takes to judge it again.
 
-    A slotted dataclass, not a model: one is made per event on the hot path, and thousands
-    of subjects keep theirs in memory.
+    A dataclass, not a model: one is made per event on the hot path.
     """
 
     id: str
@@ -50,14 +50,12 @@ class Kept:
     partition: int
     offset: int
     # The event as it arrived, its subject id replaced by SUBJECT_PLACEHOLDER.
-    event: bytes
+    event: str
     # Rule ids the event broke when last judged: a re-fold re-sends its audit record on a change.
     violated: list[str] = field(default_factory=list)
-    # Its number among the subject's kept events, which keys it in the changelog; -1 until kept.
-    seq: int = -1
     # A state change as parsed when it arrived, so folding it into the base needs no second
     # parse. Kept in memory only: recovered windows parse again when needed.
-    parsed: PrivacyEvent | None = field(default=None, repr=False)
+    parsed: Annotated[PrivacyEvent | None, Field(exclude=True)] = field(default=None, repr=False)
 
     @classmethod
     def of(
@@ -69,7 +67,7 @@ class Kept:
             type=event.type,
             partition=partition,
             offset=offset,
-            event=_without_subject_id(raw, event.data.subject.id.get_secret_value()),
+            event=_without_subject_id(raw.decode(), event.data.subject.id.get_secret_value()),
             violated=violated,
             parsed=None if event.type in _ACCESS_TYPES else event,
         )
@@ -82,22 +80,23 @@ class Kept:
         """The event again, with the subject's real id."""
         if self.parsed is not None:
             return self.parsed
-        return parse_structure(self.event.replace(_PLACEHOLDER, json.dumps(subject_id).encode()))
+        return parse_structure(
+            self.event.replace(SUBJECT_PLACEHOLDER, json.dumps(subject_id)).encode()
+        )
 
 
-def _without_subject_id(raw: bytes, subject_id: str) -> bytes:
-    if _PLACEHOLDER in raw:
+def _without_subject_id(text: str, subject_id: str) -> str:
+    if SUBJECT_PLACEHOLDER in text:
         raise ValueError("the event holds privtrail's reserved subject placeholder")
     # Producers escape non-ASCII characters, or don't: either spelling of the id is replaced.
-    escaped = json.dumps(subject_id).encode()
-    text = raw.replace(escaped, _PLACEHOLDER)
-    if not subject_id.isascii():
-        text = text.replace(json.dumps(subject_id, ensure_ascii=False).encode(), _PLACEHOLDER)
-    if _PLACEHOLDER not in text:
+    spellings = {json.dumps(subject_id), json.dumps(subject_id, ensure_ascii=False)}
+    for spelling in spellings:
+        text = text.replace(spelling, SUBJECT_PLACEHOLDER)
+    if SUBJECT_PLACEHOLDER not in text:
         # Spelled some other way (escapes of the producer's own choosing): re-encode the event.
-        body = json.loads(raw)
+        body = json.loads(text)
         _replace_strings(body, subject_id, json.loads(SUBJECT_PLACEHOLDER))
-        text = json.dumps(body).encode()
+        text = json.dumps(body)
     return text
 
 
@@ -141,53 +140,21 @@ def ordering(event: PrivacyEvent) -> tuple[datetime, str]:
     return (event.time, event.id)
 
 
-class SubjectHistory:
-    """A subject's base, window, current state and reported violations (see the module doc).
+class SubjectHistory(BaseModel):
+    base: SubjectState
+    state: SubjectState
+    # Events before this instant are folded into `base`; None while nothing was.
+    since: datetime | None = None
+    window: list[Kept] = Field(default_factory=list)
+    reported: dict[str, Violation] = Field(default_factory=dict)
+    # The latest deadline reported missed in the window: an event before it arrived too late
+    # to be folded on top, since in order it would have been judged before that deadline.
+    fired_until: datetime | None = None
+    # Ids of the window's events, for dedup; rebuilt from the window, never serialized.
+    ids: set[str] = Field(default_factory=set, exclude=True)
 
-    It also notes which kept events changed since the changelog last got them, so each is
-    written once (streams/changelog.py), not the whole window per batch.
-    """
-
-    __slots__ = (
-        "_dropped",
-        "_unsaved",
-        "base",
-        "fired_until",
-        "ids",
-        "next_seq",
-        "reported",
-        "since",
-        "state",
-        "window",
-    )
-
-    def __init__(
-        self,
-        base: SubjectState,
-        state: SubjectState,
-        since: datetime | None = None,
-        window: list[Kept] | None = None,
-        reported: dict[str, Violation] | None = None,
-        fired_until: datetime | None = None,
-        next_seq: int = 0,
-    ) -> None:
-        self.base = base
-        self.state = state
-        # Events before this instant are folded into `base`; None while nothing was.
-        self.since = since
-        self.window: list[Kept] = []
-        self.reported = reported or {}
-        # The latest deadline reported missed in the window: an event before it arrived too
-        # late to be folded on top, since in order it would have been judged before it.
-        self.fired_until = fired_until
-        # Ids of the window's events, for dedup.
-        self.ids: set[str] = set()
-        self.next_seq = next_seq
-        # Kept events the changelog lacks in their current form, by seq, and seqs it should
-        # delete.
-        self._unsaved: dict[int, Kept] = {}
-        self._dropped: list[int] = []
-        self.replace_window(window or [])
+    def model_post_init(self, context: Any) -> None:
+        self.ids = {kept.id for kept in self.window}
 
     @classmethod
     def start(cls, org: str, subject_kind: str) -> SubjectHistory:
@@ -217,38 +184,12 @@ class SubjectHistory:
         return self.fired_until is None or event.time > self.fired_until
 
     def keep(self, kept: Kept) -> None:
-        self._number(kept)
         self.window.append(kept)
         self.ids.add(kept.id)
 
-    def revise(self, kept: Kept, violated: list[str]) -> None:
-        """A kept event judged again broke other rules: the changelog must learn it."""
-        kept.violated = violated
-        if kept.seq >= 0:
-            self._unsaved[kept.seq] = kept
-
     def replace_window(self, window: list[Kept]) -> None:
-        staying = {kept.seq for kept in window}
-        for kept in self.window:
-            if kept.seq not in staying:
-                self._unsaved.pop(kept.seq, None)
-                self._dropped.append(kept.seq)
-        for kept in window:
-            if kept.seq < 0:
-                self._number(kept)
         self.window = window
         self.ids = {kept.id for kept in window}
-
-    def take_changes(self) -> tuple[list[Kept], list[int]]:
-        """The kept events to write and the seqs to delete since last asked, oldest first."""
-        unsaved, dropped = sorted(self._unsaved.values(), key=_seq), self._dropped
-        self._unsaved, self._dropped = {}, []
-        return unsaved, dropped
-
-    def _number(self, kept: Kept) -> None:
-        if kept.seq < 0:
-            kept.seq, self.next_seq = self.next_seq, self.next_seq + 1
-        self._unsaved[kept.seq] = kept
 
     def report(self, violation: Violation) -> None:
         self.reported[violation.violation_id] = violation
@@ -303,7 +244,3 @@ class SubjectHistory:
             while drop < len(window) and window[drop].time < cutoff:
                 drop += 1
         return drop
-
-
-def _seq(kept: Kept) -> int:
-    return kept.seq

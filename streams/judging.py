@@ -150,15 +150,6 @@ class Judge:
         """Index a subject's next deadline (also after a rebalance or restart)."""
         self._index(key, partition, self._next_deadline(key, history))
 
-    def track_deadline(self, key: str, partition: int, deadline: datetime | None) -> None:
-        """Index a subject's next deadline as computed before, under this same policy."""
-        self._index(key, partition, deadline)
-
-    def next_due(self, key: str) -> datetime | None:
-        """The indexed next deadline of a subject."""
-        tracked = self._deadlines.get(key)
-        return tracked[0] if tracked else None
-
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
         self._deadlines = {k: v for k, v in self._deadlines.items() if v[1] not in gone}
@@ -294,8 +285,7 @@ class Judge:
                 verdicts.audit.append(
                     audit_record(event, origin, violated, self.policy.version, at)
                 )
-            if violated != kept.violated:
-                history.revise(kept, violated)
+            kept.violated = violated
         history.replace_window(window)
         history.state = refold.state
 
@@ -467,7 +457,7 @@ class Judge:
     def _as_incoming(self, kept: Kept) -> Incoming:
         # An event judged before, failing now that a late event changed what came before it;
         # its original bytes are gone, so the dead letter carries it as kept.
-        return Incoming(self._topic, kept.partition, kept.offset, None, kept.event)
+        return Incoming(self._topic, kept.partition, kept.offset, None, kept.event.encode())
 
 
 def _subject_id(event: PrivacyEvent) -> str:

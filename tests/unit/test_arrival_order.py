@@ -23,8 +23,7 @@ from config.settings import REPO_POLICIES
 from events.models import PrivacyEvent
 from events.outputs import Violation
 from events.tags import pseudonymise
-from streams.changelog import decode_subject, is_kept_key, locate, subject_records
-from streams.history import Kept, SubjectHistory
+from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.rules import judge_history, load_policy_set
 from tests.conformance.cases import case_files, org_of
@@ -287,161 +286,29 @@ def _pseudonym(event: PrivacyEvent) -> str:
     return pseudonymise(KEY, event.data.org, subject_id(event))
 
 
-class Changelog:
-    """The state table's changelog topic after compaction: the newest value per key, a
-    tombstone removing its key. Fed what the worker's `_persist` sends."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, bytes] = {}
-
-    def write(self, judge: Judge, verdicts: Verdicts) -> None:
-        for key, (partition, history) in verdicts.histories.items():
-            due = judge.next_due(key)
-            for name, value in subject_records(key, partition, history, due, POLICY.version):
-                if value is None:
-                    self.values.pop(name, None)
-                else:
-                    self.values[name] = value
-
-    def recover(self, judge: Judge) -> dict[str, SubjectHistory]:
-        """A restarted worker's table, its deadlines indexed from the values' headers."""
-        table = dict(self.values)
-        histories = {}
-        for key in [k for k in table if not is_kept_key(k)]:
-            located = locate(table[key])
-            partition, history = decode_subject(key, table.pop(key), table.pop)
-            if located.policy_version == POLICY.version:
-                judge.track_deadline(key, located.partition, located.due)
-            else:  # an older layout, with no deadline stored
-                judge.track(key, partition, history)
-            histories[key] = history
-        assert not table, f"kept entries no subject refers to: {sorted(table)[:3]}"
-        return histories
-
-
-class LoggedRun(Run):
-    """A run whose table is also written to a changelog, as the worker's is."""
-
-    def __init__(self, changelog: Changelog, **fields: Any) -> None:
-        super().__init__(**fields)
-        self.changelog = changelog
-
-    def keep(self, verdicts: Verdicts) -> None:
-        super().keep(verdicts)
-        self.changelog.write(self.judge, verdicts)
-
-
-def _first_half_then_restart(
-    arrival: Sequence[PrivacyEvent], to_changelog: Any, batch: int = 25
-) -> LoggedRun:
-    """Half the deliveries, every history through the changelog into a new judge (a
-    restarted worker), then the rest."""
-    messages = [message(e, offset) for offset, e in enumerate(arrival)]
-    half = len(messages) // 2
-    first = Run()
-    for start in range(0, half, batch):
-        first.feed(messages[start : min(start + batch, half)])
-    changelog = to_changelog(first)
-    judge = Judge(POLICY, KEY)
-    restarted = LoggedRun(
-        changelog,
-        judge=judge,
-        table=changelog.recover(judge),
-        violations=dict(first.violations),
-        audit=dict(first.audit),
-    )
-    for start in range(half, len(messages), batch):
-        restarted.feed(messages[start : start + batch])
-    restarted.finish(max(e.time for e in arrival))
-    return restarted
-
-
-def _logged(run: Run) -> Changelog:
-    changelog = Changelog()
-    changelog.write(run.judge, Verdicts(histories={k: (0, h) for k, h in run.table.items()}))
-    return changelog
-
-
 def test_a_worker_recovering_its_histories_from_the_changelog_judges_on_the_same(
     conformance_history: list[PrivacyEvent],
 ) -> None:
-    arrival = delayed(conformance_history, random.Random(99))
-    restarted = _first_half_then_restart(arrival, _logged)
+    """Half the late deliveries, then every history through its changelog JSON into a new
+    judge (a restarted worker), then the rest: the same verdicts as in order."""
+    rng = random.Random(99)
+    arrival = delayed(conformance_history, rng)
+    messages = [message(e, offset) for offset, e in enumerate(arrival)]
+    half = len(messages) // 2
+    first = Run()
+    for start in range(0, half, 25):
+        first.feed(messages[start : min(start + 25, half)])
+    restarted = Run(
+        table={
+            key: SubjectHistory.model_validate(json.loads(history.model_dump_json()))
+            for key, history in first.table.items()
+        },
+        violations=dict(first.violations),
+        audit=dict(first.audit),
+    )
+    for key, history in restarted.table.items():
+        restarted.judge.track(key, 0, history)
+    for start in range(half, len(messages), 25):
+        restarted.feed(messages[start : start + 25])
+    restarted.finish(max(e.time for e in arrival))
     assert_same_verdicts(restarted, in_order(conformance_history))
-    # Compaction keeps only what the histories refer to: trimmed events were deleted.
-    assert restarted.changelog.recover(Judge(POLICY, KEY)).keys() == restarted.table.keys()
-
-
-def test_each_kept_event_is_written_to_the_changelog_once(
-    conformance_history: list[PrivacyEvent],
-) -> None:
-    written: dict[str, int] = {}
-    run, changelog = Run(), Changelog()
-    for start in range(0, len(conformance_history), 10):
-        ordered = sorted(conformance_history, key=lambda e: (e.time, e.id))
-        verdicts = run.judge.judge_batch(
-            [message(e, start + i) for i, e in enumerate(ordered[start : start + 10])],
-            run.table.get,
-        )
-        run.keep(verdicts)
-        before = dict(changelog.values)
-        changelog.write(run.judge, verdicts)
-        for name, value in changelog.values.items():
-            if is_kept_key(name) and before.get(name) != value:
-                written[name] = written.get(name, 0) + 1
-    assert written and set(written.values()) == {1}
-    raw_ids = {subject_id(e) for e in conformance_history}
-    for name, value in changelog.values.items():
-        assert not any(raw.encode() in value or raw in name for raw in raw_ids), name
-
-
-def _old_layout(run: Run, layout: str) -> Changelog:
-    """The table as workers wrote it before kept events had keys of their own: the window
-    inline ("history"), or before windows, the state alone ("state")."""
-    changelog = Changelog()
-    for key, history in run.table.items():
-        if layout == "state":
-            value = {"partition": 0, "state": history.state.model_dump(mode="json")}
-        else:
-            value = {"partition": 0, "history": _inline(history)}
-        changelog.values[key] = json.dumps(value).encode()
-    return changelog
-
-
-def _inline(history: SubjectHistory) -> dict[str, Any]:
-    def kept(k: Kept) -> dict[str, Any]:
-        event = k.event.decode()
-        fields = (k.id, k.time.isoformat(), k.type, k.partition, k.offset)
-        return dict(zip(("id", "time", "type", "partition", "offset"), fields, strict=True)) | {
-            "event": event,
-            "violated": k.violated,
-        }
-
-    return {
-        "base": history.base.model_dump(mode="json"),
-        "state": history.state.model_dump(mode="json"),
-        "since": history.since.isoformat() if history.since else None,
-        "window": [kept(k) for k in history.window],
-        "reported": {vid: v.model_dump(mode="json") for vid, v in history.reported.items()},
-        "fired_until": history.fired_until.isoformat() if history.fired_until else None,
-    }
-
-
-def test_a_table_written_with_the_window_inline_still_loads_and_judges_on_the_same(
-    conformance_history: list[PrivacyEvent],
-) -> None:
-    arrival = delayed(conformance_history, random.Random(5))
-    restarted = _first_half_then_restart(arrival, lambda run: _old_layout(run, "history"))
-    assert_same_verdicts(restarted, in_order(conformance_history))
-    # Written again, a subject's kept events moved under keys of their own.
-    assert any(is_kept_key(name) for name in restarted.changelog.values)
-
-
-def test_a_table_of_states_from_before_windows_still_loads(
-    conformance_history: list[PrivacyEvent],
-) -> None:
-    run = in_order(conformance_history)
-    histories = _old_layout(run, "state").recover(Judge(POLICY, KEY))
-    assert histories.keys() == run.table.keys()
-    for key, history in histories.items():
-        assert history.state == run.table[key].state and not history.window
