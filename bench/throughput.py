@@ -432,7 +432,7 @@ def _report(
         (
             "settings",
             f"partitions={settings.partitions} batch_size={settings.batch_size} "
-            f"sink_batch_size={settings.sink_batch_size} "
+            f"batch_window={settings.batch_window}s sink_batch_size={settings.sink_batch_size} "
             f"sink_flush_interval={settings.sink_flush_interval}s "
             f"processing_guarantee={settings.processing_guarantee}",
         ),

@@ -55,9 +55,10 @@ class Settings(BaseSettings):
     # Keys the subject pseudonyms; set a private value in production so pseudonyms can't be
     # recomputed from guessed ids by anyone who reads the store.
     pseudonym_key: SecretStr = SecretStr("privtrail-dev-key")
-    # Worker batching: up to `batch_size` fetched events are judged at once; a batch is what
-    # the fetches brought, so a lone event is judged at once.
+    # Worker batching: the agent judges up to `batch_size` events at once, waiting at most
+    # `batch_window` seconds for a batch to fill.
     batch_size: int = Field(default=5000, ge=1)
+    batch_window: float = Field(default=0.5, gt=0)
     # Arrival order never changes a verdict (event-contract.md, Time): each subject keeps its
     # events of this much event time (and at most `history_max_events` of them) to judge a
     # late event against the state as it was at the event's time.

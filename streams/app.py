@@ -1,9 +1,7 @@
 """The Faust worker: judges `privacy.events` and produces violations, audit batches, dead letters.
 
-Hot path per batch, not per event: Faust's consumer hands over the source topic's messages
-in whole fetches (streams/batching.py); a batch of up to `batch_size` of them is judged in one go
-(streams/judging.py), all outputs are sent, each touched subject's state is written once, and
-only then are the messages acked, so Faust commits their offsets.
+Hot path per batch, not per event: the agent takes up to `batch_size` events, judges them in
+one go (streams/judging.py), sends all outputs, then writes each touched subject's state once.
 
 Delivery: outputs are flushed to the broker *before* the state changelog is written. A crash in
 between re-judges the batch against the old state and re-sends the same (deterministic) ids,
@@ -15,17 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.types import TP, Message
+from faust.types import TP
 
 from config.settings import Settings
 from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
-from streams.batching import BatchRoute
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.rules import PolicySet
@@ -57,7 +55,7 @@ def create_app(settings: Settings, policy: PolicySet) -> faust.App:
         processing_guarantee=settings.processing_guarantee,
         **_client_tuning(settings),
     )
-    # Idempotent outputs and changelog writes, the source topic fetched in batches.
+    # Idempotent outputs and changelog writes: a retried produce request is not written twice.
     app.transport = WorkerTransport(app.conf.broker_consumer, app)
     Pipeline(app, settings, policy)
     return app
@@ -102,7 +100,7 @@ class Pipeline:
         # Source partition -> next offset to judge, to tell which partitions have a backlog.
         self._next_offsets: dict[int, int] = {}
         self._offsets_client: AIOKafkaConsumer | None = None
-        self._subscribe_in_batches(settings.batch_size)
+        app.agent(self.source, name="privtrail.judge")(self._judge_stream)
         app.timer(DEADLINE_TICK_SECONDS, name="privtrail.deadlines")(self._deadline_tick)
 
     def _raw_topic(self, name: str) -> faust.TopicT:
@@ -115,28 +113,17 @@ class Pipeline:
             partitions=self.settings.partitions,
         )
 
-    def _subscribe_in_batches(self, batch_size: int) -> None:
-        # The topic is subscribed through Faust's conductor, as an agent's would be, but its
-        # messages go to a route instead of an agent's stream.
-        self.route = BatchRoute(self.app, self.source.get_topic_name(), batch_size)
-        cast(WorkerTransport, self.app.transport).add_route(self.route)
-        self.app.topics.add(self.source)
-        # An exception here crashes the worker (Faust's task supervision): nothing is acked, and
-        # a restarted worker judges from the last committed offsets.
-        self.app.task(self._judge_batches)
-
-    async def _judge_batches(self) -> None:
-        while True:
-            messages = await self.route.take()
-            await self._judge(messages)
-            self.route.ack(messages)
-
-    async def _judge(self, messages: list[Message]) -> None:
-        self._refresh_deadline_index()
-        batch = [_incoming(message) for message in messages]
-        for message in batch:
-            self._next_offsets[message.partition] = message.offset + 1
-        await self._publish(self.judge.judge_batch(batch, self._load, self._lagging()))
+    async def _judge_stream(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        size, window = self.settings.batch_size, self.settings.batch_window
+        # take_events is on the concrete Stream only; agents are always given one.
+        batches = cast(faust.Stream[bytes], stream).take_events(size, within=window)
+        async for events in batches:
+            self._refresh_deadline_index()
+            batch = [_incoming(event) for event in events]
+            for message in batch:
+                self._next_offsets[message.partition] = message.offset + 1
+            await self._publish(self.judge.judge_batch(batch, self._load, self._lagging()))
+            yield None
 
     async def _deadline_tick(self) -> None:
         """Once everything is read, deadlines still fall due: on the wall clock.
@@ -278,7 +265,8 @@ def _history(entry: dict[str, Any]) -> SubjectHistory:
     return SubjectHistory.of_state(SubjectState.model_validate(entry["state"]))
 
 
-def _incoming(message: Message) -> Incoming:
+def _incoming(event: faust.EventT[bytes]) -> Incoming:
+    message = event.message
     return Incoming(
         topic=message.topic,
         partition=message.partition,

@@ -1,11 +1,10 @@
-"""The worker's Kafka transport: Faust's aiokafka transport, three changes.
+"""The worker's Kafka transport: Faust's aiokafka transport, two changes.
 
 - An idempotent producer. faust-streaming 0.15.3 has no setting for producer idempotence: it
   turns it on only for its transactional producers (`processing_guarantee="exactly_once"`). An
   idempotent producer gets a producer id and numbers its batches, so a batch it retries after
   a lost answer (a broker restart, a timeout) is written once, not twice. aiokafka requires
   `acks=all` with it.
-- The consumer hands the source topic to the judge in whole fetches (streams/batching.py).
 - An idle fetch waits `FETCH_MAX_WAIT_MS` on the broker. Faust passes a fixed 1.5 s, so an idle
   worker asks again every 1.5 s per broker connection. The broker answers a fetch as soon as it
   has any data (fetch.min.bytes 1), so the wait costs nothing under load.
@@ -19,8 +18,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import ConsumerT, ProducerT
 
-from streams.batching import BatchingConsumer, BatchRoute
-
 if TYPE_CHECKING:
     import aiokafka
 
@@ -31,7 +28,7 @@ FETCH_MAX_WAIT_MS = 5000
 
 class IdempotentProducer(faust_aiokafka.Producer):
     def _settings_extra(self) -> Mapping[str, Any]:
-        extra: Mapping[str, Any] = super()._settings_extra()
+        extra = super()._settings_extra()
         return {**extra, **IDEMPOTENT_PRODUCER}
 
 
@@ -46,7 +43,7 @@ class LongPollConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class WorkerConsumer(BatchingConsumer):
+class WorkerConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return LongPollConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -54,10 +51,3 @@ class WorkerConsumer(BatchingConsumer):
 class WorkerTransport(faust_aiokafka.Transport):
     Producer: ClassVar[type[ProducerT]] = IdempotentProducer
     Consumer: ClassVar[type[ConsumerT]] = WorkerConsumer
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.batch_routes: dict[str, BatchRoute] = {}
-
-    def add_route(self, route: BatchRoute) -> None:
-        self.batch_routes[route.topic] = route
