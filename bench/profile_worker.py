@@ -44,8 +44,7 @@ PY_SPY = Path(sys.executable).with_name("py-spy")
 
 # (stage, file fragment, function): a sample belongs to the stage of its deepest matching frame.
 STAGES = [
-    ("batch path: messages in, acks", "streams/batching.py", ""),
-    ("batch path: messages in, acks", "streams/app.py", "_incoming"),
+    ("messages in", "streams/app.py", "_incoming"),
     ("parsing+validation", "streams/judging.py", "_accept"),
     ("judging: rules", "streams/rules/", ""),
     ("state fold", "streams/state.py", "apply"),
