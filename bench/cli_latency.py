@@ -21,7 +21,6 @@ never judges them.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 from config.settings import Settings
 from events.emitter import Emitter
 from privtrail.brokers import embedded_broker
+from privtrail.brokers.apache_kafka import free_port
 from privtrail.client import ApiClient
 from privtrail.demo import default_start, demo_events
 from privtrail.stack import Stack
@@ -69,13 +69,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=2000, help="demo events stored first")
     parser.add_argument("--compare", type=Path, help="another privtrail checkout to time too")
     return parser.parse_args(argv)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def store_demo(stack: Stack, count: int) -> tuple[str, str]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from events.models import EventType, PrivacyEvent
 from events.producer import REMOTE_COMPRESSION, is_loopback
 from events.validation import parse_event, parse_structure
 from privtrail.brokers import embedded_broker
+from privtrail.brokers.apache_kafka import free_port
 from privtrail.demo import DemoEvent, default_start, demo_events
 from streams.rules.policy import load_policy_set
 
@@ -81,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     events = [e for e in demo_events(SEED, args.events, default_start(), malformed_share=0)]
     with tempfile.TemporaryDirectory(prefix="privtrail-bench-emitter-") as root:
-        broker = embedded_broker("kafka", _free_port(), Path(root) / "broker")
+        broker = embedded_broker("kafka", free_port(), Path(root) / "broker")
         _progress("starting the kafka broker")
         broker.start(timeout=BROKER_START_SECONDS)
         try:
@@ -260,13 +260,6 @@ def _mean_size(events: Sequence[DemoEvent]) -> float:
 
 def _progress(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from privtrail.brokers.apache_kafka import free_port
 from privtrail.client import ApiClient, ApiError
 
 READY_TIMEOUT = 180.0
@@ -72,11 +72,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, root: Path) -> None:
-    api_port = _free_port()
+    api_port = free_port()
     env = {
         **os.environ,
         "PRIVTRAIL_DATA_DIR": str(root),
-        "PRIVTRAIL_EMBEDDED_KAFKA_PORT": str(_free_port()),
+        "PRIVTRAIL_EMBEDDED_KAFKA_PORT": str(free_port()),
         "PRIVTRAIL_API_PORT": str(api_port),
     }
     with (root / "up.out").open("wb") as out:
@@ -187,13 +187,6 @@ def _report(before: dict[int, Sample], after: dict[int, Sample], seconds: float)
 
 def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from kafka.errors import KafkaError
 
 from config.settings import Settings
 from privtrail.brokers import embedded_broker, tuned_settings
+from privtrail.brokers.apache_kafka import free_port
 from privtrail.demo import default_start, demo_events
 from privtrail.processes import spawn, stop_process_group
 from privtrail.topics import ensure_topics
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, root: Path) -> None:
-    broker = embedded_broker("kafka", _free_port(), root / "broker")
+    broker = embedded_broker("kafka", free_port(), root / "broker")
     broker.start(timeout=BROKER_START_TIMEOUT)
     try:
         settings = _settings(broker.bootstrap, broker.port, root / "worker")
@@ -225,13 +225,6 @@ def _report(
     print("delivery's deepest library frames, us/event:")
     for frame, count in delivery.most_common(DELIVERY_FRAMES):
         print(f"  {count * scale:>7.1f}  {frame}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 if __name__ == "__main__":

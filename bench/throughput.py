@@ -29,7 +29,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ from privtrail.brokers import (
     embedded_broker,
     tuned_settings,
 )
+from privtrail.brokers.apache_kafka import free_port
 from privtrail.client import ApiClient, ApiError
 from privtrail.demo import default_start, demo_events
 from privtrail.schemas import Latency
@@ -198,7 +198,7 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _run(args: argparse.Namespace, root: Path) -> None:
-    broker = embedded_broker(args.broker, _free_port(), root / "broker")
+    broker = embedded_broker(args.broker, free_port(), root / "broker")
     _progress(f"starting the {args.broker} broker")
     broker.start(timeout=BROKER_START_TIMEOUT)
     try:
@@ -223,7 +223,7 @@ def _settings(args: argparse.Namespace, broker: EmbeddedBroker, data_dir: Path) 
         partitions=args.partitions,
         batch_size=args.batch_size,
         processing_guarantee=args.processing_guarantee,
-        api_port=_free_port(),
+        api_port=free_port(),
         app_id="privtrail-bench",
     )
     # Tuned as for the embedded broker, then pointed at the running one.
@@ -485,13 +485,6 @@ def _host() -> str:
 
 def _progress(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ class KafkaBroker(EmbeddedBroker):
             kept = int(path.read_text(encoding="utf-8"))
             if kept != self.port and _port_free(self.host, kept):
                 return kept
-        port = _free_port(self.host, avoid=self.port)
+        port = free_port(self.host, avoid=self.port)
         path.write_text(f"{port}\n", encoding="utf-8")
         return port
 
@@ -208,7 +208,8 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def _free_port(host: str, avoid: int) -> int:
+def free_port(host: str = "127.0.0.1", avoid: int | None = None) -> int:
+    """A port nothing listens on now (other than `avoid`), picked by the kernel."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((host, 0))
