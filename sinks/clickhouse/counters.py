@@ -148,7 +148,33 @@ EVENT_LATENCY = Counter(
     ),
 )
 
-COUNTERS: Final = (ROW_COUNTS, RULE_COUNTS, VIOLATION_STATES, EVENT_LATENCY)
+# Open violations per hour of event time, org, rule and severity: the dashboard's charts. A
+# retraction re-sends its violation with the same `occurred_at`, so its -1 lands in the hour
+# its +1 did, and the chart stays exact under duplicates and retractions like `rule_counts`.
+VIOLATION_HOURS = Counter(
+    name="violation_hours",
+    columns=(
+        "`hour` DateTime('UTC'), `org` LowCardinality(String), "
+        "`rule_id` LowCardinality(String), `severity` LowCardinality(String), "
+        "`open` SimpleAggregateFunction(sum, Int64)"
+    ),
+    engine="AggregatingMergeTree ORDER BY (hour, org, severity, rule_id)",
+    views=(
+        (
+            "violation_hours_mv",
+            "SELECT toStartOfHour(occurred_at) AS hour, org, rule_id, "
+            "toString(severity) AS severity, toInt64(sum(open_delta)) AS open "
+            "FROM {db}.violations WHERE open_delta != 0 GROUP BY hour, org, rule_id, severity",
+        ),
+    ),
+    backfill=(
+        "SELECT toStartOfHour(occurred_at) AS hour, org, rule_id, "
+        "toString(severity) AS severity, toInt64(count()) AS open "
+        "FROM {db}.violations FINAL WHERE status = 'open' GROUP BY hour, org, rule_id, severity"
+    ),
+)
+
+COUNTERS: Final = (ROW_COUNTS, RULE_COUNTS, VIOLATION_STATES, EVENT_LATENCY, VIOLATION_HOURS)
 
 
 def ensure_counters(client: Client, database: str) -> None:

@@ -336,6 +336,16 @@ class Store:
             last_stored_at=row["last_stored_at"],
         )
 
+    def query_rows(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows of a read by another store module (feed.py, triage.py), under the store's lock;
+        its SQL names tables by `database`."""
+        return self._rows(sql, parameters)
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        """A statement by another store module: its own table's DDL, or an insert into it."""
+        with self._lock:
+            self._client.command(sql, parameters=parameters, use_database=False)
+
     def _stored_events(self, records: Sequence[AuditRecord]) -> set[EventKey]:
         # Copies of an event share its time: the batch's time range bounds where one can be,
         # which skips the partitions (months) and parts outside it.
