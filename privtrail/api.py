@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -24,9 +24,10 @@ from pydantic import BaseModel, Field
 from pydantic_core import from_json
 
 from config.settings import Settings
-from events.outputs import Violation
+from events.outputs import Severity, Violation
 from events.tags import pseudonymise
 from privtrail import __version__
+from privtrail.filters import KnownValues, UnknownValue
 from privtrail.health import WorkerStatus, WorkerWatch
 from privtrail.schemas import (
     HistoryPage,
@@ -41,6 +42,7 @@ from privtrail.schemas import (
 from sinks import LineageEdge, Rejected
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor, IngestStatus
+from streams.rules import load_policy_set
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboards" / "index.html"
 MAX_LIMIT = 10_000
@@ -95,8 +97,10 @@ def create_app(
         title="privtrail",
         version=__version__,
         summary="Live data flows checked against the privacy policy that governs them.",
+        dependencies=[Depends(_reject_unknown_parameters)],
     )
     key = settings.pseudonym_key.get_secret_value().encode()
+    known = _known_values(settings, store)
 
     @app.exception_handler(ClickHouseError)
     def store_unavailable(request: Request, error: ClickHouseError) -> JSONResponse:
@@ -126,7 +130,11 @@ def create_app(
     def violations(
         org: Annotated[str | None, Query(description="Only this org's violations.")] = None,
         rule: Annotated[
-            str | None, Query(description="Only this rule ID, e.g. LX-ADNET-001.")
+            str | None, Query(description="Only this rule ID, in any case, e.g. LX-ADNET-001.")
+        ] = None,
+        severity: Annotated[
+            list[Severity] | None,
+            Query(description="Only of this severity; repeat it for any of several."),
         ] = None,
         since: Annotated[
             str | None,
@@ -138,9 +146,17 @@ def create_app(
             Query(description="Also those late evidence retracted (status `retracted`)."),
         ] = False,
     ) -> list[Violation]:
-        """Violations, newest first (by when the rule was broken, in event time)."""
+        """Violations, newest first (by when the rule was broken, in event time).
+
+        An org or rule ID that neither the policy nor any stored violation knows is a 422 that
+        lists the known ones.
+        """
         start = _since_param(since) if since is not None else None
-        return store.violations(org=org, rule=rule, since=start, limit=limit, retracted=retracted)
+        org = _org_param(known, org) if org is not None else None
+        rule = _rule_param(known, rule, org) if rule is not None else None
+        return store.violations(
+            org=org, rule=rule, since=start, limit=limit, retracted=retracted, severities=severity
+        )
 
     @app.get("/history", response_model=HistoryPage)
     def history(
@@ -167,6 +183,7 @@ def create_app(
         start = _since_param(since, "since") if since is not None else None
         end = _since_param(until, "until") if until is not None else None
         after = _cursor_param(cursor) if cursor is not None else None
+        org = _org_param(known, org) if org is not None else None
         records = store.history_page(start, end, org, after, limit)
         last = records[-1] if len(records) == limit else None
         return HistoryPage(
@@ -179,7 +196,12 @@ def create_app(
         subject_id: Annotated[str, PathParam(description="The subject's id in the org's systems.")],
         org: Annotated[str, Query(min_length=1, description="The org the subject belongs to.")],
     ) -> Lineage:
-        """Who accessed or received which of the subject's data, and the rules it broke."""
+        """Who accessed or received which of the subject's data, and the rules it broke.
+
+        An unknown org is a 422 that lists the known ones; a subject with nothing recorded
+        has empty `edges` and `summary.violations`.
+        """
+        org = _org_param(known, org)
         pseudonym = pseudonymise(key, org, subject_id)
         edges = store.lineage(org, pseudonym)
         broken = store.violations(org=org, subject_pseudonym=pseudonym, limit=MAX_LIMIT)
@@ -224,6 +246,57 @@ def create_app(
         return FileResponse(DASHBOARD, media_type="text/html")
 
     return app
+
+
+def _known_values(settings: Settings, store: Store) -> KnownValues:
+    def stored() -> list[tuple[str, str]]:
+        return [(row["org"], row["rule_id"]) for row in store.stats()["violations_by_rule"]]
+
+    rules = load_policy_set(settings.policies_dir).rules
+    return KnownValues(((rule.org, rule.rule_id) for rule in rules), stored)
+
+
+def _reject_unknown_parameters(request: Request) -> None:
+    """A query parameter the route does not document is a 422, not silently ignored."""
+    route = request.scope["route"]
+    documented = _documented_query_parameters(request.app).get((request.method, route.path_format))
+    if documented is None:  # a route left out of the schema, such as the dashboard page
+        return
+    unknown = sorted(set(request.query_params) - documented)
+    if unknown:
+        takes = ", ".join(sorted(documented)) or "no query parameters"
+        message = f"unknown query parameter; {request.method} {route.path_format} takes: {takes}"
+        raise RequestValidationError(
+            [
+                {"type": "value_error", "loc": ("query", name), "msg": message, "input": name}
+                for name in unknown
+            ]
+        )
+
+
+def _documented_query_parameters(app: FastAPI) -> dict[tuple[str, str], frozenset[str]]:
+    # The OpenAPI schema is what /docs shows a user, and FastAPI builds it once per app.
+    return {
+        (method.upper(), path): frozenset(
+            p["name"] for p in operation.get("parameters", []) if p["in"] == "query"
+        )
+        for path, operations in app.openapi()["paths"].items()
+        for method, operation in operations.items()
+    }
+
+
+def _org_param(known: KnownValues, text: str) -> str:
+    try:
+        return known.org(text)
+    except UnknownValue as error:
+        raise _invalid("org", str(error), text) from None
+
+
+def _rule_param(known: KnownValues, text: str, org: str | None) -> str:
+    try:
+        return known.rule(text, org)
+    except UnknownValue as error:
+        raise _invalid("rule", str(error), text) from None
 
 
 def _since_param(text: str, name: str = "since") -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -68,9 +69,12 @@ class ApiClient:
         since: str | datetime | None = None,
         limit: int = 100,
         retracted: bool = False,
+        severity: str | Sequence[str] = (),
     ) -> list[Violation]:
-        """`since`: a datetime, an ISO 8601 string, or relative like `15m`, `2h`, `7d`."""
+        """`since`: a datetime, an ISO 8601 string, or relative like `15m`, `2h`, `7d`;
+        `severity`: one, or any of several."""
         params: dict[str, Any] = {"org": org, "rule": rule, "limit": limit}
+        params["severity"] = [severity] if isinstance(severity, str) else list(severity) or None
         if retracted:
             params["retracted"] = "true"
         params["since"] = since.isoformat() if isinstance(since, datetime) else since

@@ -194,9 +194,11 @@ class Store:
         limit: int = 100,
         subject_pseudonym: str | None = None,
         retracted: bool = False,
+        severities: Sequence[str] | None = None,
     ) -> list[Violation]:
         """Violations matching every given filter, newest (in event time) first; retracted
-        ones (late evidence showed the rule was kept) only with `retracted`.
+        ones (late evidence showed the rule was kept) only with `retracted`; of any of
+        `severities` when given.
 
         `since` bounds `occurred_at`: when the rule was broken, not when it was detected.
         """
@@ -205,6 +207,10 @@ class Store:
             "rule": ("rule_id = {rule:String}", rule),
             "since": ("occurred_at >= {since:DateTime64(6, 'UTC')}", since and _utc(since)),
             "subject": ("subject_pseudonym = {subject:String}", subject_pseudonym),
+            "severities": (
+                "has({severities:Array(String)}, toString(severity))",
+                list(severities) if severities else None,
+            ),
         }
         given = {name: f for name, f in filters.items() if f[1] is not None}
         conditions = [condition for condition, _ in given.values()]

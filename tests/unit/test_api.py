@@ -139,6 +139,102 @@ def test_a_bad_since_is_a_422_naming_the_parameter(http: TestClient, api: ApiCli
         api.violations(limit=0)
 
 
+def test_an_unknown_org_is_a_422_listing_the_known_ones(http: TestClient, api: ApiClient) -> None:
+    known = "known orgs: connectx, linkxup, xpertaize"
+    for path in ("/violations", "/history", f"/lineage/{SUBJECT}"):
+        response = http.get(path, params={"org": "nosuch"})
+        assert response.status_code == 422, path
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["query", "org"]
+        assert error["msg"] == f"unknown org 'nosuch'; {known}"
+        assert "alice" not in response.text
+    with pytest.raises(ApiError, match=f"HTTP 422: org: unknown org 'nosuch'; {known}$"):
+        api.violations(org="nosuch")
+    with pytest.raises(ApiError, match=f"org: unknown org 'nosuch'; {known}$"):
+        api.lineage(SUBJECT, org="nosuch")
+
+
+def test_orgs_and_rule_ids_match_in_any_case(api: ApiClient) -> None:
+    assert [v.violation_id for v in api.violations(rule="lx-adnet-001")] == ["v3", "v1"]
+    assert [v.violation_id for v in api.violations(org="ConnectX", rule="cx-enc-004")] == ["v2"]
+    assert api.lineage(SUBJECT, org="LINKXUP").subject_pseudonym == PSEUDONYM
+
+
+def test_an_unknown_rule_is_a_422_listing_the_valid_ones(api: ApiClient) -> None:
+    with pytest.raises(ApiError, match=r"rule: unknown rule id 'XX-1'; known rule ids: CX-.*") as e:
+        api.violations(rule="XX-1")
+    assert "LX-ADNET-001" in str(e.value) and "XA-EMP-001" in str(e.value)
+    with pytest.raises(ApiError, match=r"rule: unknown rule id 'LX-ADNET-001'; org connectx's"):
+        api.violations(org="connectx", rule="LX-ADNET-001")
+    with pytest.raises(ApiError) as e:
+        api.violations(org="connectx", rule="LX-ADNET-001")
+    assert "CX-ENC-004" in str(e.value) and "LX-" not in str(e.value).split("rule ids:")[1]
+
+
+def test_orgs_and_rules_of_stored_violations_stay_queryable() -> None:
+    # Judged under an earlier policy that had this org and rule; the live one has neither.
+    old = Store.open(store_dsn())
+    try:
+        old.write_violations([violation("v-old", org="formerco", rule_id="FC-OLD-001")])
+        with TestClient(create_app(SETTINGS, old)) as http:
+            api = ApiClient(str(http.base_url), http=http)
+            found = api.violations(org="FORMERCO", rule="fc-old-001")
+            with pytest.raises(ApiError, match="known orgs: connectx, formerco, linkxup, xpert"):
+                api.violations(org="nosuch")
+    finally:
+        old.close()
+
+    assert [v.violation_id for v in found] == ["v-old"]
+
+
+def test_violations_filter_by_severity() -> None:
+    graded = Store.open(store_dsn())
+    try:
+        graded.write_violations(
+            [
+                violation("v-low", severity="low", occurred_at=T0),
+                violation("v-high", severity="high", occurred_at=T0 + timedelta(minutes=1)),
+                violation("v-crit", severity="critical", occurred_at=T0 + timedelta(minutes=2)),
+            ]
+        )
+        with TestClient(create_app(SETTINGS, graded)) as http:
+            api = ApiClient(str(http.base_url), http=http)
+            critical = api.violations(severity="critical")
+            serious = api.violations(severity=["high", "critical"])
+            everything = api.violations()
+            bad = http.get("/violations", params={"severity": "urgent"})
+    finally:
+        graded.close()
+
+    assert [v.violation_id for v in critical] == ["v-crit"]
+    assert [v.violation_id for v in serious] == ["v-crit", "v-high"]
+    assert [v.violation_id for v in everything] == ["v-crit", "v-high", "v-low"]
+    assert bad.status_code == 422
+    [error] = bad.json()["detail"]
+    assert error["loc"] == ["query", "severity", 0]
+    assert "'low', 'medium', 'high' or 'critical'" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("path", "takes"),
+    [
+        ("/violations", "limit, org, retracted, rule, severity, since"),
+        ("/lineage/alice", "org"),
+        ("/stats", "no query parameters"),
+    ],
+)
+def test_an_unknown_query_parameter_is_a_422_naming_it(
+    http: TestClient, path: str, takes: str
+) -> None:
+    response = http.get(path, params={"org": "linkxup", "colour": "red"})
+
+    assert response.status_code == 422
+    errors = {tuple(e["loc"]): e["msg"] for e in response.json()["detail"]}
+    route = "/lineage/{subject_id}" if path.startswith("/lineage") else path
+    assert errors[("query", "colour")] == f"unknown query parameter; GET {route} takes: {takes}"
+    assert "alice" not in response.text
+
+
 def test_parse_since() -> None:
     now = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
     assert parse_since("15m", now) == now - timedelta(minutes=15)
