@@ -27,6 +27,7 @@ from config.settings import Settings
 from events.outputs import Severity, Violation
 from events.tags import pseudonymise
 from privtrail import __version__
+from privtrail.dashboard import dashboard_router
 from privtrail.filters import KnownValues, UnknownValue
 from privtrail.health import WorkerStatus, WorkerWatch
 from privtrail.schemas import (
@@ -245,6 +246,7 @@ def create_app(
             raise HTTPException(404, f"dashboard page not found at {DASHBOARD}")
         return FileResponse(DASHBOARD, media_type="text/html")
 
+    app.include_router(dashboard_router(store, known))
     return app
 
 
