@@ -7,7 +7,6 @@ import heapq
 import itertools
 import json
 import random
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -21,11 +20,19 @@ from privtrail.demo.linkxup import COMPLIANT as LX_COMPLIANT
 from privtrail.demo.linkxup import VIOLATING as LX_VIOLATING
 from privtrail.demo.story import DEFECTS, SUPPORT, WHATSAPP, Defect, DemoEvent, Scenario, Story
 from privtrail.demo.xpertaize import COMPLIANT as XA_COMPLIANT
+from privtrail.demo.xpertaize import SHARE_DESPITE_OPT_OUT as TOUR_SCENARIO
 from privtrail.demo.xpertaize import VIOLATING as XA_VIOLATING
 
 DEMO_SPAN = timedelta(days=1140)
 MALFORMED = "malformed-input"
 FILLER = "cx-long-standing-customer"
+# The newest stretch of history, which a share of the stories end in, so that questions about
+# the last hours (`violations --since 2h`) find this run's traffic.
+RECENT = timedelta(hours=1)
+RECENT_SHARE = 0.05
+# The subject the README's tour asks about, and the seed that fixes how its story goes.
+TOUR_SUBJECT = "cand-0042"
+TOUR_SEED = 42
 COMPLIANT: tuple[Scenario, ...] = (*LX_COMPLIANT, *XA_COMPLIANT, *CX_COMPLIANT)
 VIOLATING: tuple[Scenario, ...] = (*LX_VIOLATING, *XA_VIOLATING, *CX_VIOLATING)
 
@@ -41,10 +48,19 @@ class _Plan:
     org: str = field(compare=False)
     subject_kind: str = field(compare=False)
     play: Callable[[Story], None] = field(compare=False)
+    salt: str = field(compare=False)
+    subject_id: str | None = field(default=None, compare=False)
 
     def tell(self, *, dry: bool) -> Story:
         story = Story(
-            random.Random(self.seed), self.name, self.org, self.subject_kind, self.start, dry=dry
+            random.Random(self.seed),
+            self.name,
+            self.org,
+            self.subject_kind,
+            self.start,
+            dry=dry,
+            salt=self.salt,
+            subject_id=self.subject_id,
         )
         self.play(story)
         return story
@@ -53,8 +69,9 @@ class _Plan:
 class Planner:
     """Decides which stories make up a run, and when each begins, before any is told."""
 
-    def __init__(self, rng: random.Random, start: datetime, count: int) -> None:
+    def __init__(self, rng: random.Random, start: datetime, count: int, salt: str) -> None:
         self.rng = rng
+        self.salt = salt
         self.start = start
         self.end = start + DEMO_SPAN
         self.count = count
@@ -65,7 +82,7 @@ class Planner:
         malformed = round(self.count * malformed_share)
         # One event is kept for the long-standing customer whose chats run to the end.
         budget = self.count - malformed - 1
-        self._add_violating(budget, violation_share * budget)
+        self._add_violating(budget, violation_share * self.count)
         self._add_compliant(budget)
         self._add_filler(self.count - malformed - self.used)
         for i in range(malformed):
@@ -76,7 +93,7 @@ class Planner:
         """Whole rounds of every violating scenario first, then more until `target` events."""
         order = list(VIOLATING)
         self.rng.shuffle(order)
-        told = 0
+        told = self._add_tour(budget)
         for i, scenario in enumerate(itertools.cycle(order)):
             if i >= len(order) and told >= target:
                 return
@@ -90,10 +107,34 @@ class Planner:
         while self._try(self.rng.choices(COMPLIANT, weights)[0], budget):
             pass
 
+    def _add_tour(self, budget: int) -> int:
+        """The README tour's subject, told the same way in every run (only its event ids
+        change) and ending within `RECENT`; returns its length, or 0 if it does not fit."""
+        scenario = TOUR_SCENARIO
+        info = scenario.info
+        plan = _Plan(
+            self.start,
+            len(self.plans),
+            TOUR_SEED,
+            info.name,
+            info.org,
+            scenario.subject_kind,
+            scenario.play,
+            self.salt,
+            TOUR_SUBJECT,
+        )
+        return self._place(scenario, plan, budget, recent=True)
+
     def _try(self, scenario: Scenario, budget: int) -> int:
-        """Plan a story of `scenario` if it fits in the budget; returns its length, or 0."""
+        """Plan a story of `scenario` if it fits in the budget; returns its length, or 0.
+
+        A story without a deadline to cross ends within the last `RECENT` at `RECENT_SHARE`."""
         info = scenario.info
         plan = self._plan(self.start, info.name, info.org, scenario.subject_kind, scenario.play)
+        free = not scenario.margin and scenario.not_after is None
+        return self._place(scenario, plan, budget, recent=free and self.rng.random() < RECENT_SHARE)
+
+    def _place(self, scenario: Scenario, plan: _Plan, budget: int, *, recent: bool) -> int:
         story = plan.tell(dry=True)
         if self.used + story.length > budget:
             return 0
@@ -101,7 +142,8 @@ class Planner:
         if scenario.not_after is not None:
             latest = min(latest, self.start + scenario.not_after)
         earliest = self.start + scenario.not_before
-        offset = self.rng.uniform(0, max(0.0, (latest - earliest).total_seconds()))
+        room = max(0.0, (latest - earliest).total_seconds())
+        offset = self.rng.uniform(max(0.0, room - RECENT.total_seconds()) if recent else 0.0, room)
         begin = (earliest + timedelta(seconds=round(offset))).replace(microsecond=0)
         self.plans.append(replace(plan, start=begin))
         self.used += story.length
@@ -131,9 +173,8 @@ class Planner:
         subject_kind: str,
         play: Callable[[Story], None],
     ) -> _Plan:
-        return _Plan(
-            start, len(self.plans), self.rng.getrandbits(64), name, org, subject_kind, play
-        )
+        seed = self.rng.getrandbits(64)
+        return _Plan(start, len(self.plans), seed, name, org, subject_kind, play, self.salt)
 
 
 _Pending = tuple[datetime, int, int, DemoEvent, Iterator[DemoEvent]]
@@ -168,7 +209,7 @@ def _malformed(story: Story, defect: Defect) -> DemoEvent:
     """A support-chat access as a careless producer might send it, broken in one way."""
     envelope: dict[str, Any] = {
         "specversion": "1.0",
-        "id": str(uuid.UUID(int=story.rng.getrandbits(128), version=4)),
+        "id": story.new_event_id(),
         "source": "/connectx/whatsapp-inbox",
         "type": str(EventType.DATA_ACCESSED),
         "time": story.now.isoformat(),

@@ -3,6 +3,7 @@ and the scenario record each org's module declares its stories with."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from collections.abc import Callable, Sequence
@@ -68,17 +69,30 @@ class Story:
         start: datetime,
         *,
         dry: bool,
+        salt: str,
+        subject_id: str | None = None,
     ) -> None:
         self.rng = rng
+        self.salt = salt
         self.scenario = scenario
         self.org = org
         self.subject_kind = subject_kind
-        self.subject_id = f"{_ID_PREFIX[org, subject_kind]}_{rng.getrandbits(64):016x}"
+        self.subject_id = subject_id or f"{_ID_PREFIX[org, subject_kind]}_{self.fresh(64):016x}"
         self.now = start
         # A dry run only counts events and measures the story, which is all planning needs.
         self.dry = dry
         self.length = 0
         self.events: list[DemoEvent] = []
+
+    def fresh(self, bits: int) -> int:
+        """`bits` random bits for an id, new for each salt. The draw from `rng` is the same
+        whatever the salt, so a story plays out alike in every run, under new ids."""
+        drawn = self.rng.getrandbits(bits)
+        salted = hashlib.blake2b(f"{self.salt}/{drawn:x}".encode(), digest_size=bits // 8)
+        return int.from_bytes(salted.digest())
+
+    def new_event_id(self) -> str:
+        return str(uuid.UUID(int=self.fresh(128), version=4))
 
     def wait(self, low: timedelta, high: timedelta) -> None:
         seconds = self.rng.uniform(low.total_seconds(), high.total_seconds())
@@ -153,7 +167,7 @@ class Story:
         return {"id": self.subject_id, "kind": self.subject_kind}
 
     def _record(self, event_type: EventType, service: str, data: dict[str, Any]) -> None:
-        event_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        event_id = self.new_event_id()
         self.length += 1
         if not self.dry:
             event = build_event(

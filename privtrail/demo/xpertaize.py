@@ -216,8 +216,11 @@ COMPLIANT = (
     scenario(xa_candidate_hold, weight=0.3),
 )
 
+# The README's tour follows one story of this kind.
+SHARE_DESPITE_OPT_OUT = scenario(xa_share_despite_opt_out, "XA-EMP-001")
+
 VIOLATING = (
-    scenario(xa_share_despite_opt_out, "XA-EMP-001"),
+    SHARE_DESPITE_OPT_OUT,
     scenario(xa_profile_sale, "XA-SALE-002"),
     scenario(xa_newsletter_without_opt_in, "XA-MKT-003"),
     scenario(xa_matching_without_consent, "XA-MATCH-004"),

@@ -186,7 +186,9 @@ def test_deadline_stories_cross_their_deadline_within_the_run(run: list[DemoEven
         ]
         assert closed.time + timedelta(days=30) < end
     for story in stories(run, "xa-erasure-ignored"):
-        [opened] = [e for e in story if isinstance(e, RequestOpenedEvent)]
+        [opened] = [
+            e for e in story if isinstance(e, RequestOpenedEvent) and e.data.right == "erasure"
+        ]
         assert opened.time + timedelta(days=30) < end
     for story in stories(run, "xa-stale-profile"):
         last_activity = max(e.time for e in story if isinstance(e, AccountChangedEvent))
