@@ -20,6 +20,7 @@ from privtrail.client import ApiClient, ApiError
 if TYPE_CHECKING:
     from events.emitter import Emitter
     from events.outputs import Violation
+    from privtrail.demo import DemoSubject
     from privtrail.schemas import Stats
     from privtrail.stack import Stack
 
@@ -83,12 +84,14 @@ def up(
 
 
 class _Run:
-    """What the closing summary needs from the start of a run: when, and the store's counts."""
+    """What the closing summary needs: when the run began, the store's counts then, what the
+    demo sent, and, per org, a violating subject of the demo to suggest looking up."""
 
     def __init__(self, started: float, before: Stats | str) -> None:
         self.started = started
         self.before = before
         self.sent = 0
+        self.subjects: dict[str, DemoSubject] = {}
 
 
 def _store_counts(stack: Stack) -> Stats | str:
@@ -103,7 +106,7 @@ def _print_summary(run: _Run, after: Stats | str) -> None:
     from privtrail.summary import summary_lines
 
     elapsed = time.monotonic() - run.started
-    for line in summary_lines(run.sent, elapsed, run.before, after):
+    for line in summary_lines(run.sent, elapsed, run.before, after, run.subjects.values()):
         _say(line)
 
 
@@ -151,7 +154,7 @@ def _send_demo_with_progress(emitter: Emitter, count: int, seed: int, run: _Run)
         TimeElapsedColumn,
     )
 
-    from privtrail.demo import default_start, demo_events, send_demo
+    from privtrail.demo import LiveDemo, send_demo
 
     progress = Progress(
         TextColumn("emitting demo events"),
@@ -168,7 +171,10 @@ def _send_demo_with_progress(emitter: Emitter, count: int, seed: int, run: _Run)
 
     with progress:
         task = progress.add_task("demo", total=count)
-        send_demo(emitter, demo_events(seed, count, default_start()), on_sent=sent)
+        # New subject and event ids every run, so the store takes them as new traffic.
+        demo = LiveDemo(seed, count)
+        run.subjects = demo.subjects
+        send_demo(emitter, demo, on_sent=sent)
 
 
 def _print_violation(violation: Violation) -> None:
