@@ -266,7 +266,11 @@ def _subject_key(raw: bytes) -> bytes | None:
 @app.command()
 def violations(
     org: Annotated[str | None, typer.Option(help="Only this org.")] = None,
-    rule: Annotated[str | None, typer.Option(help="Only this rule ID.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Only this rule ID (any case).")] = None,
+    severity: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this severity: low, medium, high or critical; repeatable."),
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="ISO time or a span such as 15m, 2h, 7d.")
     ] = None,
@@ -274,23 +278,24 @@ def violations(
     retracted: Annotated[bool, typer.Option(help="Also those late evidence retracted.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Violations found, newest first."""
+    """Violations found, newest first. An unknown org, rule ID or severity is an error that
+    lists the valid ones."""
     found = _ask(
-        lambda c: c.violations(org=org, rule=rule, since=since, limit=limit, retracted=retracted)
+        lambda c: c.violations(
+            org=org,
+            rule=rule,
+            since=since,
+            limit=limit,
+            retracted=retracted,
+            severity=severity or (),
+        )
     )
     if as_json:
         print(json.dumps([v.model_dump(mode="json") for v in found], indent=2))
         return
-    for v in found:
-        mark = "[yellow]RETRACTED[/] " if v.status == "retracted" else ""
-        console.print(
-            f"[dim]{v.occurred_at:%Y-%m-%d %H:%M:%S}[/] {mark}[bold red]{v.rule_id}[/] "
-            f"[cyan]{v.org}[/] {v.severity} subject [magenta]{v.subject_pseudonym}[/] "
-            f"[dim]event {v.event_id}, policy {v.policy_version}[/]",
-            highlight=False,
-        )
-        console.print(f"  {v.explanation}", highlight=False)
-    console.print(f"{len(found)} violation(s)", style="dim")
+    from privtrail.views.violations import render_violations
+
+    render_violations(found, console)
 
 
 @app.command()
@@ -299,39 +304,25 @@ def lineage(
     org: Annotated[str, typer.Option(help="The org (controller) the subject belongs to.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Where a subject's data went: who touched it, which categories, for what use, sent where."""
-    from rich.table import Table
+    """Where a subject's data went: the rules it broke, then a timeline per recipient it was
+    shared with and per actor that accessed it.
+
+    Exits 1 when nothing is recorded for the subject, and when the org is unknown (the error
+    lists the known orgs).
+    """
+    from privtrail.views.lineage import render_lineage
 
     answer = _ask(lambda c: c.lineage(subject_id, org))
+    nothing = not answer.edges and not answer.summary.violations
     if as_json:
         print(answer.model_dump_json(indent=2))
-        return
-    table = Table(
-        "time",
-        "action",
-        "actor",
-        "category",
-        "use",
-        "recipient",
-        "rule version",
-        title=f"Lineage of subject {answer.subject_pseudonym} ({org})",
-    )
-    for edge in answer.edges:
-        recipient = (
-            f"{edge.recipient_kind}:{edge.recipient_id} ({edge.recipient_country})"
-            if (edge.recipient_id)
-            else ""
+    elif not nothing:
+        render_lineage(answer, console)
+    if nothing:
+        raise _fail(
+            f"nothing is recorded for this subject in {answer.org} (pseudonym "
+            f"{answer.subject_pseudonym}): no stored event touched its data and it broke no rule"
         )
-        table.add_row(
-            f"{edge.event_time:%Y-%m-%d %H:%M:%S}",
-            edge.action,
-            f"{edge.actor_kind}:{edge.actor_id}",
-            edge.data_category,
-            edge.data_use or "",
-            recipient,
-            edge.policy_version,
-        )
-    console.print(table)
 
 
 @app.command()
