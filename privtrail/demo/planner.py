@@ -29,7 +29,7 @@ FILLER = "cx-long-standing-customer"
 # The newest stretch of history, which a share of the stories end in, so that questions about
 # the last hours (`violations --since 2h`) find this run's traffic.
 RECENT = timedelta(hours=1)
-RECENT_SHARE = 0.05
+RECENT_SHARE = 0.2
 # The subject the README's tour asks about, and the seed that fixes how its story goes.
 TOUR_SUBJECT = "cand-0042"
 TOUR_SEED = 42

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import io
+import json
+import shlex
+import sys
+from typing import Any
 
 import pytest
 from rich.console import Console
 
 from privtrail import cli
+from privtrail.demo import DemoSubject
 from privtrail.schemas import RuleCount, Stats
-from privtrail.summary import summary_lines
+from privtrail.summary import invocation, summary_lines
 
 
 class RecordingEmitter:
@@ -46,6 +51,28 @@ def test_the_demo_progress_counts_each_event_once(monkeypatch: pytest.MonkeyPatc
     assert len(emitter.sent) == 300
     assert run.sent == 300
     assert "300/300" in out.getvalue()
+    sent_subjects = {m["data"]["subject"]["id"] for m in map(_parsed, emitter.sent) if m}
+    assert run.subjects, "the summary needs subjects of the run to suggest"
+    assert {s.subject_id for s in run.subjects.values()} <= sent_subjects
+
+
+def test_each_run_of_the_demo_sends_new_event_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "console", Console(file=io.StringIO()))
+    runs = [RecordingEmitter(), RecordingEmitter()]
+    for emitter in runs:
+        cli._send_demo_with_progress(emitter, 300, 7, cli._Run(0.0, "not asked"))  # type: ignore[arg-type]
+
+    first, second = ({m["id"] for m in map(_parsed, e.sent) if m} for e in runs)
+    assert len(first) > 250
+    assert not first & second
+
+
+def _parsed(value: bytes) -> dict[str, Any] | None:
+    try:
+        message: dict[str, Any] = json.loads(value)
+    except ValueError:
+        return None  # the demo's input with bad JSON
+    return message
 
 
 def test_the_summary_counts_what_the_run_added_by_severity() -> None:
@@ -71,3 +98,26 @@ def test_the_summary_says_why_store_counts_are_missing() -> None:
     lines = summary_lines(0, 5.0, stats(0), "service not reachable")
 
     assert lines[-1] == "  stored violations and rejected inputs unknown: service not reachable"
+
+
+def test_the_summary_suggests_commands_about_subjects_of_the_run() -> None:
+    subjects = [
+        DemoSubject("xpertaize", "xpa_1f2e", ("XA-EMP-001",)),
+        DemoSubject("connectx", "cxc_9a0b", ("CX-ENC-004", "CX-PAY-007")),
+    ]
+
+    lines = summary_lines(300, 61.4, stats(0), stats(0), subjects, ".venv/bin/privtrail")
+
+    assert lines[4:] == [
+        "try next:",
+        "  .venv/bin/privtrail violations --since 2h",
+        "  .venv/bin/privtrail lineage xpa_1f2e --org xpertaize  # broke XA-EMP-001",
+        "  .venv/bin/privtrail lineage cxc_9a0b --org connectx   # broke CX-ENC-004, CX-PAY-007",
+    ]
+
+
+def test_suggested_commands_run_privtrail_as_it_was_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", [".venv/bin/privtrail", "up", "--demo"])
+    assert invocation() == ".venv/bin/privtrail"
+    monkeypatch.setattr(sys, "argv", ["/src/privtrail/__main__.py", "up", "--demo"])
+    assert invocation() == f"{shlex.quote(sys.executable)} -m privtrail"

@@ -19,17 +19,21 @@ from privtrail.demo import (
     DEFECTS,
     DEMO_SPAN,
     FULL_COVERAGE_COUNT,
+    RECENT,
+    TOUR_SUBJECT,
     DemoEvent,
+    LiveDemo,
     default_start,
     demo_events,
     scenario_catalog,
     send_demo,
 )
-from streams.rules import judge_history, load_policy_set
+from streams.rules import SubjectFinding, judge_history, load_policy_set
 from tests.contract import clause_extensions, clause_rule_ids
 
 REPO = Path(__file__).resolve().parents[2]
 START = datetime(2023, 1, 1, tzinfo=UTC)
+NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 ORGS = ("linkxup", "xpertaize", "connectx")
 DEFECT_FIELDS = {
     "bad JSON": "",
@@ -160,6 +164,28 @@ def test_a_run_of_full_coverage_size_tells_every_violating_scenario(run: list[De
     assert violating <= told
 
 
+def event_ids(run: list[DemoEvent]) -> set[str]:
+    return {e.event.id for e in run if e.event is not None}
+
+
+def subjects(run: list[DemoEvent]) -> set[tuple[str, str]]:
+    return {subject_of(e) for e in run if e.event is not None}
+
+
+def test_another_salt_tells_the_same_stories_under_new_ids() -> None:
+    first = list(demo_events(7, 500, START, salt="run-1"))
+    again = list(demo_events(7, 500, START, salt="run-1"))
+    other = list(demo_events(7, 500, START, salt="run-2"))
+
+    assert [(e.key, e.value) for e in first] == [(e.key, e.value) for e in again]
+    assert [(e.scenario, e.time, e.defect) for e in other] == [
+        (e.scenario, e.time, e.defect) for e in first
+    ]
+    assert not event_ids(first) & event_ids(other)
+    # Only the README tour's subject is the same in every run.
+    assert subjects(first) & subjects(other) == {("xpertaize", TOUR_SUBJECT)}
+
+
 def test_traffic_is_mostly_compliant_at_the_configured_share() -> None:
     violating = {s.name for s in scenario_catalog() if s.violates}
     messages = list(demo_events(3, 8000, START, violation_share=0.03))
@@ -236,22 +262,69 @@ def test_judging_the_demo_fires_every_rule_and_only_where_meant(run: list[DemoEv
     assert unexpected == []
 
 
-def test_a_demo_ending_now_stays_coherent_with_the_wall_clock() -> None:
-    """Once caught up the pipeline judges deadlines at the wall clock; nothing extra fires."""
-    now = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
-    run = list(demo_events(11, FULL_COVERAGE_COUNT, default_start(now)))
+@pytest.fixture(scope="module")
+def ending_now() -> list[DemoEvent]:
+    return list(demo_events(11, FULL_COVERAGE_COUNT, default_start(NOW)))
 
-    fired, unexpected = unexpected_findings(run, now + timedelta(hours=1))
+
+def test_a_demo_ending_now_stays_coherent_with_the_wall_clock(
+    ending_now: list[DemoEvent],
+) -> None:
+    """Once caught up the pipeline judges deadlines at the wall clock; nothing extra fires."""
+    fired, unexpected = unexpected_findings(ending_now, NOW + timedelta(hours=1))
 
     assert fired == set(clause_rule_ids())
     assert unexpected == []
 
 
-def test_default_start_ends_the_history_at_now() -> None:
-    now = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
-    messages = list(demo_events(1, 300, default_start(now)))
+def judged_now(run: list[DemoEvent]) -> list[SubjectFinding]:
+    policy = load_policy_set(REPO / "policies")
+    return judge_history(policy, [e.event for e in run if e.event is not None], NOW)
 
-    assert now - timedelta(seconds=5) <= messages[-1].time <= now
+
+def test_the_newest_history_is_recent_and_breaks_rules(ending_now: list[DemoEvent]) -> None:
+    """What `violations --since 2h` and `replay --since 1d` ask about right after a demo."""
+    times = [e.time for e in ending_now]
+    recent = [f for f in judged_now(ending_now) if f.occurred_at >= NOW - 2 * RECENT]
+
+    assert max(times) <= NOW
+    assert sum(t >= NOW - timedelta(days=1) for t in times) >= 0.01 * len(times)
+    assert len({f.finding.rule.rule_id for f in recent}) >= 2
+
+
+def test_the_tour_subject_breaks_xa_emp_001_within_the_last_hour_in_every_run() -> None:
+    for salt in ("run-1", "run-2"):
+        run = list(demo_events(3, 500, default_start(NOW), salt=salt))
+        tour = [
+            e for e in run if e.event is not None and subject_of(e) == ("xpertaize", TOUR_SUBJECT)
+        ]
+        found = [f for f in judged_now(run) if f.subject.id.get_secret_value() == TOUR_SUBJECT]
+
+        assert [e.event.type for e in tour if e.event is not None][-1] == "privacy.data.shared"
+        assert [f.finding.rule.rule_id for f in found] == ["XA-EMP-001"]
+        assert NOW - RECENT <= found[0].occurred_at <= NOW
+
+
+def test_a_live_demo_notes_the_latest_violating_subject_of_each_org() -> None:
+    demo = LiveDemo(7, FULL_COVERAGE_COUNT, NOW)
+    run = list(demo)
+    rules = {s.name: s.violates for s in scenario_catalog() if s.violates}
+    violating = [e for e in run if e.event is not None and e.scenario in rules]
+
+    assert sorted(demo.subjects) == sorted(ORGS)
+    for org, noted in demo.subjects.items():
+        latest = [e for e in violating if subject_of(e)[0] == org][-1]
+        assert subject_of(latest) == (org, noted.subject_id)
+        assert noted.rules == rules[latest.scenario]
+    again = LiveDemo(7, FULL_COVERAGE_COUNT, NOW)
+    assert again.salt != demo.salt
+    assert not event_ids(run) & event_ids(list(again))
+
+
+def test_default_start_ends_the_history_at_now() -> None:
+    messages = list(demo_events(1, 300, default_start(NOW)))
+
+    assert NOW - timedelta(seconds=5) <= messages[-1].time <= NOW
 
 
 def test_send_demo_sends_every_message_verbatim_and_flushes() -> None:
