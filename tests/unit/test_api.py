@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -369,10 +370,29 @@ def test_the_dashboard_and_the_api_schema_are_served(http: TestClient) -> None:
     page = http.get("/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "/violations" in page.text
     paths = http.get("/openapi.json").json()["paths"]
     assert {"/health", "/violations", "/lineage/{subject_id}", "/rejected", "/stats"} <= set(paths)
     assert http.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("page", "script"), [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc")]
+)
+def test_the_api_docs_load_their_assets_from_the_app_itself(
+    http: TestClient, page: str, script: str
+) -> None:
+    html = http.get(page)
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+    scripts = [url for url in assets if script in url]
+
+    assert html.status_code == 200
+    assert scripts, html.text
+    assert "//" not in html.text.replace("http://testserver", ""), "an asset from another host"
+    for url in assets:
+        asset = http.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 1000, url
+    assert http.get(scripts[0]).headers["content-type"].startswith("text/javascript")
 
 
 def free_port() -> int:
