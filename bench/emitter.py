@@ -3,7 +3,7 @@
     .venv/bin/python bench/emitter.py --events 30000
 
 One run, on 127.0.0.1 in a temporary directory: an embedded Apache Kafka broker, a new topic
-(4 partitions) for every measurement. The workload is N demo events (`privtrail/demo.py`, valid
+(4 partitions) for every measurement. The workload is N demo events (`privtrail/demo/`, valid
 only, about 430 bytes each). Every line is measured once per round, the lines in turn:
 
 - bare producer (yardstick): kafka-python with the SDK's producer settings sends the events'
