@@ -278,7 +278,7 @@ async function refreshPanels() {
 // ---- drill-down and triage ----
 
 function facts(pairs) {
-  return pairs.filter(([, v]) => v !== null && v !== undefined && v !== "")
+  return pairs.filter(([, v]) => v !== null && v !== undefined && v !== "" && !(Array.isArray(v) && !v.length))
     .map(([k, v]) => el("tr", {}, [el("td", { text: k }), el("td", { text: Array.isArray(v) ? v.join(", ") : String(v) })]));
 }
 
