@@ -2,13 +2,16 @@
 violation appears live, the filters narrow the feed, drill-down shows the lineage, and triage
 persists across a reload. Screenshots of each step land in the test's tmp dir.
 
-The tests run in order on one pipeline and one page, as an analyst's session would.
+The pipeline's tests run in order on one pipeline and one page, as an analyst's session would;
+paging past 100 rows is tested on a store seeded with more, served in this process.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,14 +19,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import uvicorn
 from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
 
 from config.settings import Settings
 from events.emitter import Emitter
+from privtrail.api import create_app
 from privtrail.brokers import EmbeddedBroker
 from privtrail.client import ApiClient
+from sinks.clickhouse.store import Store
 from tests.e2e.conftest import Pipeline, pipeline_settings
-from tests.support import running_process
+from tests.support import LOCALHOST, free_port, running_process
+from tests.unit.chdb_store import store_dsn, violation
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -302,3 +309,53 @@ def test_triage_persists_across_a_reload(session: Session) -> None:
     session.shot("5-unresolved")
     assert session.outside == []
     assert session.errors == []
+
+
+SEEDED = 230
+
+
+@pytest.fixture
+def seeded_page(browser: Browser) -> Iterator[Page]:
+    """The dashboard over a store holding SEEDED violations, served from this process."""
+    store = Store.open(store_dsn())
+    store.write_violations(
+        [violation(f"v{n:03}", occurred_at=minutes_ago(n)) for n in range(SEEDED)]
+    )
+    port = free_port()
+    app = create_app(Settings(pseudonym_key="k"), store)
+    server = uvicorn.Server(uvicorn.Config(app, host=LOCALHOST, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        while not server.started:
+            assert thread.is_alive(), "the API server did not start"
+            time.sleep(0.05)
+        page = context.new_page()
+        page.goto(f"http://{LOCALHOST}:{port}/")
+        yield page
+    finally:
+        context.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+        store.close()
+
+
+def test_loading_more_pages_past_100_rows(seeded_page: Page, tmp_path: Path) -> None:
+    page = seeded_page
+    rows = page.locator("#violations tr")
+    more = page.locator("#more")
+    expect(rows).to_have_count(100, timeout=SHOWN_MS)
+
+    more.click()
+    expect(rows).to_have_count(200)
+    more.click()
+    expect(rows).to_have_count(SEEDED)
+    expect(more).to_be_hidden()
+    page.screenshot(path=tmp_path / "paged.png", full_page=True)
+
+    shown = [row.get_attribute("data-violation") for row in rows.all()]
+    assert shown == [f"v{n:03}" for n in range(SEEDED)]
+    link = page.locator("#export-json").get_attribute("href") or ""
+    exported = page.request.get(page.url.rstrip("/") + link).json()
+    assert [row["violation_id"] for row in exported] == shown
