@@ -3,29 +3,32 @@
 Hot path per batch, not per event: the agent takes up to `batch_size` events, judges them in
 one go (streams/judging.py), sends all outputs, then writes each touched subject's state once.
 
-Delivery: outputs are flushed to the broker *before* the state changelog is written. A crash in
-between re-judges the batch against the old state and re-sends the same (deterministic) ids,
-which the store dedups; a crash after it finds the events already folded into the state
-(`SubjectState.seen`) and skips them. Either way each event counts once.
+Delivery: the broker acknowledges the outputs *before* the state changelog is written, and both
+before the batch's offsets can be committed. A crash in between re-judges the batch against the
+old state and re-sends the same (deterministic) ids, which the store dedups; a crash after it
+finds the events already folded into the state (`SubjectState.seen`) and skips them. Either
+way each event counts once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
 from config.settings import Settings
 from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
+from streams.offsets import OffsetsClient
+from streams.positions import Positions
 from streams.rules import PolicySet
 from streams.state import SubjectState
 from streams.transport import WorkerTransport
@@ -35,8 +38,11 @@ log = logging.getLogger(__name__)
 # At most this many audit records per message; `audit_messages` also splits by encoded size.
 AUDIT_RECORDS_PER_MESSAGE = 500
 DEADLINE_TICK_SECONDS = 5.0
-# How long the deadline tick waits for the broker's end offsets before "now" stands still.
-END_OFFSETS_TIMEOUT_SECONDS = 5.0
+# How long the worker waits for the broker's end offsets before "now" stands still.
+OFFSETS_TIMEOUT_SECONDS = 5.0
+POSITIONS_TICK_SECONDS = 5.0
+# With events left to judge, this long without a batch means they were lost on the way.
+STALLED_SECONDS = 10.0
 
 
 def create_app(settings: Settings, policy: PolicySet) -> faust.App:
@@ -97,11 +103,14 @@ class Pipeline:
         )
         # The source partitions whose subjects' deadlines the judge has indexed.
         self._indexed: set[int] | None = None
-        # Source partition -> next offset to judge, to tell which partitions have a backlog.
-        self._next_offsets: dict[int, int] = {}
-        self._offsets_client: AIOKafkaConsumer | None = None
+        # Per source partition, the next offset to judge: no event is skipped, and partitions
+        # with a backlog are told apart.
+        self.positions = Positions(time.monotonic)
+        self._last_batch = time.monotonic()
+        self.offsets = OffsetsClient(settings.bootstrap, settings.app_id)
         app.agent(self.source, name="privtrail.judge")(self._judge_stream)
         app.timer(DEADLINE_TICK_SECONDS, name="privtrail.deadlines")(self._deadline_tick)
+        app.timer(POSITIONS_TICK_SECONDS, name="privtrail.positions")(self._watch_positions)
 
     def _raw_topic(self, name: str) -> faust.TopicT:
         return self.app.topic(
@@ -118,12 +127,102 @@ class Pipeline:
         # take_events is on the concrete Stream only; agents are always given one.
         batches = cast(faust.Stream[bytes], stream).take_events(size, within=window)
         async for events in batches:
+            self._last_batch = time.monotonic()
+            await self._sync_generation()
             self._refresh_deadline_index()
-            batch = [_incoming(event) for event in events]
-            for message in batch:
-                self._next_offsets[message.partition] = message.offset + 1
+            batch = await self._in_order(events)
             await self._publish(self.judge.judge_batch(batch, self._load, self._lagging()))
+            await self._rewind(self.positions.due_rewinds(), "messages before it never arrived")
             yield None
+
+    async def _in_order(self, events: Sequence[faust.EventT[bytes]]) -> list[Incoming]:
+        """The events to judge now: each partition's in offset order from its committed one."""
+        batch = []
+        for event in events:
+            message = event.message
+            partition, offset = message.partition, message.offset
+            if not self.positions.admit(partition, offset):
+                if self.positions.held_back(partition) or await self._lost_before(message):
+                    # Judged once the hole is read again; its ack must not let a commit pass it.
+                    message.tracked = False
+                    continue
+                self.positions.skip_to(partition, offset)
+                self.positions.admit(partition, offset)
+            batch.append(_incoming(event))
+        return batch
+
+    async def _lost_before(self, message: faust.types.Message) -> bool:
+        """Whether the hole before `message` held records this worker should have been given,
+        rather than only transaction markers or aborted or compacted records."""
+        start = self.positions.next_offset(message.partition) or 0
+        try:
+            first = await self.offsets.first_offset(message.tp, start, self._isolation_level())
+        except Exception as error:
+            log.warning("cannot look into offsets %d.. of %s (%s)", start, message.tp, error)
+            first = None
+        lost = first is None or first < message.offset
+        if lost:
+            self.positions.lost(message.partition)
+        return lost
+
+    def _isolation_level(self) -> str:
+        # As Faust's own consumer reads: committed only when it runs transactions.
+        return "read_committed" if self.app.consumer.in_transaction else "read_uncommitted"
+
+    async def _sync_generation(self) -> None:
+        """After a rebalance, judge each owned partition from its committed offset on."""
+        generation = self.app.consumer_generation_id
+        if self.app.rebalancing or generation == self.positions.generation:
+            return
+        name = self.source.get_topic_name()
+        owned = [TP(name, partition) for partition in sorted(self._owned())]
+        committed: dict[TP, int | None] = cast(Any, self.app.consumer)._committed_offset
+        starts = {tp.partition: committed.get(tp) for tp in owned}
+        uncommitted = [tp for tp in owned if starts[tp.partition] is None]
+        if uncommitted:
+            # Nothing committed (or offset 0): the group starts at the earliest offset.
+            earliest = await self.offsets.beginning_offsets(uncommitted)
+            starts.update({tp.partition: offset for tp, offset in earliest.items()})
+        self.positions.start_generation(generation, starts)
+
+    async def _watch_positions(self) -> None:
+        """Read a partition again when its events stopped reaching the agent.
+
+        Events Faust fetched and then lost on the way to the stream leave no hole for the agent
+        to see when nothing newer arrives: the broker holds records past what was judged, and
+        no batch has come for a while.
+        """
+        if self.app.rebalancing:
+            return
+        await self._sync_generation()
+        if time.monotonic() - self._last_batch < STALLED_SECONDS:
+            return
+        name = self.source.get_topic_name()
+        owned = [TP(name, partition) for partition in sorted(self._owned())]
+        if not owned:
+            return
+        try:
+            ends = await asyncio.wait_for(self.offsets.end_offsets(owned), OFFSETS_TIMEOUT_SECONDS)
+            behind = self.positions.behind({tp.partition: end for tp, end in ends.items()})
+            stalled = {p: start for p, start in behind.items() if await self._readable(p, start)}
+        except Exception as error:
+            log.warning("no offsets from the broker (%s): cannot tell a stall", error)
+            return
+        if stalled:
+            # Fetching again is no use on a partition left paused.
+            self.app.consumer.resume_partitions({TP(name, p) for p in stalled})
+            await self._rewind(stalled, "its events stopped arriving")
+
+    async def _readable(self, partition: int, start: int) -> bool:
+        tp = TP(self.source.get_topic_name(), partition)
+        return await self.offsets.first_offset(tp, start, self._isolation_level()) is not None
+
+    async def _rewind(self, starts: dict[int, int], why: str) -> None:
+        name = self.source.get_topic_name()
+        for partition, offset in sorted(starts.items()):
+            log.warning("partition %d: reading again from offset %d: %s", partition, offset, why)
+            self.positions.rewinding(partition)
+            await self.app.consumer.seek(TP(name, partition), offset)
 
     async def _deadline_tick(self) -> None:
         """Once everything is read, deadlines still fall due: on the wall clock.
@@ -147,7 +246,7 @@ class Pipeline:
         if not owned:
             return False
         try:
-            ends = await asyncio.wait_for(self._end_offsets(owned), END_OFFSETS_TIMEOUT_SECONDS)
+            ends = await asyncio.wait_for(self.offsets.end_offsets(owned), OFFSETS_TIMEOUT_SECONDS)
         except Exception as error:
             log.warning("no end offsets from the broker (%s): event time stands still", error)
             return False
@@ -155,26 +254,12 @@ class Pipeline:
         # starts reading from when it has judged nothing there yet.
         committed: dict[TP, int | None] = cast(Any, self.app.consumer)._committed_offset
         for tp in owned:
-            position = self._next_offsets.get(tp.partition, committed.get(tp) or 0)
+            position = self.positions.next_offset(tp.partition)
+            if position is None:
+                position = committed.get(tp) or 0
             if ends.get(tp) is None or ends[tp] > position:
                 return False
         return True
-
-    async def _end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
-        # A client of its own: Faust's consumer thread runs its calls one at a time, so an
-        # end-offsets request stuck behind a rebalance would hold up its fetches too.
-        if self._offsets_client is None:
-            client = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.bootstrap,
-                enable_auto_commit=False,
-                client_id=f"{self.settings.app_id}-end-offsets",
-            )
-            await client.start()
-            self._offsets_client = client
-        ends = await self._offsets_client.end_offsets(
-            [TopicPartition(tp.topic, tp.partition) for tp in partitions]
-        )
-        return {TP(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
     def _owned(self) -> set[int]:
         name = self.source.get_topic_name()
@@ -186,7 +271,7 @@ class Pipeline:
         lagging = set()
         for partition in self._owned():
             end = self.app.consumer.highwater(TP(name, partition))
-            if end is None or end > self._next_offsets.get(partition, 0):
+            if end is None or end > (self.positions.next_offset(partition) or 0):
                 lagging.add(partition)
         return lagging
 
@@ -225,20 +310,38 @@ class Pipeline:
         # agent, and the same batch would be refused again after each restart.
         now = datetime.now(UTC)
         limit = self.settings.max_message_bytes
+        sent: list[asyncio.Future[Any]] = []
         for letter in verdicts.dead_letters:
             incoming = letter.incoming
             fitted = fit_dead_letter(incoming.key, incoming.value, letter.headers(now), limit)
-            self.deadletter.send_soon(key=fitted.key, value=fitted.value, headers=fitted.headers)
+            sent.append(
+                self.deadletter.send_soon(
+                    key=fitted.key, value=fitted.value, headers=fitted.headers
+                )
+            )
         for violation in verdicts.violations:
             key = violation.subject_pseudonym.encode()
             value = fit_record(violation, limit - message_size(key, b""))
-            self.violations.send_soon(key=key, value=value)
+            sent.append(self.violations.send_soon(key=key, value=value))
         for value in audit_messages(verdicts.audit, limit, AUDIT_RECORDS_PER_MESSAGE):
-            self.audit.send_soon(value=value)
-        await self.app.producer.flush()
-        self._persist(verdicts)
+            sent.append(self.audit.send_soon(value=value))
+        await self._delivered(sent)
+        await self._delivered(self._persist(verdicts))
 
-    def _persist(self, verdicts: Verdicts) -> None:
+    async def _delivered(self, sent: list[asyncio.Future[Any]]) -> None:
+        """Wait until the broker has acknowledged every message in `sent`.
+
+        Faust's `producer.flush()` is not that: its buffer gives up after 0.1 s without a send,
+        leaving messages queued. The state changelog must not land before the outputs it
+        records (a restarted worker would skip those events as judged), and the offsets that
+        Faust commits after this batch must not run ahead of either.
+        """
+        if sent:
+            await self.app.producer.flush()  # hands the buffer over now, not after the linger
+            await asyncio.gather(*sent)
+
+    def _persist(self, verdicts: Verdicts) -> list[asyncio.Future[Any]]:
+        sent: list[asyncio.Future[Any]] = []
         for key, (partition, history) in verdicts.histories.items():
             self.states.data[key] = _Entry(partition, history)
             # The changelog partition follows the source partition, as Faust does per event;
@@ -247,7 +350,8 @@ class Pipeline:
                 partition,
                 history.model_dump_json().encode(),
             )
-            self.states.send_changelog(partition, key, value, value_serializer="raw")
+            sent.append(self.states.send_changelog(partition, key, value, value_serializer="raw"))
+        return sent
 
 
 @dataclass

@@ -1,10 +1,11 @@
-"""The worker's Kafka transport: Faust's aiokafka transport, two changes.
+"""The worker's Kafka transport: Faust's aiokafka transport, three changes.
 
 - An idempotent producer. faust-streaming 0.15.3 has no setting for producer idempotence: it
   turns it on only for its transactional producers (`processing_guarantee="exactly_once"`). An
   idempotent producer gets a producer id and numbers its batches, so a batch it retries after
   a lost answer (a broker restart, a timeout) is written once, not twice. aiokafka requires
   `acks=all` with it.
+- Acks only for messages a stream delivered (see `WorkerConsumer.ack`).
 - An idle fetch waits `FETCH_MAX_WAIT_MS` on the broker. Faust passes a fixed 1.5 s, so an idle
   worker asks again every 1.5 s per broker connection. The broker answers a fetch as soon as it
   has any data (fetch.min.bytes 1), so the wait costs nothing under load.
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import ConsumerT, ProducerT
+from faust.types import ConsumerT, Message, ProducerT
 
 if TYPE_CHECKING:
     import aiokafka
@@ -46,6 +47,15 @@ class LongPollConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class WorkerConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return LongPollConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def ack(self, message: Message) -> bool:
+        # Faust's stream acks a message it skipped (fetched for an older generation, or while
+        # the flow was suspended by a rebalance) as if it had been processed. A commit past it
+        # would lose an event never judged; unacked, it holds the commit back until it is read
+        # again (streams/positions.py). Delivered messages are the tracked ones.
+        if not message.tracked:
+            return False
+        return bool(super().ack(message))
 
 
 class WorkerTransport(faust_aiokafka.Transport):
