@@ -18,7 +18,8 @@ from privtrail.processes import spawn, stop_process_group
 
 LOG_TAIL_LINES = 20
 STOP_GRACE_SECONDS = 10.0
-START_TIMEOUT_SECONDS = 30.0
+# A JVM on two busy cores can take half a minute before it logs anything.
+START_TIMEOUT_SECONDS = 60.0
 POLL_SECONDS = 0.1
 PROBE_TIMEOUT_MS = 3000
 
