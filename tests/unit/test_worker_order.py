@@ -1,0 +1,85 @@
+"""The agent judges each partition in offset order: what follows a lost hole waits, unacked."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, cast
+
+import faust
+import pytest
+from faust.types import TP
+
+from config.settings import Settings
+from streams.app import Pipeline
+from streams.rules.policy import load_policy_set
+
+SETTINGS = Settings(pseudonym_key="test-key")
+SOURCE = SETTINGS.topics.events
+
+
+@dataclass
+class Message:
+    partition: int
+    offset: int
+    tracked: bool = True
+    topic: str = SOURCE
+    key: bytes | None = b"key"
+    value: bytes | None = b"{}"
+
+    @property
+    def tp(self) -> TP:
+        return TP(self.topic, self.partition)
+
+
+@dataclass
+class Event:
+    message: Message
+
+
+class Broker:
+    """Answers the probe: the first readable offset at or after a start."""
+
+    def __init__(self, readable: dict[int, list[int]]) -> None:
+        self.readable = readable
+        self.probes: list[tuple[int, int]] = []
+
+    async def first_offset(self, tp: TP, start: int, isolation_level: str) -> int | None:
+        self.probes.append((tp.partition, start))
+        return next((o for o in self.readable[tp.partition] if o >= start), None)
+
+
+@pytest.fixture
+def pipeline() -> Pipeline:
+    app = faust.App("order-test", broker="kafka://127.0.0.1:1", web_enabled=False)
+    pipeline = Pipeline(app, SETTINGS, load_policy_set(SETTINGS.policies_dir))
+    pipeline.positions.start_generation(1, {0: 80})
+    return pipeline
+
+
+def in_order(
+    pipeline: Pipeline, broker: Broker, offsets: list[int]
+) -> tuple[list[int], list[Event]]:
+    pipeline.offsets = cast(Any, broker)
+    events = [Event(Message(0, offset)) for offset in offsets]
+    judged = asyncio.run(pipeline._in_order(cast(Any, events)))
+    return [incoming.offset for incoming in judged], events
+
+
+def test_events_after_lost_ones_wait_unacked_and_the_partition_is_read_again(
+    pipeline: Pipeline,
+) -> None:
+    broker = Broker({0: list(range(80, 200))})
+    judged, events = in_order(pipeline, broker, [80, 81, 129, 130])
+    assert judged == [80, 81]
+    assert [e.message.tracked for e in events] == [True, True, False, False]
+    assert broker.probes == [(0, 82)], "one look at the broker per hole"
+    assert pipeline.positions.due_rewinds() == {0: 82}
+
+
+def test_a_hole_of_transaction_markers_is_no_loss(pipeline: Pipeline) -> None:
+    broker = Broker({0: [80, 81, 83, 84, 86]})  # 82 and 85: commit markers
+    judged, events = in_order(pipeline, broker, [80, 81, 83, 84, 86])
+    assert judged == [80, 81, 83, 84, 86]
+    assert all(e.message.tracked for e in events)
+    assert pipeline.positions.due_rewinds() == {}
