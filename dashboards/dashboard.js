@@ -126,19 +126,26 @@ async function fetchPage(limit, cursor) {
   return api(`/dashboard/violations?${params}`);
 }
 
-async function guarded(work) {
-  try {
-    await work();
-    $("feed-error").hidden = true;
-  } catch (error) {
-    $("feed-error").textContent = error.message;
-    $("feed-error").hidden = false;
-  }
+// Feed reads run one after another: a live refresh answered after a "load more" (or the other
+// way round) would otherwise put back rows and a cursor from before it.
+let feedQueue = Promise.resolve();
+
+function guarded(work) {
+  feedQueue = feedQueue.then(async () => {
+    try {
+      await work();
+      $("feed-error").hidden = true;
+    } catch (error) {
+      $("feed-error").textContent = error.message;
+      $("feed-error").hidden = false;
+    }
+  });
+  return feedQueue;
 }
 
 async function refreshFeed() {
-  if (state.paused || state.rows.length > MAX_LIVE) return;
   await guarded(async () => {
+    if (state.paused || state.rows.length > MAX_LIVE) return;
     const page = await fetchPage(Math.max(PAGE, state.rows.length), null);
     state.rows = page.rows;
     state.cursor = page.next_cursor;
@@ -156,10 +163,13 @@ async function loadMore() {
 }
 
 function restartFeed() {
-  state.rows = [];
-  state.seen.clear();
-  state.firstLoad = true;
   updateExports();
+  guarded(async () => {
+    state.rows = [];
+    state.cursor = null;
+    state.seen.clear();
+    state.firstLoad = true;
+  });
   refreshFeed();
   refreshChart();
 }

@@ -354,7 +354,9 @@ def test_loading_more_pages_past_100_rows(seeded_page: Page, tmp_path: Path) -> 
     expect(more).to_be_hidden()
     page.screenshot(path=tmp_path / "paged.png", full_page=True)
 
-    shown = [row.get_attribute("data-violation") for row in rows.all()]
+    shown = page.eval_on_selector_all(
+        "#violations tr", "rows => rows.map(r => r.dataset.violation)"
+    )
     assert shown == [f"v{n:03}" for n in range(SEEDED)]
     link = page.locator("#export-json").get_attribute("href") or ""
     exported = page.request.get(page.url.rstrip("/") + link).json()
