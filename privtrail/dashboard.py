@@ -172,6 +172,7 @@ def dashboard_router(store: Store, known: KnownValues) -> APIRouter:
     @router.get("/violations/{org}/{violation_id}", response_model=ViolationDetail)
     def violation(org: str, violation_id: str) -> ViolationDetail:
         """One violation, the event that broke the rule, and its triage history."""
+        org = _path_org(known, org)
         found = find_violation(store, org, violation_id)
         if found is None:
             raise HTTPException(404, f"no violation {violation_id!r} is stored for org {org!r}")
@@ -182,6 +183,7 @@ def dashboard_router(store: Store, known: KnownValues) -> APIRouter:
     @router.post("/violations/{org}/{violation_id}/triage", response_model=TriageEntry)
     def triage(org: str, violation_id: str, request: TriageRequest) -> TriageEntry:
         """Acknowledge or resolve a violation, with a note; kept with who and when."""
+        org = _path_org(known, org)
         try:
             return record_triage(
                 store, org, violation_id, request.state, request.note, request.analyst.strip()
@@ -195,7 +197,7 @@ def dashboard_router(store: Store, known: KnownValues) -> APIRouter:
         pseudonym: Annotated[str, PathParam(description="The subject's keyed pseudonym.")],
     ) -> SubjectTimeline:
         """The subject's lineage timeline and every open violation of theirs."""
-        org = _org(known, org) or org
+        org = _path_org(known, org)
         edges = store.lineage(org, pseudonym)
         broken = list(feed_all(store, FeedFilter(org=org, subject_pseudonym=pseudonym)))
         return SubjectTimeline(org=org, subject_pseudonym=pseudonym, edges=edges, violations=broken)
@@ -279,6 +281,13 @@ def _org(known: KnownValues, text: str | None) -> str | None:
         raise _invalid("org", str(error), text or "") from None
 
 
+def _path_org(known: KnownValues, text: str) -> str:
+    try:
+        return known.org(text)
+    except UnknownValue as error:
+        raise _invalid("org", str(error), text, location="path") from None
+
+
 def _rule(known: KnownValues, text: str | None, org: str | None) -> str | None:
     try:
         return known.rule(text, org) if text is not None else None
@@ -301,9 +310,9 @@ def _decode_cursor(cursor: str) -> Cursor:
         raise _invalid("cursor", message, cursor[:64]) from None
 
 
-def _invalid(name: str, message: str, text: str) -> RequestValidationError:
+def _invalid(name: str, message: str, text: str, location: str = "query") -> RequestValidationError:
     return RequestValidationError(
-        [{"type": "value_error", "loc": ("query", name), "msg": message, "input": text}]
+        [{"type": "value_error", "loc": (location, name), "msg": message, "input": text}]
     )
 
 

@@ -153,6 +153,11 @@ def test_drill_down_shows_the_event_the_policy_and_the_subject(http: TestClient)
     assert detail["event"]["recipient_id"] == "adnet-42"
     assert [e["data_category"] for e in subject["edges"]] == ["user.contact.email", "user.name"]
     assert [v["violation_id"] for v in subject["violations"]] == ["v-ads"]
+    assert http.get("/dashboard/violations/LinkXUP/v-ads").json() == detail
+    for path in ("/dashboard/violations/nosuch/v-ads", "/dashboard/subjects/nosuch/p-1"):
+        [error] = http.get(path).json()["detail"]
+        assert error["loc"] == ["path", "org"]
+        assert error["msg"].startswith("unknown org 'nosuch'; known orgs: connectx, linkxup")
     missing = http.get("/dashboard/violations/linkxup/nosuch")
     assert missing.status_code == 404
     assert missing.json()["detail"] == "no violation 'nosuch' is stored for org 'linkxup'"
