@@ -265,6 +265,20 @@ def test_the_filters_narrow_the_feed(session: Session) -> None:
 
     page.select_option("#severity", "")
     expect(rows).to_have_count(2)
+    page.fill("#rule", "XA-NOSUCH-1")
+    page.press("#rule", "Enter")
+    expect(page.locator("#feed-error")).to_contain_text("rule: unknown rule id 'XA-NOSUCH-1'")
+    page.fill("#rule", "xa-emp-001")
+    page.press("#rule", "Enter")
+    expect(rows).to_have_count(1)
+    expect(page.locator("#feed-error")).to_be_hidden()
+    expect(page.locator("#chart svg")).to_be_visible()
+    # The browser logs each refused request: those of the bad rule are the only errors.
+    assert session.errors and all("status of 422" in error for error in session.errors)
+    session.errors.clear()
+    page.fill("#rule", "")
+    page.press("#rule", "Enter")
+    expect(rows).to_have_count(2)
 
 
 def test_drill_down_shows_the_lineage_event_and_policy_sentence(session: Session) -> None:
