@@ -14,13 +14,15 @@ command alike, fresh processes of:
 - with `--compare DIR`, the same two commands of the privtrail checkout in DIR too (run from
   there, so they import its code) against the same stack: a before/after in one run.
 
-It prints the median and fastest wall time of each and the CLI's ratios to the yardsticks; it
-never judges them.
+It prints the median and fastest wall time of each, the median CPU time (user + system) each
+process used, which a busy machine inflates less than wall time, and the CLI's ratios to the
+yardsticks; it never judges them.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -111,31 +113,42 @@ def commands_to_time(
     return commands
 
 
-def time_rounds(
-    commands: dict[str, Command], runs: int, env: dict[str, str]
-) -> dict[str, list[float]]:
-    timings: dict[str, list[float]] = {name: [] for name in commands}
+Timings = dict[str, list[tuple[float, float]]]  # per command: (wall, CPU) seconds of each run
+
+
+def time_rounds(commands: dict[str, Command], runs: int, env: dict[str, str]) -> Timings:
+    timings: Timings = {name: [] for name in commands}
     for _ in range(runs):
         for name, (argv, cwd) in commands.items():
+            cpu_before = _children_cpu()
             started = time.perf_counter()
             done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, check=False)
-            timings[name].append(time.perf_counter() - started)
+            timings[name].append((time.perf_counter() - started, _children_cpu() - cpu_before))
             if done.returncode != 0:
                 raise SystemExit(f"{name} failed ({done.returncode}): {done.stderr.decode()}")
     return timings
 
 
-def report(timings: dict[str, list[float]]) -> None:
-    medians = {name: statistics.median(values) for name, values in timings.items()}
-    runs = len(next(iter(timings.values())))
-    print(f"wall time of a fresh process, {runs} rounds (median, fastest):")
-    for name, values in timings.items():
-        print(f"  {name:35} {medians[name] * 1000:7.0f} ms {min(values) * 1000:7.0f} ms")
-    bare, interpreter = medians["bare GET /violations"], medians["python -c pass"]
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def report(timings: Timings) -> None:
+    wall = {name: [w for w, _ in runs] for name, runs in timings.items()}
+    cpu = {name: statistics.median(c for _, c in runs) for name, runs in timings.items()}
+    medians = {name: statistics.median(values) for name, values in wall.items()}
+    print(f"a fresh process, {len(wall['python -c pass'])} rounds (wall median, fastest; CPU):")
+    for name, values in wall.items():
+        print(
+            f"  {name:35} {medians[name] * 1000:7.0f} ms {min(values) * 1000:7.0f} ms "
+            f"{cpu[name] * 1000:7.0f} ms CPU"
+        )
     for name in (name for name in medians if name.startswith("privtrail")):
         print(
-            f"  {name} / bare GET: {medians[name] / bare:.1f}x, "
-            f"/ python -c pass: {medians[name] / interpreter:.1f}x"
+            f"  {name}: wall / bare GET {medians[name] / medians['bare GET /violations']:.1f}x, "
+            f"/ python -c pass {medians[name] / medians['python -c pass']:.1f}x; "
+            f"CPU / bare GET {cpu[name] / cpu['bare GET /violations']:.1f}x"
         )
 
 

@@ -8,13 +8,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from events.outputs import AuditRecord, Violation
+from privtrail.client_http import Answer, Http, HttpxHttp, NoAnswer, StdlibHttp, Unreachable
 from privtrail.schemas import HistoryPage, Latency, Lineage, RejectedInput, Stats
 
 if TYPE_CHECKING:
+    import httpx
+
     from privtrail.api import Health
 
 T = TypeVar("T")
@@ -31,13 +33,11 @@ class ApiClient:
     def __init__(
         self, base_url: str, timeout: float = 10.0, http: httpx.Client | None = None
     ) -> None:
+        """`http`: an httpx client to send the requests with (a test's app client); by default
+        the standard library's, over one kept-alive connection: one thread at a time."""
         self.base_url = base_url.rstrip("/")
-        self._http = http or httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout,
-            # Loading the CA bundle costs a query about 0.1 s, and plain HTTP never uses it (every
-            # request goes to a path under base_url, and redirects are not followed).
-            verify=not self.base_url.startswith("http://"),
+        self._http: Http = (
+            HttpxHttp(http) if http is not None else StdlibHttp(self.base_url, timeout)
         )
 
     def __enter__(self) -> Self:
@@ -128,39 +128,36 @@ class ApiClient:
         route: str,
         params: dict[str, Any],
         accept: tuple[int, ...] = (200,),
-    ) -> httpx.Response:
+    ) -> Answer:
         query = {name: value for name, value in params.items() if value is not None}
         try:
-            response = self._http.get(path, params=query)
-        except httpx.TransportError as error:
-            if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
-                raise ApiError(
-                    f"privtrail service not reachable at {self.base_url}: "
-                    "is `privtrail up` running?"
-                ) from error
+            answer = self._http.get(path, query)
+        except Unreachable as error:
+            raise ApiError(
+                f"privtrail service not reachable at {self.base_url}: is `privtrail up` running?"
+            ) from error
+        except NoAnswer as error:
             raise ApiError(
                 f"privtrail service at {self.base_url} did not answer GET {route}: {error}"
             ) from error
-        if response.status_code not in accept:
-            raise ApiError(
-                f"GET {route} failed with HTTP {response.status_code}: {_detail(response)}"
-            )
-        return response
+        if answer.status not in accept:
+            raise ApiError(f"GET {route} failed with HTTP {answer.status}: {_detail(answer)}")
+        return answer
 
 
 class _ErrorBody(BaseModel):
     detail: Any = None
 
 
-def _detail(response: httpx.Response) -> str:
+def _detail(answer: Answer) -> str:
     try:
-        detail = _ErrorBody.model_validate_json(response.content).detail
+        detail = _ErrorBody.model_validate_json(answer.content).detail
     except ValueError:
-        return response.text[:200] or response.reason_phrase
+        return answer.content[:200].decode(errors="replace") or answer.reason
     if isinstance(detail, list):
         # FastAPI's validation errors: name each bad parameter.
         return "; ".join(_validation_message(item) for item in detail)
-    return str(detail) if detail is not None else response.reason_phrase
+    return str(detail) if detail is not None else answer.reason
 
 
 def _validation_message(item: Any) -> str:
