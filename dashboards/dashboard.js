@@ -292,27 +292,29 @@ function facts(pairs) {
     .map(([k, v]) => el("tr", {}, [el("td", { text: k }), el("td", { text: Array.isArray(v) ? v.join(", ") : String(v) })]));
 }
 
-function timelineItem(edges, brokenEvents) {
+function timelineItem(edges, brokenEvents, currentEvent) {
   const e = edges[0];
   const party = e.action === "shared" ? `shared with ${e.recipient_kind || ""} ${e.recipient_id || ""}${e.recipient_country ? ` (${e.recipient_country})` : ""}`
     : `accessed by ${e.actor_kind || ""} ${e.actor_id || ""}`;
   const categories = edges.map((x) => x.data_category).join(", ");
   const broke = brokenEvents.get(e.event_id);
-  return el("li", broke ? { class: "broke" } : {}, [
+  const classes = [broke && "broke", e.event_id === currentEvent && "current"].filter(Boolean).join(" ");
+  return el("li", classes ? { class: classes } : {}, [
     el("strong", { text: when(e.event_time) }), ` ${party}: ${categories}`,
     e.data_use ? el("span", { class: "muted", text: ` for ${e.data_use}` }) : "",
-    broke ? el("div", { text: `broke ${broke.join(", ")}` }) : "",
+    broke ? el("div", { text: `broke ${broke.join(", ")}${e.event_id === currentEvent ? " ← this violation" : ""}` }) : "",
   ]);
 }
 
 function showTimeline(subject, current) {
+  // `current`: the violation the drawer shows; its event is marked in the timeline.
   const byEvent = new Map();
   for (const edge of subject.edges) byEvent.set(edge.event_id, [...(byEvent.get(edge.event_id) || []), edge]);
   const broken = new Map();
   for (const v of subject.violations) broken.set(v.event_id, [...(broken.get(v.event_id) || []), v.rule_id]);
-  const items = [...byEvent.values()].map((edges) => timelineItem(edges, broken));
+  const items = [...byEvent.values()].map((edges) => timelineItem(edges, broken, current.event_id));
   $("d-timeline").replaceChildren(...(items.length ? items : [el("li", { class: "muted", text: "No access or share of this subject's data is recorded." })]));
-  const others = subject.violations.filter((v) => v.violation_id !== current);
+  const others = subject.violations.filter((v) => v.violation_id !== current.violation_id);
   $("d-others").replaceChildren(...(others.length ? others.map((v) => {
     const row = el("tr", { "data-violation": v.violation_id }, [
       el("td", { class: "muted nowrap", text: when(v.occurred_at) }),
@@ -356,7 +358,7 @@ async function openDrawer(org, violationId) {
     const detail = await api(base);
     showDetail(detail);
     const v = detail.violation;
-    showTimeline(await api(`/dashboard/subjects/${encodeURIComponent(org)}/${encodeURIComponent(v.subject_pseudonym)}`), v.violation_id);
+    showTimeline(await api(`/dashboard/subjects/${encodeURIComponent(org)}/${encodeURIComponent(v.subject_pseudonym)}`), v);
   } catch (error) {
     $("d-error").textContent = error.message;
     $("d-error").hidden = false;

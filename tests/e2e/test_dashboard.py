@@ -294,7 +294,7 @@ def test_drill_down_shows_the_lineage_event_and_policy_sentence(session: Session
     timeline = page.locator("#d-timeline li")
     expect(timeline).to_have_count(2)
     expect(timeline.nth(0)).to_contain_text("accessed by service inbox")
-    expect(timeline.nth(1)).to_contain_text("broke CX-WA-ADS-001")
+    expect(timeline.nth(1)).to_contain_text("broke CX-WA-ADS-001 ← this violation")
     expect(page.locator("#d-others")).to_contain_text("None.")
     session.shot("4-drill-down")
     shown = drawer.inner_text()
