@@ -307,18 +307,17 @@ def lineage(
     """Where a subject's data went: the rules it broke, then a timeline per recipient it was
     shared with and per actor that accessed it.
 
-    Exits 1 when nothing is recorded for the subject, and when the org is unknown (the error
-    lists the known orgs).
+    Exits 1 when the org is unknown (the error lists the known orgs), and, unless --json,
+    when nothing is recorded for the subject: with --json an empty lineage is the answer.
     """
     from privtrail.views.lineage import render_lineage
 
     answer = _ask(lambda c: c.lineage(subject_id, org))
-    nothing = not answer.edges and not answer.summary.violations
     if as_json:
         print(answer.model_dump_json(indent=2))
-    elif not nothing:
+    elif answer.edges or answer.summary.violations:
         render_lineage(answer, console)
-    if nothing:
+    else:
         raise _fail(
             f"nothing is recorded for this subject in {answer.org} (pseudonym "
             f"{answer.subject_pseudonym}): no stored event touched its data and it broke no rule"

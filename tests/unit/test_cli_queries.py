@@ -3,6 +3,7 @@ at 80 columns, and an unknown org, rule, severity or subject is said plainly."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -140,6 +141,16 @@ def test_lineage_of_a_subject_with_nothing_recorded_says_so(api_port: int) -> No
     assert result.stdout == ""
     message = " ".join(result.stderr.split())
     assert "nothing is recorded for this subject in xpertaize" in message
+
+
+def test_lineage_as_json_of_a_subject_with_nothing_recorded_is_an_empty_answer(
+    api_port: int,
+) -> None:
+    result = run(api_port, "lineage", "nobody", "--org", "xpertaize", "--json")
+
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert (answer["edges"], answer["summary"]["violations"]) == ([], [])
 
 
 def test_lineage_of_an_unknown_org_lists_the_known_ones(api_port: int) -> None:
