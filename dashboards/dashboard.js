@@ -33,6 +33,20 @@ function svg(tag, attrs = {}, text = null) {
 const when = (iso) => new Date(iso).toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
 const number = (n) => n.toLocaleString();
 
+// Filters change while answers are on their way: only the newest call of each kind is shown.
+const tickets = {};
+
+async function newest(kind, request) {
+  const ticket = (tickets[kind] = (tickets[kind] || 0) + 1);
+  try {
+    const value = await request;
+    return ticket === tickets[kind] ? value : null;
+  } catch (error) {
+    if (ticket === tickets[kind]) throw error;
+    return null;
+  }
+}
+
 async function api(path, options = {}) {
   const response = await fetch(path, { headers: { Accept: "application/json", "Content-Type": "application/json" }, ...options });
   const body = await response.json().catch(() => ({}));
@@ -199,7 +213,8 @@ function ruleRow(r, top) {
 
 async function refreshSummary() {
   const org = $("org").value;
-  const s = await api(`/dashboard/summary${org ? `?org=${encodeURIComponent(org)}` : ""}`);
+  const s = await newest("summary", api(`/dashboard/summary${org ? `?org=${encodeURIComponent(org)}` : ""}`));
+  if (!s) return;
   $("c-open").textContent = number(s.open_violations);
   for (const sev of SEVERITIES) $(`c-${sev}`).textContent = number(s.by_severity[sev] || 0);
   $("c-24h").textContent = number(s.last_24h);
@@ -248,7 +263,8 @@ function drawChart(chart) {
 
 async function refreshChart() {
   try {
-    drawChart(await api(`/dashboard/chart?${chartParams()}`));
+    const chart = await newest("chart", api(`/dashboard/chart?${chartParams()}`));
+    if (chart) drawChart(chart);
   } catch (error) {
     $("chart").replaceChildren(el("div", { class: "empty error", text: error.message }));
   }

@@ -251,12 +251,15 @@ def test_the_filters_narrow_the_feed(session: Session) -> None:
     page.select_option("#org", "xpertaize")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("XA-EMP-001")
+    expect(page.locator("#c-open")).to_have_text("1")
+    expect(page.locator("#rules tr")).to_have_count(1)
     page.select_option("#severity", "critical")
     expect(page.locator("#violations-empty")).to_be_visible()
     session.shot("3-filtered-empty")
     page.select_option("#org", "")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("CX-WA-ADS-001")
+    expect(page.locator("#c-open")).to_have_text("2")
     session.shot("3-filtered")
     csv_link = page.locator("#export-csv").get_attribute("href") or ""
     assert "severity=critical" in csv_link
