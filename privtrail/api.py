@@ -272,7 +272,12 @@ def _reject_unknown_parameters(request: Request) -> None:
         message = f"unknown query parameter; {request.method} {route.path_format} takes: {takes}"
         raise RequestValidationError(
             [
-                {"type": "value_error", "loc": ("query", name), "msg": message, "input": name}
+                {
+                    "type": "value_error",
+                    "loc": ("query", name),
+                    "msg": message,
+                    "input": request.query_params[name],
+                }
                 for name in unknown
             ]
         )

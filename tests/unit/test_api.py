@@ -233,6 +233,7 @@ def test_an_unknown_query_parameter_is_a_422_naming_it(
     errors = {tuple(e["loc"]): e["msg"] for e in response.json()["detail"]}
     route = "/lineage/{subject_id}" if path.startswith("/lineage") else path
     assert errors[("query", "colour")] == f"unknown query parameter; GET {route} takes: {takes}"
+    assert {e["input"] for e in response.json()["detail"] if e["loc"][1] == "colour"} == {"red"}
     assert "alice" not in response.text
 
 
