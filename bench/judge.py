@@ -1,97 +1,207 @@
-"""The judge alone, in-process: events/s through `Judge.judge_batch` and what state costs.
+"""The judge alone, in-process, against an older judge measured in the same run.
 
 No broker, no Faust, no store: the demo's messages are judged in worker-sized batches against
 an in-memory table, each touched subject encoded for the changelog after every batch, as the
-worker does. The yardstick, measured in the same run on the
-same messages, is parsing them alone (`parse_event`); the ratio is the figure to track.
+worker does. Each measurement runs in a fresh process, so RSS is its own; the yardstick is the
+same script's measurement of the judge at `--baseline` (a git revision, extracted under /tmp),
+on the same messages, in rounds that alternate between the two trees. The ratio of the judge's
+CPU time per event to the baseline's is the figure to track. Parsing alone (`parse_event`) is
+also timed in each process, as a second yardstick that does not depend on the judge.
 
     .venv/bin/python bench/judge.py --events 50000
+    .venv/bin/python bench/judge.py --events 50000 --baseline none   # this tree only
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import resource
+import json
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-
-from config.settings import REPO_POLICIES
-from events.taxonomy import Taxonomy
-from events.validation import parse_event
-from privtrail.demo import default_start, demo_events
-from streams.history import SubjectHistory
-from streams.judging import Incoming, Judge
-from streams.rules.policy import load_policy_set
+from pathlib import Path
+from typing import Any
 
 SEED = 7
 PSEUDONYM_KEY = b"bench"
+REPO = Path(__file__).resolve().parent.parent
+# The commit before per-subject history (streams/history.py) landed: the judge whose cost the
+# history must stay within 10% of.
+BEFORE_HISTORY = "95b43e5"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each tree")
+    parser.add_argument(
+        "--baseline",
+        default=BEFORE_HISTORY,
+        help="git revision whose judge is the yardstick ('none': this tree only)",
+    )
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(_measure(args.child, args.batch_size)))
+        return
+    with tempfile.TemporaryDirectory(prefix="privtrail-judge-bench-") as tmp:
+        root = Path(tmp)
+        messages = root / "messages.pickle"
+        subjects = _write_messages(messages, args.events)
+        trees = {"now": REPO}
+        if args.baseline != "none":
+            trees = {"before": _extract(args.baseline, root / "before"), **trees}
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+        for _ in range(args.rounds):
+            for name, tree in trees.items():
+                results[name].append(_run_child(tree, messages, args.batch_size))
+    _report(args, subjects, results)
+
+
+def _write_messages(path: Path, count: int) -> int:
+    from privtrail.demo import default_start, demo_events
+
+    events = list(demo_events(SEED, count, default_start(), malformed_share=0))
+    with path.open("wb") as out:
+        pickle.dump([(offset, e.key, e.value) for offset, e in enumerate(events)], out)
+    return len({e.key for e in events})
+
+
+def _extract(revision: str, into: Path) -> Path:
+    """The tree at `revision`, by `git archive`: the repository's worktrees and index untouched."""
+    into.mkdir()
+    archive = into.with_suffix(".tar")
+    with archive.open("wb") as out:
+        subprocess.run(["git", "-C", str(REPO), "archive", revision], stdout=out, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def _run_child(tree: Path, messages: Path, batch_size: int) -> dict[str, Any]:
+    # The tree's packages first on the path, ahead of this checkout's editable install.
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    command = [sys.executable, __file__, "--child", str(messages), "--batch-size", str(batch_size)]
+    done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring the judge of {tree} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _measure(messages_path: Path, batch_size: int) -> dict[str, Any]:
+    """One tree's figures; imports whichever tree is first on the path."""
+    from config.settings import REPO_POLICIES
+    from streams.judging import Incoming, Judge
+    from streams.rules.policy import load_policy_set
+
+    with messages_path.open("rb") as source:
+        messages: list[tuple[int, bytes, bytes]] = pickle.load(source)
     policy = load_policy_set(REPO_POLICIES)
-    start = default_start()
-    messages = [
-        Incoming("privacy.events", 0, offset, e.key, e.value)
-        for offset, e in enumerate(demo_events(SEED, args.events, start, malformed_share=0))
-    ]
-
-    parse_rate = _parse_rate(messages, policy.taxonomies)
+    parse_cpu = _parse_cpu([value for _, _, value in messages], policy.taxonomies)
     judge = Judge(policy, PSEUDONYM_KEY)
-    table: dict[str, SubjectHistory] = {}
+    table: dict[str, Any] = {}
     rss_before = _rss_bytes()
-    started = time.perf_counter()
-    violations = 0
-    changelog_bytes = 0
-    for first in range(0, len(messages), args.batch_size):
-        verdicts = judge.judge_batch(messages[first : first + args.batch_size], table.get)
+    violations = changelog_bytes = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    for first in range(0, len(messages), batch_size):
+        # Made per batch, as the worker makes them of what it consumed: they are garbage after.
+        batch = [
+            Incoming("privacy.events", 0, offset, key, value)
+            for offset, key, value in messages[first : first + batch_size]
+        ]
+        verdicts = judge.judge_batch(batch, table.get)
         violations += len(verdicts.violations)
-        for key, (_, history) in verdicts.histories.items():
-            table[key] = history
-            changelog_bytes += len(history.model_dump_json())  # as the worker's changelog
-    judge_rate = len(messages) / (time.perf_counter() - started)
-    gc.collect()
-    rss_per_subject = (_rss_bytes() - rss_before) / max(1, len(table))
-    changelog = sum(len(h.model_dump_json()) for h in table.values()) / max(1, len(table))
-    kept = sum(len(h.window) for h in table.values()) / max(1, len(table))
-
-    rows = [
-        (
-            "workload",
-            f"{len(messages)} demo events, {len(table)} subjects, batches of {args.batch_size}",
-        ),
-        ("parse only (yardstick)", f"{parse_rate:,.0f} events/s"),
-        (
-            "judge_batch + changelog encoding",
-            f"{judge_rate:,.0f} events/s ({violations} violations)",
-        ),
-        ("judge / parse", f"{judge_rate / parse_rate:.3f}"),
-        ("changelog written", f"{changelog_bytes / len(messages):,.0f} B per event"),
-        ("events kept per subject", f"{kept:.1f}"),
-        ("changelog value per subject", f"{changelog:,.0f} B"),
-        ("RSS growth per subject", f"{rss_per_subject:,.0f} B"),
-    ]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+        # A history per subject now, a state per subject before it.
+        written = getattr(verdicts, "histories", None) or verdicts.states
+        for key, (_, value) in written.items():
+            table[key] = value
+            changelog_bytes += len(value.model_dump_json())  # as the worker's changelog
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {
+        "events": len(messages),
+        "subjects": len(table),
+        "violations": violations,
+        "parse_us": parse_cpu / len(messages) * 1e6,
+        "judge_us": cpu / len(messages) * 1e6,
+        "judge_rate": len(messages) / wall,
+        "changelog_per_event": changelog_bytes / len(messages),
+        "value_per_subject": sum(len(v.model_dump_json()) for v in table.values()) / len(table),
+        "kept_per_subject": sum(len(getattr(v, "window", ())) for v in table.values()) / len(table),
+        "rss_per_subject": (_rss_bytes() - rss_before) / len(table),
+    }
 
 
-def _parse_rate(messages: Sequence[Incoming], taxonomies: Mapping[str, Taxonomy]) -> float:
-    started = time.perf_counter()
+def _parse_cpu(values: Sequence[bytes], taxonomies: Any) -> float:
+    from events.validation import parse_event
+
+    started = time.process_time()
     now = datetime.now(UTC)
-    for message in messages:
-        parse_event(message.value, taxonomies, now)
-    return len(messages) / (time.perf_counter() - started)
+    for value in values:
+        parse_event(value, taxonomies, now)
+    return time.process_time() - started
 
 
 def _rss_bytes() -> int:
-    # ru_maxrss is in KiB on Linux: the peak, which only grows while the table fills.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Resident memory now (not the peak: parsing every message first raised the peak)."""
+    gc.collect()
+    resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _report(
+    args: argparse.Namespace, subjects: int, results: dict[str, list[dict[str, Any]]]
+) -> None:
+    def median(name: str, figure: str) -> float:
+        return float(statistics.median(r[figure] for r in results[name]))
+
+    names = list(results)
+    rows: list[tuple[str, ...]] = [
+        ("", *names),
+        ("parse_event alone, CPU us/event", *(f"{median(n, 'parse_us'):.1f}" for n in names)),
+        ("judge_batch + changelog, CPU us/event", *(f"{median(n, 'judge_us'):.1f}" for n in names)),
+        ("judge_batch + changelog, events/s", *(f"{median(n, 'judge_rate'):,.0f}" for n in names)),
+        ("violations", *(" ".join(str(r["violations"]) for r in results[n]) for n in names)),
+        (
+            "changelog written, B/event",
+            *(f"{median(n, 'changelog_per_event'):,.0f}" for n in names),
+        ),
+        ("changelog value, B/subject", *(f"{median(n, 'value_per_subject'):,.0f}" for n in names)),
+        ("events kept per subject", *(f"{median(n, 'kept_per_subject'):.1f}" for n in names)),
+        ("RSS growth, B/subject", *(f"{median(n, 'rss_per_subject'):,.0f}" for n in names)),
+    ]
+    print(
+        f"workload: {args.events} demo events, {subjects} subjects, batches of "
+        f"{args.batch_size}; {args.rounds} rounds per tree, alternating; medians"
+    )
+    if args.baseline != "none":
+        print(f"before: {args.baseline}; now: {REPO}")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    if "before" in results:
+        ratios = [
+            now["judge_us"] / before["judge_us"]
+            for before, now in zip(results["before"], results["now"], strict=True)
+        ]
+        print(
+            f"now / before, judge CPU per event: {statistics.median(ratios):.3f} "
+            f"(rounds: {', '.join(f'{r:.3f}' for r in ratios)})"
+        )
 
 
 if __name__ == "__main__":

@@ -64,6 +64,12 @@ def parse_structure(raw: bytes) -> PrivacyEvent:
     return validate_json(raw)
 
 
+def parse_accepted(raw: bytes) -> PrivacyEvent:
+    """An event accepted once already (`parse_structure`), e.g. kept to be judged again: its
+    shape was checked then, so only the wire models run."""
+    return validate_json(_without_bom(raw))
+
+
 def validate_json(raw: bytes) -> PrivacyEvent:
     """The wire models alone, parsing and validating in one pass: for bytes whose shape is
     known good (`check_shape`), e.g. encoded from a dict, which cannot repeat a key."""

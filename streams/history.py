@@ -16,15 +16,15 @@ older than `since` is judged against `base`, the oldest state kept.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from events.models import DataAccessed, EventType, PrivacyEvent
 from events.outputs import Violation
-from events.validation import parse_structure
+from events.validation import parse_accepted
 from streams.rules import Finding, PolicySet
 from streams.rules.replay import report_missed
 from streams.state import SubjectState
@@ -37,11 +37,12 @@ SUBJECT_PLACEHOLDER = json.dumps("\x00privtrail:subject\x00")
 _ACCESS_TYPES = frozenset({EventType.DATA_ACCESSED, EventType.DATA_SHARED})
 
 
-@dataclass
+@dataclass(slots=True)
 class Kept:
     """One event of the window, with what it takes to judge it again.
 
-    A dataclass, not a model: one is made per event on the hot path.
+    A dataclass with slots, not a model: one is made per event on the hot path, and every one
+    kept is an object the garbage collector walks.
     """
 
     id: str
@@ -52,14 +53,17 @@ class Kept:
     # The event as it arrived, its subject id replaced by SUBJECT_PLACEHOLDER.
     event: str
     # Rule ids the event broke when last judged: a re-fold re-sends its audit record on a change.
-    violated: list[str] = field(default_factory=list)
-    # A state change as parsed when it arrived, so folding it into the base needs no second
-    # parse. Kept in memory only: recovered windows parse again when needed.
-    parsed: Annotated[PrivacyEvent | None, Field(exclude=True)] = field(default=None, repr=False)
+    # A tuple: the garbage collector stops walking it, and it is usually the shared empty one.
+    violated: tuple[str, ...] = ()
 
     @classmethod
     def of(
-        cls, event: PrivacyEvent, raw: bytes, partition: int, offset: int, violated: list[str]
+        cls,
+        event: PrivacyEvent,
+        raw: bytes,
+        partition: int,
+        offset: int,
+        violated: tuple[str, ...],
     ) -> Kept:
         return cls(
             id=event.id,
@@ -69,7 +73,6 @@ class Kept:
             offset=offset,
             event=_without_subject_id(raw.decode(), event.data.subject.id.get_secret_value()),
             violated=violated,
-            parsed=None if event.type in _ACCESS_TYPES else event,
         )
 
     @property
@@ -77,10 +80,12 @@ class Kept:
         return (self.time, self.id)
 
     def parse(self, subject_id: str) -> PrivacyEvent:
-        """The event again, with the subject's real id."""
-        if self.parsed is not None:
-            return self.parsed
-        return parse_structure(
+        """The event again, with the subject's real id.
+
+        Its shape (size, nesting, unique keys) was checked when it arrived, and putting the id
+        back changes one string's content, so only the wire models run.
+        """
+        return parse_accepted(
             self.event.replace(SUBJECT_PLACEHOLDER, json.dumps(subject_id)).encode()
         )
 
@@ -89,7 +94,9 @@ def _without_subject_id(text: str, subject_id: str) -> str:
     if SUBJECT_PLACEHOLDER in text:
         raise ValueError("the event holds privtrail's reserved subject placeholder")
     # Producers escape non-ASCII characters, or don't: either spelling of the id is replaced.
-    spellings = {json.dumps(subject_id), json.dumps(subject_id, ensure_ascii=False)}
+    spellings = [json.dumps(subject_id)]
+    if not subject_id.isascii():
+        spellings.append(json.dumps(subject_id, ensure_ascii=False))
     for spelling in spellings:
         text = text.replace(spelling, SUBJECT_PLACEHOLDER)
     if SUBJECT_PLACEHOLDER not in text:
@@ -109,7 +116,7 @@ def _replace_strings(node: Any, old: str, new: str) -> Any:
     return new if node == old else node
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """What folding one event found: deadlines missed before it, and the rules it broke."""
 

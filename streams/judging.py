@@ -52,7 +52,7 @@ DEFAULT_HORIZON = timedelta(days=7)
 DEFAULT_MAX_KEPT = 256
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Accepted:
     event: PrivacyEvent
     incoming: Incoming
@@ -69,7 +69,7 @@ class _Refold:
 
     state: SubjectState
     reported: dict[str, Violation] = field(default_factory=dict)
-    violated: dict[str, list[str]] = field(default_factory=dict)
+    violated: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class _EventFailed(Exception):
@@ -228,7 +228,7 @@ class Judge:
             for finding in step.findings:
                 violation = event_violation(finding, item.event, key, self.policy.version, at)
                 self._report(history, violation, verdicts)
-            violated = [f.rule.rule_id for f in step.findings]
+            violated = tuple(f.rule.rule_id for f in step.findings)
             history.keep(
                 Kept.of(
                     item.event,
@@ -261,7 +261,7 @@ class Judge:
             [
                 *history.window,
                 *(
-                    Kept.of(i.event, i.incoming.value, i.incoming.partition, i.incoming.offset, [])
+                    Kept.of(i.event, i.incoming.value, i.incoming.partition, i.incoming.offset, ())
                     for i in new.values()
                 ),
             ],
@@ -307,7 +307,7 @@ class Judge:
             for finding in step.findings:
                 violation = event_violation(finding, event, key, self.policy.version, at)
                 refold.reported[violation.violation_id] = violation
-            refold.violated[kept.id] = [f.rule.rule_id for f in step.findings]
+            refold.violated[kept.id] = tuple(f.rule.rule_id for f in step.findings)
         if self._now_reached is not None:
             try:
                 for finding in report_missed(self.policy, refold.state, self._now_reached):
@@ -367,7 +367,7 @@ class Judge:
             verdicts.violations.append(
                 deadline_violation(finding, history.base, key, self.policy, at)
             )
-        violated = [f.rule.rule_id for f in findings]
+        violated = tuple(f.rule.rule_id for f in findings)
         verdicts.audit.append(
             audit_record(item.event, item.origin, violated, self.policy.version, at)
         )

@@ -108,7 +108,9 @@ class SubjectState(BaseModel):
 
     def record(self, event_id: str, at: datetime) -> None:
         """Note that an event happened, whatever its type: all an access changes."""
-        self.recent_event_ids = [*self.recent_event_ids[-(RECENT_IDS - 1) :], event_id]
+        ids = self.recent_event_ids
+        ids.append(event_id)
+        del ids[:-RECENT_IDS]
         if self.last_event_time is None or at > self.last_event_time:
             self.last_event_time = at
 
