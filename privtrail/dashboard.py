@@ -350,4 +350,14 @@ def _csv_values(row: FeedRow) -> list[str]:
     values = row.model_dump(mode="json", exclude={"triage"})
     triage = row.triage.model_dump(mode="json") if row.triage else {}
     cells = [*values.values(), *(triage.get(name) for name in ("state", "note", "analyst", "at"))]
-    return ["; ".join(c) if isinstance(c, list) else "" if c is None else str(c) for c in cells]
+    text = ["; ".join(c) if isinstance(c, list) else "" if c is None else str(c) for c in cells]
+    return [_inert(cell) for cell in text]
+
+
+def _inert(cell: str) -> str:
+    # A spreadsheet runs a cell that starts like a formula; a triage note or an event's actor
+    # id is free text that anyone who can emit or triage writes (OWASP's CSV injection).
+    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

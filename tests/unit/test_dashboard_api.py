@@ -144,6 +144,18 @@ def test_exports_hold_every_row_of_the_filtered_view(http: TestClient) -> None:
     assert json.loads(http.get("/dashboard/export.json", params={"triage": "resolved"}).text) == []
 
 
+def test_a_csv_cell_that_looks_like_a_formula_is_exported_as_text(http: TestClient) -> None:
+    note = '=HYPERLINK("http://127.0.0.1/x","open")'
+    triage = {"state": "acknowledged", "note": note, "analyst": "@ann"}
+    assert http.post("/dashboard/violations/connectx/v-enc/triage", json=triage).status_code == 200
+
+    exported = http.get("/dashboard/export.csv", params={"org": "connectx"}).text
+    [row] = list(csv.DictReader(io.StringIO(exported)))
+    assert row["triage_note"] == "'" + note
+    assert row["triage_analyst"] == "'@ann"
+    assert row["violation_id"] == "v-enc", "other cells are left as they are"
+
+
 def test_drill_down_shows_the_event_the_policy_and_the_subject(http: TestClient) -> None:
     detail = http.get("/dashboard/violations/linkxup/v-ads").json()
     subject = http.get("/dashboard/subjects/linkxup/p-1").json()
