@@ -46,7 +46,8 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         default=BEFORE_HISTORY,
-        help="git revision whose judge is the yardstick ('none': this tree only)",
+        help="git revision whose judge is the yardstick, or several separated by commas (the "
+        "first is the yardstick of the others); 'none': this tree only",
     )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -57,9 +58,11 @@ def main() -> None:
         root = Path(tmp)
         messages = root / "messages.pickle"
         subjects = _write_messages(messages, args.events)
-        trees = {"now": REPO}
+        trees = {}
         if args.baseline != "none":
-            trees = {"before": _extract(args.baseline, root / "before"), **trees}
+            for revision in args.baseline.split(","):
+                trees[revision] = _extract(revision, root / revision)
+        trees["now"] = REPO
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for _ in range(args.rounds):
             for name, tree in trees.items():
@@ -184,23 +187,21 @@ def _report(
         f"{args.batch_size}; {args.rounds} rounds per tree, alternating; medians"
     )
     if args.baseline != "none":
-        print(f"before: {args.baseline}; now: {REPO}")
+        print(f"trees: {', '.join(names[:-1])} (git revisions) and now ({REPO})")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-    if "before" in results:
+        cells = zip(row, widths, strict=True)
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells)))
+    yardstick = results[names[0]]
+    for name in names[1:]:
         ratios = [
-            now["judge_us"] / before["judge_us"]
-            for before, now in zip(results["before"], results["now"], strict=True)
+            mine["judge_us"] / theirs["judge_us"]
+            for theirs, mine in zip(yardstick, results[name], strict=True)
         ]
         print(
-            f"now / before, judge CPU per event: {statistics.median(ratios):.3f} "
-            f"(rounds: {', '.join(f'{r:.3f}' for r in ratios)})"
+            f"{name} / {names[0]}, judge CPU per event: median of rounds "
+            f"{statistics.median(ratios):.3f} ({', '.join(f'{r:.3f}' for r in ratios)}); "
+            f"of medians {median(name, 'judge_us') / median(names[0], 'judge_us'):.3f}"
         )
 
 
