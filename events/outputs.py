@@ -92,6 +92,10 @@ class AuditRecord(_Record):
     violated_rules: list[str] = []
     partition: int
     offset: int
+    # When the broker appended the source event: its Kafka timestamp, which is the broker's
+    # clock on topics privtrail creates (LogAppendTime). None on copies re-sent from a
+    # subject's window.
+    appended_at: datetime | None = None
 
 
 class AuditBatch(_Record):

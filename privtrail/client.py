@@ -93,7 +93,7 @@ class ApiClient:
         return Stats.model_validate_json(self._request("/stats", "/stats", {}).content)
 
     def latency(self, since: str | datetime | None = None) -> Latency:
-        """Event-to-store lag of events stored since `since` (as in `violations`), or of all."""
+        """Event age and pipeline lag of events stored since `since` (as in `violations`)."""
         params = {"since": since.isoformat() if isinstance(since, datetime) else since}
         path = "/stats/latency"
         return Latency.model_validate_json(self._request(path, path, params).content)

@@ -83,8 +83,13 @@ class Stats(BaseModel):
 
 
 class Latency(BaseModel):
-    """Milliseconds from an event's own `time` to its row in the store: the emitter's delay,
-    the queue ahead of the worker, judging and ingest batching together. Each event counts once.
+    """Two lags of the events stored in the window, in milliseconds; each event counts once.
+
+    - `p50_ms`, `p99_ms`, `max_ms`: the events' age when stored, from their own `time`. It
+      holds the emitter's delay, and any history sent long after it happened.
+    - `pipeline_*`: from the broker's append of the event to its row in the store: the queue
+      ahead of the worker, judging and ingest batching. Over `pipeline_events`, the events
+      whose append time is known.
     """
 
     events: int
@@ -93,3 +98,7 @@ class Latency(BaseModel):
     p99_ms: float | None
     max_ms: float | None
     last_stored_at: datetime | None
+    pipeline_events: int
+    pipeline_p50_ms: float | None
+    pipeline_p99_ms: float | None
+    pipeline_max_ms: float | None

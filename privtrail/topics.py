@@ -64,11 +64,17 @@ def _create_missing(admin: KafkaAdminClient, names: list[str], settings: Setting
     missing = [name for name in names if name not in existing]
     if not missing:
         return
-    layout = {
+    layout: dict[str, Any] = {
         "num_partitions": settings.partitions,
         "replication_factor": settings.replication_factor,
     }
-    response = admin.create_topics({name: layout for name in missing}, raise_errors=False)
+    # The broker stamps each event with its own clock as it appends it, whatever the client
+    # sent: `/stats/latency` measures the pipeline's lag from there.
+    appended = {**layout, "configs": {"message.timestamp.type": "LogAppendTime"}}
+    response = admin.create_topics(
+        {name: appended if name == settings.topics.events else layout for name in missing},
+        raise_errors=False,
+    )
     for result in response["topics"]:
         _raise_for_create_error(result)
 

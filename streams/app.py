@@ -371,10 +371,14 @@ def _history(entry: dict[str, Any]) -> SubjectHistory:
 
 def _incoming(event: faust.EventT[bytes]) -> Incoming:
     message = event.message
+    # Faust gives the Kafka timestamp in seconds; 0 or less means the message has none.
+    timestamp = message.timestamp
+    appended = datetime.fromtimestamp(timestamp, UTC) if timestamp and timestamp > 0 else None
     return Incoming(
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
         key=message.key,
         value=message.value or b"",
+        appended_at=appended,
     )

@@ -60,7 +60,8 @@ class _Accepted:
 
     @property
     def origin(self) -> Origin:
-        return Origin(self.pseudonym, self.incoming.partition, self.incoming.offset)
+        incoming = self.incoming
+        return Origin(self.pseudonym, incoming.partition, incoming.offset, incoming.appended_at)
 
 
 @dataclass

@@ -38,6 +38,8 @@ class Incoming:
     offset: int
     key: bytes | None
     value: bytes
+    # The message's Kafka timestamp: when the broker appended it, on topics privtrail creates.
+    appended_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ class Origin:
     pseudonym: str
     partition: int
     offset: int
+    appended_at: datetime | None = None
 
 
 def audit_record(
@@ -178,4 +181,5 @@ def audit_record(
         violated_rules=list(violated),
         partition=origin.partition,
         offset=origin.offset,
+        appended_at=origin.appended_at,
     )

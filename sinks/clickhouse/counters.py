@@ -33,8 +33,13 @@ from sinks.clickhouse.schema import TIME
 
 LINEAGE_EVENT_TYPES: Final = "('privacy.data.accessed', 'privacy.data.shared')"
 
-# Milliseconds from the event's own time to its row in the store.
+# Milliseconds from the event's own time to its row in the store: its age when stored.
 _LAG: Final = "toInt64(toUnixTimestamp64Milli(stored_at) - toUnixTimestamp64Milli(event_time))"
+# Milliseconds from the broker's append of the event to its row in the store: the pipeline.
+_PIPELINE_LAG: Final = (
+    "toInt64(toUnixTimestamp64Milli(stored_at) "
+    "- toUnixTimestamp64Milli(assumeNotNull(appended_at)))"
+)
 # Approximate (reservoir) quantiles, exact up to 8192 events.
 QUANTILES_STATE: Final = "quantilesState(0.5, 0.99)"
 QUANTILES_MERGE: Final = "quantilesMerge(0.5, 0.99)"
@@ -148,6 +153,25 @@ EVENT_LATENCY = Counter(
     ),
 )
 
+PIPELINE_LAG = Counter(
+    name="pipeline_lag",
+    columns=EVENT_LATENCY.columns,
+    engine=EVENT_LATENCY.engine,
+    views=(
+        (
+            "pipeline_lag_mv",
+            f"SELECT stored_at, count() AS events, {QUANTILES_STATE}({_PIPELINE_LAG}) "
+            f"AS lag_ms, max({_PIPELINE_LAG}) AS max_ms FROM {{db}}.events "
+            "WHERE counted = 1 AND appended_at IS NOT NULL GROUP BY stored_at",
+        ),
+    ),
+    backfill=(
+        f"SELECT stored_at, count() AS events, {QUANTILES_STATE}({_PIPELINE_LAG}) "
+        f"AS lag_ms, max({_PIPELINE_LAG}) AS max_ms FROM {{db}}.events FINAL "
+        "WHERE appended_at IS NOT NULL GROUP BY stored_at"
+    ),
+)
+
 # Open violations per hour of event time, org, rule and severity: the dashboard's charts. A
 # retraction re-sends its violation with the same `occurred_at`, so its -1 lands in the hour
 # its +1 did, and the chart stays exact under duplicates and retractions like `rule_counts`.
@@ -174,7 +198,14 @@ VIOLATION_HOURS = Counter(
     ),
 )
 
-COUNTERS: Final = (ROW_COUNTS, RULE_COUNTS, VIOLATION_STATES, EVENT_LATENCY, VIOLATION_HOURS)
+COUNTERS: Final = (
+    ROW_COUNTS,
+    RULE_COUNTS,
+    VIOLATION_STATES,
+    EVENT_LATENCY,
+    PIPELINE_LAG,
+    VIOLATION_HOURS,
+)
 
 
 def ensure_counters(client: Client, database: str) -> None:

@@ -100,10 +100,12 @@ EVENTS = Table(
         ("violated_rules", LABELS),
         ("partition", "Int32"),
         ("offset", "Int64"),
+        ("appended_at", "Nullable(DateTime64(3, 'UTC'))"),
     ),
     order_by=("org", "subject_pseudonym", "event_id"),
     version="judged_at",
-    # When the row reached the store: `stored_at - event_time` is the judge + store lag.
+    # When the row reached the store: `stored_at - event_time` is the event's age when stored,
+    # `stored_at - appended_at` the pipeline's lag.
     store_filled=(("stored_at", "DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC')"),),
     # An event's time never changes, so all copies of it land in the same partition and merge.
     partition_by="toYYYYMM(event_time)",

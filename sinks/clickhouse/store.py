@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -23,6 +24,7 @@ from sinks import LineageEdge, Rejected
 from sinks.clickhouse.arrow import arrow_rows
 from sinks.clickhouse.counters import (
     EVENT_LATENCY,
+    PIPELINE_LAG,
     QUANTILES_MERGE,
     ROW_COUNTS,
     RULE_COUNTS,
@@ -75,10 +77,25 @@ class StoreStats(TypedDict):
 
 
 class StoreLatency(TypedDict):
-    """Milliseconds from events' own time to their storage, over the events counted."""
+    """Milliseconds from events' own time to their storage (their age when stored), and from
+    the broker's append to their storage (the pipeline's lag), over the events counted."""
 
     events: int
     # None when no event was counted.
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    last_stored_at: datetime | None
+    # Over the events whose append time is known.
+    pipeline_events: int
+    pipeline_p50_ms: float | None
+    pipeline_p99_ms: float | None
+    pipeline_max_ms: float | None
+
+
+@dataclass(frozen=True)
+class _Lag:
+    events: int
     p50_ms: float | None
     p99_ms: float | None
     max_ms: float | None
@@ -315,31 +332,41 @@ class Store:
         return StoreStats(tables=tables, violations_by_rule=rules)
 
     def latency(self, since: datetime | None = None) -> StoreLatency:
-        """How long events took from their `time` to being stored, for events stored since
-        `since` (all when None): emitter delay + queueing + judging + ingest batching.
+        """For events stored since `since` (all when None): their age when stored, from their
+        own `time` (the emitter's delay and any back-fill included), and the pipeline's lag,
+        from the broker's append to the store (queueing, judging and ingest batching).
 
         Each event is counted once, at its first stored copy. Quantiles are ClickHouse's
         approximate `quantiles`, exact up to 8192 events.
         """
+        age = self._lag(EVENT_LATENCY.name, since)
+        pipeline = self._lag(PIPELINE_LAG.name, since)
+        return StoreLatency(
+            events=age.events,
+            p50_ms=age.p50_ms,
+            p99_ms=age.p99_ms,
+            max_ms=age.max_ms,
+            last_stored_at=age.last_stored_at,
+            pipeline_events=pipeline.events,
+            pipeline_p50_ms=pipeline.p50_ms,
+            pipeline_p99_ms=pipeline.p99_ms,
+            pipeline_max_ms=pipeline.max_ms,
+        )
+
+    def _lag(self, counter: str, since: datetime | None) -> _Lag:
         where = "stored_at >= {since:DateTime64(3, 'UTC')}" if since is not None else "1"
         sql = (
             f"SELECT sum(events) AS events, {QUANTILES_MERGE}(lag_ms) AS q, "
             f"max(max_ms) AS max_ms, max(stored_at) AS last_stored_at "
-            f"FROM {self.database}.{EVENT_LATENCY.name} WHERE {where}"
+            f"FROM {self.database}.{counter} WHERE {where}"
         )
         parameters = {"since": _utc(since)} if since is not None else {}
         row = self._rows(sql, parameters)[0]
         if row["events"] == 0:
-            return StoreLatency(
-                events=0, p50_ms=None, p99_ms=None, max_ms=None, last_stored_at=None
-            )
+            return _Lag(0, None, None, None, None)
         p50, p99 = row["q"]
-        return StoreLatency(
-            events=int(row["events"]),
-            p50_ms=float(p50),
-            p99_ms=float(p99),
-            max_ms=float(row["max_ms"]),
-            last_stored_at=row["last_stored_at"],
+        return _Lag(
+            int(row["events"]), float(p50), float(p99), float(row["max_ms"]), row["last_stored_at"]
         )
 
     def query_rows(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:

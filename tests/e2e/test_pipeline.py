@@ -204,6 +204,9 @@ def test_violations_lineage_and_rejections_reach_the_query_api(
     assert "data.status" in reasons
 
     assert stats.events == 8, "the duplicated event must be stored once"
+    latency = pipeline.api.latency()
+    assert latency.pipeline_events == 8, "the broker stamps every event it appends"
+    assert latency.pipeline_max_ms is not None and latency.pipeline_max_ms >= 0
 
     lineage = pipeline.api.lineage("xa-1", "xpertaize")
     shares = [e for e in lineage.edges if e.action == "shared"]

@@ -353,6 +353,28 @@ def test_latency_counts_each_event_once_and_since_is_exact(store: Store) -> None
     assert store.latency(since=datetime.now(UTC) + timedelta(hours=1))["events"] == 0
 
 
+def test_pipeline_lag_runs_from_the_broker_append_not_from_the_event_time(store: Store) -> None:
+    long_ago = datetime.now(UTC) - timedelta(days=572)
+    appended = datetime.now(UTC) - timedelta(seconds=2)
+    store.write_audit(
+        [
+            audit("old", event_time=long_ago, appended_at=appended),
+            audit("resent", event_time=long_ago),  # a copy re-sent from a window: no append time
+        ]
+    )
+    store.write_audit([audit("old", event_time=long_ago, appended_at=appended)])
+
+    latency = store.latency()
+    assert latency["events"] == 2
+    assert latency["p50_ms"] is not None and latency["p50_ms"] > timedelta(days=571) / MS
+    assert latency["pipeline_events"] == 1, "each event once, and only with an append time"
+    assert latency["pipeline_p50_ms"] is not None
+    assert timedelta(seconds=2) / MS <= latency["pipeline_p50_ms"] < timedelta(days=1) / MS
+
+
+MS = timedelta(milliseconds=1)
+
+
 def test_a_store_made_before_the_counters_gets_them_filled_from_its_rows() -> None:
     dsn = store_dsn()
     first = Store.open(dsn)
