@@ -28,10 +28,10 @@ from events.fitting import audit_messages, fit_dead_letter, fit_record, message_
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.offsets import OffsetsClient
-from streams.positions import Positions
+from streams.positions import Arrival, Positions
 from streams.rules import PolicySet
 from streams.state import SubjectState
-from streams.transport import WorkerTransport
+from streams.transport import WorkerConsumer, WorkerTransport
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class Pipeline:
         self.positions = Positions(time.monotonic)
         self._last_batch = time.monotonic()
         self.offsets = OffsetsClient(settings.bootstrap, settings.app_id)
+        cast(WorkerConsumer, app.consumer).deliver_every_message(self.source.get_topic_name())
         app.agent(self.source, name="privtrail.judge")(self._judge_stream)
         app.timer(DEADLINE_TICK_SECONDS, name="privtrail.deadlines")(self._deadline_tick)
         app.timer(POSITIONS_TICK_SECONDS, name="privtrail.positions")(self._watch_positions)
@@ -140,15 +141,15 @@ class Pipeline:
         batch = []
         for event in events:
             message = event.message
-            partition, offset = message.partition, message.offset
-            if not self.positions.admit(partition, offset):
-                if self.positions.held_back(partition) or await self._lost_before(message):
+            arrival = self.positions.admit(message.partition, message.offset)
+            if arrival is Arrival.AFTER_HOLE:
+                if self.positions.held_back(message.partition) or await self._lost_before(message):
                     # Judged once the hole is read again; its ack must not let a commit pass it.
                     message.tracked = False
                     continue
-                self.positions.skip_to(partition, offset)
-                self.positions.admit(partition, offset)
-            batch.append(_incoming(event))
+                arrival = await self._skip_hole(message)
+            if arrival is Arrival.NEXT:
+                batch.append(_incoming(event))
         return batch
 
     async def _lost_before(self, message: faust.types.Message) -> bool:
@@ -164,6 +165,13 @@ class Pipeline:
         if lost:
             self.positions.lost(message.partition)
         return lost
+
+    async def _skip_hole(self, message: faust.types.Message) -> Arrival:
+        start = self.positions.next_offset(message.partition) or 0
+        # Faust commits past a gap only once told it holds nothing to process.
+        await cast(Any, self.app.consumer)._add_gap(message.tp, start, message.offset - 1)
+        self.positions.skip_to(message.partition, message.offset)
+        return self.positions.admit(message.partition, message.offset)
 
     def _isolation_level(self) -> str:
         # As Faust's own consumer reads: committed only when it runs transactions.

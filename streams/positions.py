@@ -5,9 +5,10 @@ messages fetched for an older generation, or while the flow was suspended, and a
 they had been processed (faust/streams.py, `skipped_value`); its fetch loop can also drop
 messages re-fetched after a seek when an older batch has moved its read offset past them. Either
 way the events are never judged, and a commit past them makes that permanent. The worker's
-consumer refuses acks for messages that never reached a stream (streams/transport.py); this
-module tells the agent which delivered messages come after a hole, so that it leaves them
-unjudged and unacked too, and reads the partition again from the hole.
+consumer refuses acks for messages that never reached a stream, and delivers every message it
+fetches from the source topic, duplicates included (streams/transport.py); this module tells
+the agent which delivered messages come after a hole, so that it leaves them unjudged and
+unacked too and reads the partition again from the hole, and which were judged already.
 
 Not every hole is a loss: transaction markers and aborted or compacted records take offsets
 that no consumer is given. The agent asks the broker before calling a hole a loss.
@@ -17,10 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 
 # A hole is read again at most this often per partition: messages already fetched past it keep
 # arriving for a while after the seek, and each of them shows the same hole.
 REWIND_INTERVAL_SECONDS = 2.0
+
+
+class Arrival(Enum):
+    NEXT = "next"  # the next offset: judge it
+    # Judged before in this generation, or committed: a message fetched twice, around a seek
+    # or a rebalance. Acked again, not judged again.
+    JUDGED = "judged"
+    AFTER_HOLE = "after a hole"  # messages before it never arrived
 
 
 @dataclass
@@ -42,14 +52,13 @@ class Positions:
         self._rewound.clear()
         self._holes.clear()
 
-    def admit(self, partition: int, offset: int) -> bool:
-        """Whether the message at `offset` is next in order, or was judged before (the judge
-        skips events a subject's state has already folded in). False: there is a hole."""
+    def admit(self, partition: int, offset: int) -> Arrival:
+        """Where the message at `offset` stands: next in order, judged before, or after a hole."""
         expected = self._next.get(partition)
         if expected is None or offset == expected:
             self._next[partition] = offset + 1
-            return True
-        return offset < expected
+            return Arrival.NEXT
+        return Arrival.JUDGED if offset < expected else Arrival.AFTER_HOLE
 
     def next_offset(self, partition: int) -> int | None:
         return self._next.get(partition)

@@ -5,7 +5,8 @@
   idempotent producer gets a producer id and numbers its batches, so a batch it retries after
   a lost answer (a broker restart, a timeout) is written once, not twice. aiokafka requires
   `acks=all` with it.
-- Acks only for messages a stream delivered (see `WorkerConsumer.ack`).
+- Acks only for messages a stream delivered, and every message of the source topic delivered
+  (see `WorkerConsumer`).
 - An idle fetch waits `FETCH_MAX_WAIT_MS` on the broker. Faust passes a fixed 1.5 s, so an idle
   worker asks again every 1.5 s per broker connection. The broker answers a fetch as soon as it
   has any data (fetch.min.bytes 1), so the wait costs nothing under load.
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import ConsumerT, Message, ProducerT
+from faust.types import TP, ConsumerT, Message, ProducerT
 
 if TYPE_CHECKING:
     import aiokafka
@@ -48,6 +49,17 @@ class WorkerConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return LongPollConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def deliver_every_message(self, topic: str) -> None:
+        """Hand every message fetched from `topic` to its stream, duplicates included.
+
+        Faust drops a fetched message whose offset is below the last one it delivered. After a
+        seek back, a fetch loop still walking a batch fetched before the seek moves that mark
+        forward again, and the messages read again are dropped: the hole stays. The agent
+        orders the source topic itself (streams/positions.py). Table changelogs keep Faust's
+        rule: a stale copy applied after a newer one would roll a table value back.
+        """
+        self._read_offset = _ReadOffsetsExcept(topic, self._read_offset)
+
     def ack(self, message: Message) -> bool:
         # Faust's stream acks a message it skipped (fetched for an older generation, or while
         # the flow was suspended by a rebalance) as if it had been processed. A commit past it
@@ -56,6 +68,17 @@ class WorkerConsumer(faust_aiokafka.Consumer):
         if not message.tracked:
             return False
         return bool(super().ack(message))
+
+
+class _ReadOffsetsExcept(dict[TP, int | None]):
+    """Faust's read offsets, with none ever reported for one topic."""
+
+    def __init__(self, topic: str, offsets: Mapping[TP, int | None]) -> None:
+        super().__init__(offsets)
+        self._topic = topic
+
+    def __getitem__(self, tp: TP) -> int | None:
+        return None if tp.topic == self._topic else self.get(tp)
 
 
 class WorkerTransport(faust_aiokafka.Transport):

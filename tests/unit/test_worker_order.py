@@ -13,6 +13,7 @@ from faust.types import TP
 from config.settings import Settings
 from streams.app import Pipeline
 from streams.rules.policy import load_policy_set
+from streams.transport import WorkerTransport
 
 SETTINGS = Settings(pseudonym_key="test-key")
 SOURCE = SETTINGS.topics.events
@@ -26,6 +27,7 @@ class Message:
     topic: str = SOURCE
     key: bytes | None = b"key"
     value: bytes | None = b"{}"
+    timestamp: float = 1_800_000_000.0
 
     @property
     def tp(self) -> TP:
@@ -52,6 +54,7 @@ class Broker:
 @pytest.fixture
 def pipeline() -> Pipeline:
     app = faust.App("order-test", broker="kafka://127.0.0.1:1", web_enabled=False)
+    app.transport = WorkerTransport(app.conf.broker_consumer, app)
     pipeline = Pipeline(app, SETTINGS, load_policy_set(SETTINGS.policies_dir))
     pipeline.positions.start_generation(1, {0: 80})
     return pipeline
@@ -78,8 +81,19 @@ def test_events_after_lost_ones_wait_unacked_and_the_partition_is_read_again(
 
 
 def test_a_hole_of_transaction_markers_is_no_loss(pipeline: Pipeline) -> None:
-    broker = Broker({0: [80, 81, 83, 84, 86]})  # 82 and 85: commit markers
-    judged, events = in_order(pipeline, broker, [80, 81, 83, 84, 86])
-    assert judged == [80, 81, 83, 84, 86]
+    broker = Broker({0: [80, 81, 83, 84, 88]})  # 82: a commit marker; 85..87: an aborted one
+    judged, events = in_order(pipeline, broker, [80, 81, 83, 84, 88])
+    assert judged == [80, 81, 83, 84, 88]
     assert all(e.message.tracked for e in events)
     assert pipeline.positions.due_rewinds() == {}
+    gaps = cast(Any, pipeline.app.consumer)._gap[TP(SOURCE, 0)]
+    assert sorted((gap.begin, gap.end) for gap in gaps) == [(82, 83), (85, 88)], (
+        "Faust commits past a hole only once told it holds nothing"
+    )
+
+
+def test_messages_fetched_twice_are_not_judged_twice(pipeline: Pipeline) -> None:
+    broker = Broker({0: list(range(80, 200))})
+    judged, events = in_order(pipeline, broker, [80, 81, 82, 81, 82, 83, 70])
+    assert judged == [80, 81, 82, 83]
+    assert all(e.message.tracked for e in events), "each is acked: it was judged once"
