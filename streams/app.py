@@ -182,8 +182,7 @@ class Pipeline:
         generation = self.app.consumer_generation_id
         if self.app.rebalancing or generation == self.positions.generation:
             return
-        name = self.source.get_topic_name()
-        owned = [TP(name, partition) for partition in sorted(self._owned())]
+        owned = self._owned_tps()
         committed: dict[TP, int | None] = cast(Any, self.app.consumer)._committed_offset
         starts = {tp.partition: committed.get(tp) for tp in owned}
         uncommitted = [tp for tp in owned if starts[tp.partition] is None]
@@ -206,7 +205,7 @@ class Pipeline:
         if time.monotonic() - self._last_batch < STALLED_SECONDS:
             return
         name = self.source.get_topic_name()
-        owned = [TP(name, partition) for partition in sorted(self._owned())]
+        owned = self._owned_tps()
         if not owned:
             return
         try:
@@ -249,8 +248,7 @@ class Pipeline:
             await self._publish(verdicts)
 
     async def _caught_up(self) -> bool:
-        name = self.source.get_topic_name()
-        owned = [TP(name, partition) for partition in sorted(self._owned())]
+        owned = self._owned_tps()
         if not owned:
             return False
         try:
@@ -268,6 +266,10 @@ class Pipeline:
             if ends.get(tp) is None or ends[tp] > position:
                 return False
         return True
+
+    def _owned_tps(self) -> list[TP]:
+        name = self.source.get_topic_name()
+        return [TP(name, partition) for partition in sorted(self._owned())]
 
     def _owned(self) -> set[int]:
         name = self.source.get_topic_name()
