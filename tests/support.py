@@ -15,6 +15,17 @@ from privtrail.brokers import EmbeddedBroker, tuned_settings
 from privtrail.processes import spawn, stop_process_group
 
 LOCALHOST = "127.0.0.1"
+# Debian's chromium, which .ci/run installs, and the flags it needs to run headless here.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
 STOP_TIMEOUT = 10.0
 
 

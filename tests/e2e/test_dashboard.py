@@ -29,19 +29,9 @@ from privtrail.brokers import EmbeddedBroker
 from privtrail.client import ApiClient
 from sinks.clickhouse.store import Store
 from tests.e2e.conftest import Pipeline, pipeline_settings
-from tests.support import LOCALHOST, free_port, running_process
+from tests.support import CHROMIUM, CHROMIUM_FLAGS, LOCALHOST, free_port, running_process
 from tests.unit.chdb_store import store_dsn, violation
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # How long the page may take to show what the pipeline stored: a judged event reaches the
 # store within seconds, and the feed polls every 2 s.
 SHOWN_MS = 60_000
@@ -148,7 +138,7 @@ def emit_employer_share(settings: Settings, subject: str) -> None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_FLAGS))
         yield launched
         launched.close()
 

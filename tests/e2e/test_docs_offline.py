@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -14,24 +13,17 @@ import httpx
 import pytest
 
 from privtrail.client import ApiClient, ApiError
-from tests.support import free_port, log_tail, running_process
+from tests.support import CHROMIUM, CHROMIUM_FLAGS, free_port, log_tail, running_process
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
+OFFLINE_FLAGS = (
     # Every host name but the loopback address fails to resolve: a CDN asset cannot load.
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     # Lets the page's scripts fetch the schema and draw it before the DOM is dumped.
     "--virtual-time-budget=15000",
 )
+CHROMIUM_COMMAND = (CHROMIUM, *CHROMIUM_FLAGS, *OFFLINE_FLAGS)
 START_SECONDS = 60.0
 
 
@@ -60,7 +52,14 @@ def test_swagger_ui_renders_the_operations_without_any_network(tmp_path: Path) -
 def render(url: str, tmp_path: Path) -> str:
     profile = tmp_path / "chromium-profile"
     done = subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+        [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            *OFFLINE_FLAGS,
+            f"--user-data-dir={profile}",
+            "--dump-dom",
+            url,
+        ],
         capture_output=True,
         text=True,
         timeout=90,
