@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
+import logging
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -31,6 +31,7 @@ from privtrail import __version__
 from privtrail.dashboard import dashboard_router
 from privtrail.filters import KnownValues, UnknownValue
 from privtrail.health import WorkerStatus, WorkerWatch
+from privtrail.params import describe_accepted_values, parse_since, time_query
 from privtrail.schemas import (
     HistoryPage,
     Latency,
@@ -51,8 +52,7 @@ MAX_LIMIT = 10_000
 # A rejected input's envelope attributes are shown cut to this length.
 MAX_ATTRIBUTE_CHARS = 200
 
-_RELATIVE = re.compile(r"(\d+)([smhdw])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+log = logging.getLogger(__name__)
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Most rows to return.")]
 
@@ -74,21 +74,6 @@ class Health(BaseModel):
     worker: WorkerStatus | None = None
 
 
-def parse_since(text: str, now: datetime) -> datetime:
-    """An ISO 8601 datetime (UTC if it has no zone), or `now` minus `<n>s|m|h|d|w`."""
-    relative = _RELATIVE.fullmatch(text.strip())
-    if relative:
-        amount, unit = relative.groups()
-        return now - timedelta(**{_UNITS[unit]: int(amount)})
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is neither an ISO 8601 datetime nor a relative time like 15m, 2h or 7d"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def create_app(
     settings: Settings,
     store: Store,
@@ -107,7 +92,9 @@ def create_app(
 
     @app.exception_handler(ClickHouseError)
     def store_unavailable(request: Request, error: ClickHouseError) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": f"store query failed: {error}"})
+        # The engine's message is for the operator's log, not for whoever sent the request.
+        log.error("store query for %s failed: %s", request.url.path, error)
+        return JSONResponse(status_code=503, content={"detail": "store query failed; see the log"})
 
     @app.get("/health", response_model=Health)
     def health() -> JSONResponse:
@@ -141,7 +128,7 @@ def create_app(
         ] = None,
         since: Annotated[
             str | None,
-            Query(description="Broken at or after: ISO 8601 datetime, or relative: 15m, 2h, 7d."),
+            time_query("Broken at or after."),
         ] = None,
         limit: Limit = 100,
         retracted: Annotated[
@@ -165,11 +152,11 @@ def create_app(
     def history(
         since: Annotated[
             str | None,
-            Query(description="Event time at or after: ISO 8601, or relative: 15m, 2h, 7d."),
+            time_query("Event time at or after."),
         ] = None,
         until: Annotated[
             str | None,
-            Query(description="Event time strictly before: ISO 8601, or relative: 15m, 2h, 7d."),
+            time_query("Event time strictly before."),
         ] = None,
         org: Annotated[str | None, Query(description="Only this org's events.")] = None,
         cursor: Annotated[
@@ -235,7 +222,7 @@ def create_app(
     def latency(
         since: Annotated[
             str | None,
-            Query(description="Only events stored at or after: ISO 8601, or relative: 15m, 2h."),
+            time_query("Only events stored at or after."),
         ] = None,
     ) -> Latency:
         """Event-to-store lag (p50, p99, max) of the events stored in the window."""
@@ -249,6 +236,7 @@ def create_app(
         return FileResponse(DASHBOARD, media_type="text/html")
 
     app.include_router(dashboard_router(store, known))
+    describe_accepted_values(app, known.policy_orgs(), known.policy_rules())
     return app
 
 

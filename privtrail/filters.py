@@ -47,6 +47,14 @@ class KnownValues:
             raise UnknownValue(f"unknown rule id {text!r}; {scope}: {_listed(known)}")
         return found
 
+    def policy_orgs(self) -> set[str]:
+        """The live policy's orgs, in their canonical spelling."""
+        return _orgs(self._policy)
+
+    def policy_rules(self) -> set[str]:
+        """The live policy's rule ids, in their canonical spelling."""
+        return _rules_of(self._policy, None)
+
     def _everything(self) -> frozenset[RuleKey]:
         return self._policy | frozenset(self._stored())
 

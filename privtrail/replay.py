@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import Settings
-from privtrail.api import parse_since
 from privtrail.client import ApiClient
+from privtrail.params import parse_since
 from streams.rules import PolicyError, YamlPolicySet, load_policy_set
 from streams.rules.rejudge import (
     ReplayedFinding,

@@ -19,8 +19,9 @@ from fastapi.testclient import TestClient
 
 from config.settings import Settings
 from events.tags import pseudonymise
-from privtrail.api import Health, create_app, parse_since
+from privtrail.api import Health, create_app
 from privtrail.client import ApiClient, ApiError
+from privtrail.params import parse_since
 from sinks import Rejected
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor
