@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     clickhouse_dsn: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8088
+    # Comma-separated host names the API also answers to, besides api_host (and 127.0.0.1 and
+    # localhost when bound to loopback): the names clients reach it by. Any other Host header
+    # is refused, so a web page cannot read the API by DNS rebinding.
+    api_allowed_hosts: str = ""
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     topics: Topics = Field(default_factory=Topics)

@@ -17,6 +17,8 @@ function el(tag, props = {}, children = []) {
   for (const [key, value] of Object.entries(props)) {
     if (key === "text") node.textContent = value;
     else if (key === "class") node.className = value;
+    // Through the CSSOM: the Content-Security-Policy refuses inline style attributes.
+    else if (key === "style") Object.assign(node.style, value);
     else node.setAttribute(key, value);
   }
   for (const child of children) node.append(child);
@@ -203,7 +205,7 @@ function ruleRow(r, top) {
     $("rule").value = r.rule_id;
     restartFeed();
   });
-  const bar = el("div", { class: "bar" }, [el("div", { style: `width:${(100 * r.count) / top}%;background:var(--${r.severity})` })]);
+  const bar = el("div", { class: "bar" }, [el("div", { style: { width: `${(100 * r.count) / top}%`, background: `var(--${r.severity})` } })]);
   return el("tr", {}, [
     el("td", {}, [el("span", { class: `sev ${r.severity}`, text: r.severity }), " ", link, bar]),
     el("td", { class: "muted", text: r.org }),

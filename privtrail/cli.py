@@ -57,6 +57,7 @@ def up(
     from privtrail.topics import TopicError
 
     settings = Settings()
+    _warn_of_insecure_settings(settings)
     started = time.monotonic()
     # A SIGTERM must stop the stack as cleanly as Ctrl-C does, or its processes outlive us.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -81,6 +82,18 @@ def up(
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+def _warn_of_insecure_settings(settings: Settings) -> None:
+    # Printed here once: the worker's and the store's own warnings go to their log files.
+    from privtrail.security import InsecureSettings, pseudonym_key_warning
+
+    try:
+        warning = pseudonym_key_warning(settings)
+    except InsecureSettings as exc:
+        raise _fail(str(exc)) from None
+    if warning is not None:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 class _Run:
@@ -197,17 +210,25 @@ def _print_violation(violation: Violation) -> None:
 @app.command()
 def worker() -> None:
     """Run one stream-processing worker (Faust) in the foreground."""
+    from privtrail.security import DEV_KEY_WARNING, uses_dev_pseudonym_key
     from streams.worker import run_worker
 
-    run_worker(Settings())
+    settings = Settings()
+    if uses_dev_pseudonym_key(settings):
+        errors.print(f"[yellow]warning:[/] {DEV_KEY_WARNING}", highlight=False)
+    run_worker(settings)
 
 
 @app.command()
 def serve() -> None:
     """Run the store writer and query API: the one process that owns the ClickHouse store."""
+    from privtrail.security import InsecureSettings
     from privtrail.serve import serve as run_serve
 
-    run_serve(Settings())
+    try:
+        run_serve(Settings())
+    except InsecureSettings as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()

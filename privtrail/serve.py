@@ -18,6 +18,7 @@ from config.settings import Settings
 from privtrail.api import create_app
 from privtrail.brokers import tuned_settings
 from privtrail.health import WorkerWatch
+from privtrail.security import pseudonym_key_warning, secured
 from sinks.alerts import create_alert_sink
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor
@@ -40,7 +41,12 @@ class RedactSubjectIds(logging.Filter):
 
 
 def serve(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM, then stop ingesting, flush, and close the store."""
+    """Run until SIGINT or SIGTERM, then stop ingesting, flush, and close the store.
+
+    InsecureSettings, before anything starts, for settings the service must not run with."""
+    warning = pseudonym_key_warning(settings)
+    if warning is not None:
+        log.warning(warning)
     settings = tuned_settings(settings)
     store = Store.open(settings.store_dsn)
     ingestor = Ingestor(settings, store)
@@ -49,7 +55,7 @@ def serve(settings: Settings) -> None:
     if alerts is not None:
         ingestor.listeners.append(alerts.send)
     config = uvicorn.Config(
-        create_app(settings, store, ingestor, worker),
+        secured(create_app(settings, store, ingestor, worker), settings),
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level,
