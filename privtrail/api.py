@@ -31,7 +31,7 @@ from privtrail import __version__
 from privtrail.dashboard import dashboard_router
 from privtrail.filters import KnownValues, UnknownValue
 from privtrail.health import WorkerStatus, WorkerWatch
-from privtrail.params import describe_accepted_values, parse_since, time_query
+from privtrail.params import describe_accepted_values, in_store_range, parse_since, time_query
 from privtrail.schemas import (
     HistoryPage,
     Latency,
@@ -312,7 +312,7 @@ def encode_cursor(event_time: datetime, event_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         moment, event_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(moment), str(event_id)
+        return in_store_range(datetime.fromisoformat(moment)), str(event_id)
     # RecursionError: a forged cursor of deeply nested JSON.
     except (binascii.Error, ValueError, TypeError, RecursionError):
         raise ValueError(f"{cursor[:64]!r} is not a cursor returned by /history") from None

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi import Path as PathParam
@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from events.outputs import AuditRecord, Severity
 from privtrail.filters import KnownValues, UnknownValue
+from privtrail.params import in_store_range, parse_since, time_query
 from sinks import LineageEdge
 from sinks.clickhouse.feed import (
     Bucket,
@@ -164,12 +165,14 @@ def dashboard_router(store: Store, known: KnownValues) -> APIRouter:
         """Every violation of the filtered view, as a JSON array."""
         return _download(_json_lines(feed_all(store, where)), "application/json", "json")
 
-    @router.get("/export.csv")
+    @router.get("/export.csv", responses={200: {"content": {"text/csv": {}}}})
     def export_csv(where: Filtered) -> StreamingResponse:
         """Every violation of the filtered view, as CSV with a header row."""
         return _download(_csv_lines(feed_all(store, where)), "text/csv", "csv")
 
-    @router.get("/violations/{org}/{violation_id}", response_model=ViolationDetail)
+    @router.get(
+        "/violations/{org}/{violation_id}", response_model=ViolationDetail, responses=_NOT_STORED
+    )
     def violation(org: str, violation_id: str) -> ViolationDetail:
         """One violation, the event that broke the rule, and its triage history."""
         org = _path_org(known, org)
@@ -180,7 +183,11 @@ def dashboard_router(store: Store, known: KnownValues) -> APIRouter:
         history = triage_history(store, org, violation_id)
         return ViolationDetail(violation=found, event=event, triage_history=history)
 
-    @router.post("/violations/{org}/{violation_id}/triage", response_model=TriageEntry)
+    @router.post(
+        "/violations/{org}/{violation_id}/triage",
+        response_model=TriageEntry,
+        responses={**_NOT_STORED, 400: {"description": "The body is not JSON."}},
+    )
     def triage(org: str, violation_id: str, request: TriageRequest) -> TriageEntry:
         """Acknowledge or resolve a violation, with a note; kept with who and when."""
         org = _path_org(known, org)
@@ -206,6 +213,9 @@ def dashboard_router(store: Store, known: KnownValues) -> APIRouter:
 
 
 _Org = Annotated[str | None, Query(description="Only this org (any case).")]
+_NOT_STORED: Final[dict[int | str, dict[str, Any]]] = {
+    404: {"description": "No violation of that id is stored for the org."}
+}
 
 
 _Rule = Annotated[str | None, Query(description="Only this rule id (any case).")]
@@ -227,12 +237,8 @@ def _feed_filter_dependency(known: KnownValues) -> Callable[..., FeedFilter]:
         org: _Org = None,
         rule: _Rule = None,
         severity: _Severity = None,
-        since: Annotated[
-            datetime | None, Query(description="Broken at or after (event time, ISO 8601).")
-        ] = None,
-        until: Annotated[
-            datetime | None, Query(description="Broken before (event time, ISO 8601).")
-        ] = None,
+        since: Annotated[str | None, time_query("Broken at or after (event time).")] = None,
+        until: Annotated[str | None, time_query("Broken before (event time).")] = None,
         triage: Annotated[
             TriageFilter, Query(description="By triage; unresolved is new or acknowledged.")
         ] = "any",
@@ -242,8 +248,8 @@ def _feed_filter_dependency(known: KnownValues) -> Callable[..., FeedFilter]:
             org=checked_org,
             rule=_rule(known, rule, checked_org),
             severity=severity,
-            since=since,
-            until=until,
+            since=_time("since", since),
+            until=_time("until", until),
             triage=triage,
         )
 
@@ -295,6 +301,13 @@ def _rule(known: KnownValues, text: str | None, org: str | None) -> str | None:
         raise _invalid("rule", str(error), text or "") from None
 
 
+def _time(name: str, text: str | None) -> datetime | None:
+    try:
+        return parse_since(text, datetime.now(UTC)) if text is not None else None
+    except ValueError as error:
+        raise _invalid(name, str(error), text or "") from None
+
+
 def _encode_cursor(row: FeedRow) -> str:
     text = json.dumps([row.occurred_at.isoformat(), row.violation_id])
     return base64.urlsafe_b64encode(text.encode()).decode()
@@ -303,7 +316,7 @@ def _encode_cursor(row: FeedRow) -> str:
 def _decode_cursor(cursor: str) -> Cursor:
     try:
         moment, violation_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(moment), str(violation_id)
+        return in_store_range(datetime.fromisoformat(moment)), str(violation_id)
     # RecursionError: a forged cursor of deeply nested JSON.
     except (binascii.Error, ValueError, TypeError, RecursionError):
         message = "not a next_cursor returned by /dashboard/violations"

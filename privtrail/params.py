@@ -81,6 +81,13 @@ def parse_since(text: str, now: datetime) -> datetime:
     return min(max(moment, STORE_FIRST), STORE_LAST)
 
 
+def in_store_range(moment: datetime) -> datetime:
+    """`moment` if the store can hold it, else a ValueError (a TypeError if it has no zone)."""
+    if not STORE_FIRST <= moment <= STORE_LAST:
+        raise ValueError(f"{moment} is outside the times the store holds")
+    return moment
+
+
 def _why_not_a_time(text: str) -> str:
     try:
         moment = datetime.fromisoformat(text)

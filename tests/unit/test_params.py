@@ -3,6 +3,8 @@ accepted time fits the store, and anything else is a 422 naming the parameter.""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -126,3 +128,12 @@ def test_relative_times_and_the_ends_of_the_range() -> None:
     for text in (" 7d", "7 d", "-5m", "7y", "2026-02-29", "2026-12-06T24:00", "20261206"):
         with pytest.raises(ValueError, match="ISO 8601"):
             parse_since(text, NOW)
+
+
+@pytest.mark.parametrize("path", ["/history", "/dashboard/violations"])
+def test_a_forged_cursor_outside_the_store_range_is_a_422(http: TestClient, path: str) -> None:
+    for moment in ("0001-01-01T00:00:00+00:00", "2026-01-01T00:00:00"):
+        cursor = base64.urlsafe_b64encode(json.dumps([moment, "e1"]).encode()).decode()
+        response = http.get(path, params={"cursor": cursor})
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
