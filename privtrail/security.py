@@ -45,6 +45,9 @@ POLICY: Final = (
 # FastAPI writes Swagger UI's and ReDoc's pages from fixed templates, with inline parts that
 # no request can change; those parts, and only on these pages, are allowed by their hashes.
 DOCS_PAGES: Final = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+# ReDoc writes its styles at run time, which no hash can name: its page alone takes inline
+# styles (never scripts). With a hash present a browser ignores 'unsafe-inline', so none is.
+RUN_TIME_STYLES: Final = {"/redoc": {"style": ["unsafe-inline"]}}
 _INLINE = re.compile(rb"<(script|style)>(.*?)</\1>", re.DOTALL)
 
 
@@ -111,13 +114,14 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
         elif scope["path"] in DOCS_PAGES:
-            await self.app(scope, receive, _hashing_inline_parts(send))
+            allowed = RUN_TIME_STYLES.get(scope["path"], {})
+            await self.app(scope, receive, _hashing_inline_parts(send, allowed))
         else:
             await self.app(scope, receive, _with_headers(send, content_security_policy({})))
 
 
 def content_security_policy(inline: Mapping[str, Iterable[str]]) -> str:
-    """POLICY, with `inline[element]`'s hashes allowed as `{element}-src` sources."""
+    """POLICY, with the sources `inline[element]` (hashes, keywords) added to `{element}-src`."""
     rules = []
     for rule in POLICY:
         directive = rule.split()[0]
@@ -145,7 +149,7 @@ def _with_headers(send: Send, policy: str) -> Send:
     return sending
 
 
-def _hashing_inline_parts(send: Send) -> Send:
+def _hashing_inline_parts(send: Send, allowed: Mapping[str, list[str]]) -> Send:
     # The page is small and whole before its policy is known: hold it back until the last
     # body part, then send the start with the hashes of its inline scripts and styles.
     start: list[Message] = []
@@ -162,7 +166,8 @@ def _hashing_inline_parts(send: Send) -> Send:
         if message.get("more_body", False):
             return
         page = b"".join(body)
-        await _with_headers(send, content_security_policy(inline_hashes(page)))(start[0])
+        policy = content_security_policy({**inline_hashes(page), **allowed})
+        await _with_headers(send, policy)(start[0])
         await send({"type": "http.response.body", "body": page})
 
     return sending
