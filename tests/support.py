@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -12,6 +15,7 @@ from pathlib import Path
 
 from config.settings import Settings, Topics
 from privtrail.brokers import EmbeddedBroker, tuned_settings
+from privtrail.client import ApiClient, ApiError
 from privtrail.processes import spawn, stop_process_group
 
 LOCALHOST = "127.0.0.1"
@@ -27,6 +31,7 @@ CHROMIUM_FLAGS = (
     "--no-first-run",
 )
 STOP_TIMEOUT = 10.0
+START_SECONDS = 60.0
 
 
 def free_port() -> int:
@@ -50,6 +55,36 @@ def running_process(
         yield process
     finally:
         stop_process_group(process, STOP_TIMEOUT)
+
+
+@contextmanager
+def serving_without_broker(data_dir: Path) -> Iterator[str]:
+    """`privtrail serve` on a free port over a fresh store in `data_dir`: its base URL, while
+    it runs. Nothing listens at its broker address: the API answers while ingest waits."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PRIVTRAIL_DATA_DIR": str(data_dir),
+        "PRIVTRAIL_API_PORT": str(port),
+        "PRIVTRAIL_KAFKA_BOOTSTRAP": f"{LOCALHOST}:{free_port()}",
+    }
+    log = data_dir / "serve.log"
+    with running_process([sys.executable, "-m", "privtrail", "serve"], log, env=env) as serve:
+        url = f"http://{LOCALHOST}:{port}"
+        wait_until_up(ApiClient(url), serve, log)
+        yield url
+
+
+def wait_until_up(api: ApiClient, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_SECONDS
+    while True:
+        assert process.poll() is None, f"serve exited early:\n{log_tail(log)}"
+        try:
+            api.health()
+            return
+        except ApiError:
+            assert time.monotonic() < deadline, f"serve did not answer:\n{log_tail(log)}"
+            time.sleep(0.2)
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

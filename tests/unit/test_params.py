@@ -41,28 +41,31 @@ def http() -> Iterator[TestClient]:
     store.close()
 
 
+OVERFLOW = "reaches too far back: a time ago is at most"
+OUT_OF_RANGE = "outside the times the store holds (1900-01-01 to 2299-12-31)"
+
+
 @pytest.mark.parametrize("path, name", TIMED)
-@pytest.mark.parametrize("value", ["999999999d", "1000000w", "99999999999999999999s"])
-def test_a_time_ago_that_overflows_is_a_422_naming_the_parameter(
-    http: TestClient, path: str, name: str, value: str
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("999999999d", OVERFLOW),
+        ("1000000w", OVERFLOW),
+        ("99999999999999999999s", OVERFLOW),
+        ("0001-01-01", OUT_OF_RANGE),
+        ("1899-12-31T23:59:59", OUT_OF_RANGE),
+        ("2300-01-01", OUT_OF_RANGE),
+        ("9999-12-31", OUT_OF_RANGE),
+    ],
+)
+def test_a_time_the_store_cannot_hold_is_a_422_naming_the_parameter(
+    http: TestClient, path: str, name: str, value: str, message: str
 ) -> None:
     response = http.get(path, params={name: value})
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
     assert error["loc"] == ["query", name]
-    assert "reaches too far back: a time ago is at most" in error["msg"]
-
-
-@pytest.mark.parametrize("path, name", TIMED)
-@pytest.mark.parametrize("value", ["0001-01-01", "1899-12-31T23:59:59", "2300-01-01", "9999-12-31"])
-def test_a_date_the_store_cannot_hold_is_a_422_without_engine_text(
-    http: TestClient, path: str, name: str, value: str
-) -> None:
-    response = http.get(path, params={name: value})
-    assert response.status_code == 422, response.text
-    [error] = response.json()["detail"]
-    assert error["loc"] == ["query", name]
-    assert "outside the times the store holds (1900-01-01 to 2299-12-31)" in error["msg"]
+    assert message in error["msg"]
     assert "DB::Exception" not in response.text
 
 

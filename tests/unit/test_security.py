@@ -138,3 +138,17 @@ def test_the_worker_warns_while_the_development_key_is_in_use(
 
 def _directives(policy: str) -> dict[str, list[str]]:
     return {rule.split()[0]: rule.split()[1:] for rule in policy.split("; ")}
+
+
+def test_up_announces_the_development_key_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from privtrail.stack import StackError
+
+    def no_stack(*args: object, **kwargs: object) -> None:
+        raise StackError("not started in this test")
+
+    monkeypatch.setattr("privtrail.stack.Stack", no_stack)
+    monkeypatch.delenv("PRIVTRAIL_PSEUDONYM_KEY", raising=False)
+    monkeypatch.setenv("COLUMNS", "1000")
+    result = CliRunner().invoke(cli, ["up"])
+    assert "not started in this test" in result.output
+    assert result.output.count("PRIVTRAIL_PSEUDONYM_KEY") == 1
