@@ -37,6 +37,7 @@ POLICY: Final = (
     "style-src 'self'",
     "img-src 'self' data:",
     "connect-src 'self'",
+    "worker-src 'self'",
     "object-src 'none'",
     "base-uri 'none'",
     "form-action 'self'",
@@ -45,9 +46,10 @@ POLICY: Final = (
 # FastAPI writes Swagger UI's and ReDoc's pages from fixed templates, with inline parts that
 # no request can change; those parts, and only on these pages, are allowed by their hashes.
 DOCS_PAGES: Final = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
-# ReDoc writes its styles at run time, which no hash can name: its page alone takes inline
-# styles (never scripts). With a hash present a browser ignores 'unsafe-inline', so none is.
-RUN_TIME_STYLES: Final = {"/redoc": {"style": ["unsafe-inline"]}}
+# ReDoc writes its styles at run time, which no hash can name, and builds its search index in
+# a worker its own script makes from a blob: its page alone takes inline styles (never
+# scripts) and blob workers. With a hash present a browser ignores 'unsafe-inline', so none is.
+RUN_TIME_PARTS: Final = {"/redoc": {"style": ["'unsafe-inline'"], "worker": ["blob:"]}}
 _INLINE = re.compile(rb"<(script|style)>(.*?)</\1>", re.DOTALL)
 
 
@@ -114,7 +116,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
         elif scope["path"] in DOCS_PAGES:
-            allowed = RUN_TIME_STYLES.get(scope["path"], {})
+            allowed = RUN_TIME_PARTS.get(scope["path"], {})
             await self.app(scope, receive, _hashing_inline_parts(send, allowed))
         else:
             await self.app(scope, receive, _with_headers(send, content_security_policy({})))
@@ -125,8 +127,8 @@ def content_security_policy(inline: Mapping[str, Iterable[str]]) -> str:
     rules = []
     for rule in POLICY:
         directive = rule.split()[0]
-        digests = inline.get(directive.removesuffix("-src"), ())
-        rules.append(" ".join([rule, *(f"'{digest}'" for digest in digests)]))
+        sources = inline.get(directive.removesuffix("-src"), ())
+        rules.append(" ".join([rule, *sources]))
     return "; ".join(rules)
 
 
@@ -178,5 +180,5 @@ def inline_hashes(page: bytes) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for match in _INLINE.finditer(page):
         digest = base64.b64encode(hashlib.sha256(match.group(2)).digest()).decode()
-        found.setdefault(match.group(1).decode(), []).append(f"sha256-{digest}")
+        found.setdefault(match.group(1).decode(), []).append(f"'sha256-{digest}'")
     return found

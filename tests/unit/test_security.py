@@ -84,6 +84,7 @@ def test_a_refused_host_gets_the_headers_too(http: TestClient) -> None:
 def test_redoc_alone_may_apply_the_styles_it_writes_at_run_time(http: TestClient) -> None:
     csp = _directives(http.get("/redoc").headers["content-security-policy"])
     assert csp["style-src"] == ["'self'", "'unsafe-inline'"]
+    assert csp["worker-src"] == ["'self'", "blob:"]
     assert csp["script-src"] == ["'self'"] and csp["frame-ancestors"] == ["'none'"]
 
 
