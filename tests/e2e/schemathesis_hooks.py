@@ -20,8 +20,10 @@ _ORG_OF_RULE = {rule.rule_id: rule.org for rule in load_policy_set(REPO_POLICIES
 @schemathesis.hook
 def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
     query = case.query
-    if not isinstance(query, dict) or not isinstance(query.get("org"), str):
+    if not isinstance(query, dict):
         return
-    org = _ORG_OF_RULE.get(query.get("rule"))
-    if org is not None:
-        query["org"] = org
+    # Only a pair of valid values is made to agree: a negative case's invalid one (a list, a
+    # number, an unknown name) stays as drawn, to be refused.
+    rule, org = query.get("rule"), query.get("org")
+    if isinstance(rule, str) and rule in _ORG_OF_RULE and org in _ORG_OF_RULE.values():
+        query["org"] = _ORG_OF_RULE[rule]

@@ -19,7 +19,7 @@ from tests.support import serving_without_broker
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-MAX_EXAMPLES = 15
+MAX_EXAMPLES = 10
 # A hard stop, not a budget: schemathesis' --max-time would repeat its phases until it is spent.
 MAX_SECONDS = 300
 
