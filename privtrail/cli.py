@@ -35,18 +35,19 @@ app.add_typer(policy_app, name="policy")
 
 
 class _ConsoleOnFirstUse:
-    """A rich Console, made when first used: the query commands print without rich."""
+    """Turns into a rich Console (`options` its arguments) when an attribute is first read:
+    the query commands print without rich and need not import it (bench/cli_latency.py)."""
 
-    def __init__(self, stderr: bool = False) -> None:
-        self._stderr = stderr
-        self._console: Console | None = None
+    def __init__(self, **options: Any) -> None:
+        self._options = options
 
     def __getattr__(self, name: str) -> Any:
-        if self._console is None:
-            from rich.console import Console
+        from rich.console import Console
 
-            self._console = Console(stderr=self._stderr)
-        return getattr(self._console, name)
+        options = self.__dict__.pop("_options")
+        object.__setattr__(self, "__class__", Console)
+        Console.__init__(cast("Console", self), **options)
+        return getattr(self, name)
 
 
 console = cast("Console", _ConsoleOnFirstUse())

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
 from urllib.parse import quote
 
 from privtrail.client_http import Answer, Http, HttpxHttp, NoAnswer, StdlibHttp, Unreachable
@@ -23,6 +23,19 @@ if TYPE_CHECKING:
     from events.outputs import AuditRecord, Violation
     from privtrail.api import Health
     from privtrail.schemas import Latency, Lineage, RejectedInput, Stats
+
+
+class ViolationFilters(TypedDict, total=False):
+    """Which violations to ask for: by default the newest 100 of every org and rule, retracted
+    ones left out. `since`: a datetime, an ISO 8601 string, or relative like `15m`, `2h`, `7d`;
+    `severity`: one, or any of several."""
+
+    org: str | None
+    rule: str | None
+    since: str | datetime | None
+    limit: int
+    retracted: bool
+    severity: str | Sequence[str]
 
 
 class ApiError(RuntimeError):
@@ -62,35 +75,21 @@ class ApiClient:
         response = self._request("/health", "/health", {}, accept=(200, 503))
         return Health.model_validate_json(response.content)
 
-    def violations(
-        self,
-        org: str | None = None,
-        rule: str | None = None,
-        since: str | datetime | None = None,
-        limit: int = 100,
-        retracted: bool = False,
-        severity: str | Sequence[str] = (),
-    ) -> list[Violation]:
-        """`since`: a datetime, an ISO 8601 string, or relative like `15m`, `2h`, `7d`;
-        `severity`: one, or any of several."""
-        found = self.violations_json(org, rule, since, limit, retracted, severity)
-        return _violations().validate_python(found)
+    def violations(self, **filters: Unpack[ViolationFilters]) -> list[Violation]:
+        return _violations().validate_python(self.violations_json(**filters))
 
-    def violations_json(
-        self,
-        org: str | None = None,
-        rule: str | None = None,
-        since: str | datetime | None = None,
-        limit: int = 100,
-        retracted: bool = False,
-        severity: str | Sequence[str] = (),
-    ) -> list[dict[str, Any]]:
+    def violations_json(self, **filters: Unpack[ViolationFilters]) -> list[dict[str, Any]]:
         """`violations` as the API answers them, decoded JSON (events.outputs.Violation)."""
-        params: dict[str, Any] = {"org": org, "rule": rule, "limit": limit}
-        params["severity"] = [severity] if isinstance(severity, str) else list(severity) or None
-        if retracted:
+        since, severity = filters.get("since"), filters.get("severity", ())
+        params: dict[str, Any] = {
+            "org": filters.get("org"),
+            "rule": filters.get("rule"),
+            "limit": filters.get("limit", 100),
+            "severity": [severity] if isinstance(severity, str) else list(severity) or None,
+            "since": since.isoformat() if isinstance(since, datetime) else since,
+        }
+        if filters.get("retracted"):
             params["retracted"] = "true"
-        params["since"] = since.isoformat() if isinstance(since, datetime) else since
         found: list[dict[str, Any]] = json.loads(self._content("/violations", params))
         return found
 
