@@ -15,13 +15,14 @@ command alike, fresh processes of:
   there, so they import its code) against the same stack: a before/after in one run.
 
 It prints the median and fastest wall time of each, the median CPU time (user + system) each
-process used, which a busy machine inflates less than wall time, and the CLI's ratios to the
-yardsticks; it never judges them.
+process used, which a busy machine inflates less than wall time, the CLI's ratios to the
+yardsticks, and the machine's load average before and after the rounds; it never judges them.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -59,10 +60,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             with Stack(settings, say=print) as stack:
                 subject, org = store_demo(stack, options.events)
                 commands = commands_to_time(settings.api_url, subject, org, options.compare)
+                load_before = os.getloadavg()[0]
                 timings = time_rounds(commands, options.runs, stack.settings.as_env())
+                load_after = os.getloadavg()[0]
         finally:
             broker.stop()
     report(timings)
+    print(
+        f"load average (1 min) {load_before:.1f} before the rounds, {load_after:.1f} after, "
+        f"on {os.cpu_count()} cores"
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

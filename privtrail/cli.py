@@ -7,17 +7,18 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
 
 from config.settings import Settings
 from privtrail.client import ApiClient, ApiError
 
-# Each command imports what only it needs: a query loads the HTTP client and its models, not
-# the emitter, the judge's validation or the stack (see bench/cli_latency.py).
+# Each command imports what only it needs: a query loads the HTTP client, not the answers'
+# models, rich, the emitter, the judge's validation or the stack (see bench/cli_latency.py).
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from events.emitter import Emitter
     from events.outputs import Violation
     from privtrail.demo import DemoSubject
@@ -31,8 +32,26 @@ app = typer.Typer(
 )
 policy_app = typer.Typer(help="Validate policy-as-code files.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
-console = Console()
-errors = Console(stderr=True)
+
+
+class _ConsoleOnFirstUse:
+    """Turns into a rich Console (`options` its arguments) when an attribute is first read:
+    the query commands print without rich and need not import it (bench/cli_latency.py)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+
+    def __getattr__(self, name: str) -> Any:
+        from rich.console import Console
+
+        options = self.__dict__.pop("_options")
+        object.__setattr__(self, "__class__", Console)
+        Console.__init__(cast("Console", self), **options)
+        return getattr(self, name)
+
+
+console = cast("Console", _ConsoleOnFirstUse())
+errors = cast("Console", _ConsoleOnFirstUse(stderr=True))
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -302,7 +321,7 @@ def violations(
     """Violations found, newest first. An unknown org, rule ID or severity is an error that
     lists the valid ones."""
     found = _ask(
-        lambda c: c.violations(
+        lambda c: c.violations_json(
             org=org,
             rule=rule,
             since=since,
@@ -312,11 +331,12 @@ def violations(
         )
     )
     if as_json:
-        print(json.dumps([v.model_dump(mode="json") for v in found], indent=2))
+        print(json.dumps(found, indent=2))
         return
-    from privtrail.views.violations import render_violations
+    from privtrail.views import Screen
+    from privtrail.views.violations import violation_lines
 
-    render_violations(found, console)
+    print("\n".join(violation_lines(found, Screen.stdout())))
 
 
 @app.command()
@@ -331,17 +351,19 @@ def lineage(
     Exits 1 when the org is unknown (the error lists the known orgs), and, unless --json,
     when nothing is recorded for the subject: with --json an empty lineage is the answer.
     """
-    from privtrail.views.lineage import render_lineage
+    from privtrail.views import Screen
+    from privtrail.views.lineage import lineage_lines
 
-    answer = _ask(lambda c: c.lineage(subject_id, org))
+    answer = _ask(lambda c: c.lineage_json(subject_id, org))
     if as_json:
-        print(answer.model_dump_json(indent=2))
-    elif answer.edges or answer.summary.violations:
-        render_lineage(answer, console)
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+    elif answer["edges"] or answer["summary"]["violations"]:
+        print("\n".join(lineage_lines(answer, Screen.stdout())))
     else:
         raise _fail(
-            f"nothing is recorded for this subject in {answer.org} (pseudonym "
-            f"{answer.subject_pseudonym}): no stored event touched its data and it broke no rule"
+            f"nothing is recorded for this subject in {answer['org']} (pseudonym "
+            f"{answer['subject_pseudonym']}): no stored event touched its data and it broke no "
+            "rule"
         )
 
 

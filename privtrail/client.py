@@ -1,28 +1,41 @@
-"""A typed client of the query API, for the CLI and for scripts."""
+"""A typed client of the query API, for the CLI and for scripts.
+
+The typed answers' models are imported when first asked for: the query commands print the
+decoded JSON (`violations_json`, `lineage_json`) and need not build them (bench/cli_latency.py).
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
 from urllib.parse import quote
 
-from pydantic import BaseModel, TypeAdapter
-
-from events.outputs import AuditRecord, Violation
 from privtrail.client_http import Answer, Http, HttpxHttp, NoAnswer, StdlibHttp, Unreachable
-from privtrail.schemas import HistoryPage, Latency, Lineage, RejectedInput, Stats
 
 if TYPE_CHECKING:
     import httpx
+    from pydantic import TypeAdapter
 
+    from events.outputs import AuditRecord, Violation
     from privtrail.api import Health
+    from privtrail.schemas import Latency, Lineage, RejectedInput, Stats
 
-T = TypeVar("T")
 
-_VIOLATIONS = TypeAdapter(list[Violation])
-_REJECTED = TypeAdapter(list[RejectedInput])
+class ViolationFilters(TypedDict, total=False):
+    """Which violations to ask for: by default the newest 100 of every org and rule, retracted
+    ones left out. `since`: a datetime, an ISO 8601 string, or relative like `15m`, `2h`, `7d`;
+    `severity`: one, or any of several."""
+
+    org: str | None
+    rule: str | None
+    since: str | datetime | None
+    limit: int
+    retracted: bool
+    severity: str | Sequence[str]
 
 
 class ApiError(RuntimeError):
@@ -62,41 +75,51 @@ class ApiClient:
         response = self._request("/health", "/health", {}, accept=(200, 503))
         return Health.model_validate_json(response.content)
 
-    def violations(
-        self,
-        org: str | None = None,
-        rule: str | None = None,
-        since: str | datetime | None = None,
-        limit: int = 100,
-        retracted: bool = False,
-        severity: str | Sequence[str] = (),
-    ) -> list[Violation]:
-        """`since`: a datetime, an ISO 8601 string, or relative like `15m`, `2h`, `7d`;
-        `severity`: one, or any of several."""
-        params: dict[str, Any] = {"org": org, "rule": rule, "limit": limit}
-        params["severity"] = [severity] if isinstance(severity, str) else list(severity) or None
-        if retracted:
+    def violations(self, **filters: Unpack[ViolationFilters]) -> list[Violation]:
+        return _violations().validate_python(self.violations_json(**filters))
+
+    def violations_json(self, **filters: Unpack[ViolationFilters]) -> list[dict[str, Any]]:
+        """`violations` as the API answers them, decoded JSON (events.outputs.Violation)."""
+        since, severity = filters.get("since"), filters.get("severity", ())
+        params: dict[str, Any] = {
+            "org": filters.get("org"),
+            "rule": filters.get("rule"),
+            "limit": filters.get("limit", 100),
+            "severity": [severity] if isinstance(severity, str) else list(severity) or None,
+            "since": since.isoformat() if isinstance(since, datetime) else since,
+        }
+        if filters.get("retracted"):
             params["retracted"] = "true"
-        params["since"] = since.isoformat() if isinstance(since, datetime) else since
-        return self._get(_VIOLATIONS, "/violations", params)
+        found: list[dict[str, Any]] = json.loads(self._content("/violations", params))
+        return found
 
     def lineage(self, subject_id: str, org: str) -> Lineage:
+        from privtrail.schemas import Lineage
+
+        return Lineage.model_validate(self.lineage_json(subject_id, org))
+
+    def lineage_json(self, subject_id: str, org: str) -> dict[str, Any]:
+        """`lineage` as the API answers it, decoded JSON (privtrail.schemas.Lineage)."""
         # The id is sent, never shown: errors name the route, not the subject.
         path = f"/lineage/{quote(subject_id, safe='')}"
         response = self._request(path, "/lineage/<subject>", {"org": org})
-        return Lineage.model_validate_json(response.content)
+        answer: dict[str, Any] = json.loads(response.content)
+        return answer
 
     def rejected(self, limit: int = 100) -> list[RejectedInput]:
-        return self._get(_REJECTED, "/rejected", {"limit": limit})
+        return _rejected().validate_json(self._content("/rejected", {"limit": limit}))
 
     def stats(self) -> Stats:
-        return Stats.model_validate_json(self._request("/stats", "/stats", {}).content)
+        from privtrail.schemas import Stats
+
+        return Stats.model_validate_json(self._content("/stats", {}))
 
     def latency(self, since: str | datetime | None = None) -> Latency:
         """Event age and pipeline lag of events stored since `since` (as in `violations`)."""
+        from privtrail.schemas import Latency
+
         params = {"since": since.isoformat() if isinstance(since, datetime) else since}
-        path = "/stats/latency"
-        return Latency.model_validate_json(self._request(path, path, params).content)
+        return Latency.model_validate_json(self._content("/stats/latency", params))
 
     def history(
         self,
@@ -110,6 +133,8 @@ class ApiClient:
         params: dict[str, Any] = {"org": org, "limit": page_size}
         params["since"] = since.isoformat() if isinstance(since, datetime) else since
         params["until"] = until.isoformat() if isinstance(until, datetime) else until
+        from privtrail.schemas import HistoryPage
+
         records: list[AuditRecord] = []
         while True:
             response = self._request("/history", "/history", params)
@@ -119,8 +144,8 @@ class ApiClient:
                 return records
             params["cursor"] = page.next_cursor
 
-    def _get(self, adapter: TypeAdapter[T], path: str, params: dict[str, Any]) -> T:
-        return adapter.validate_json(self._request(path, path, params).content)
+    def _content(self, path: str, params: dict[str, Any]) -> bytes:
+        return self._request(path, path, params).content
 
     def _request(
         self,
@@ -145,15 +170,32 @@ class ApiClient:
         return answer
 
 
-class _ErrorBody(BaseModel):
-    detail: Any = None
+@cache
+def _violations() -> TypeAdapter[list[Violation]]:
+    from pydantic import TypeAdapter
+
+    from events.outputs import Violation
+
+    return TypeAdapter(list[Violation])
+
+
+@cache
+def _rejected() -> TypeAdapter[list[RejectedInput]]:
+    from pydantic import TypeAdapter
+
+    from privtrail.schemas import RejectedInput
+
+    return TypeAdapter(list[RejectedInput])
 
 
 def _detail(answer: Answer) -> str:
     try:
-        detail = _ErrorBody.model_validate_json(answer.content).detail
+        body = json.loads(answer.content)
     except ValueError:
+        body = None
+    if not isinstance(body, dict):
         return answer.content[:200].decode(errors="replace") or answer.reason
+    detail = body.get("detail")
     if isinstance(detail, list):
         # FastAPI's validation errors: name each bad parameter.
         return "; ".join(_validation_message(item) for item in detail)

@@ -8,125 +8,122 @@ rules it broke. Lines wrap at the terminal's width instead of cutting words shor
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from itertools import groupby
+from typing import Any
 
-from rich.console import Console, Group, RenderableType
-from rich.padding import Padding
-from rich.text import Text
+from privtrail.views import INDENT, Piece, Row, Screen, timestamp
 
-from events.outputs import Violation
-from privtrail.schemas import Lineage
-from privtrail.views import INDENT, TIME, timeline_grid
-from sinks import LineageEdge
+# An answer's object as decoded JSON: GET /lineage answers privtrail.schemas.Lineage, whose
+# edges are sinks.LineageEdge and whose violations are events.outputs.Violation.
+Json = dict[str, Any]
 
 
-def render_lineage(lineage: Lineage, console: Console) -> None:
-    """Print `lineage`; the caller says so when nothing is recorded."""
-    console.print(_heading(lineage), highlight=False)
-    console.print(_counts(lineage), highlight=False)
-    broken = sorted(lineage.summary.violations, key=lambda v: (v.occurred_at, v.rule_id))
+def lineage_lines(lineage: Json, screen: Screen) -> list[str]:
+    """`lineage` laid out; the caller says so when nothing is recorded."""
+    lines = [*screen.wrap(_heading(lineage)), *screen.wrap([(_counts(lineage), "dim")])]
+    violations = lineage["summary"]["violations"]
+    broken = sorted(violations, key=lambda v: (_time(v, "occurred_at"), v["rule_id"]))
     if broken:
-        console.print()
-        console.print(_violations(broken), highlight=False)
+        lines += ["", *screen.wrap([(f"Rules broken ({len(broken)})", "bold red")])]
+        lines += screen.timeline([_violation_row(v) for v in broken], INDENT)
     rules_by_event: dict[str, list[str]] = {}
     for violation in broken:
-        rules_by_event.setdefault(violation.event_id, []).append(violation.rule_id)
-    for title, edges in _groups(lineage.edges):
-        console.print()
-        console.print(Text(title, style="bold cyan"), _timeline(edges, rules_by_event))
+        rules_by_event.setdefault(violation["event_id"], []).append(violation["rule_id"])
+    for title, edges in _groups(lineage["edges"]):
+        lines += ["", *screen.wrap([(title, "bold cyan")])]
+        lines += screen.timeline(_timeline(edges, rules_by_event), INDENT)
+    return lines
 
 
-def _heading(lineage: Lineage) -> Text:
-    kind = f" ({lineage.subject_kind})" if lineage.subject_kind else ""
-    return Text.assemble(
-        "Subject ",
-        (lineage.subject_pseudonym, "magenta"),
-        f"{kind} in ",
-        (lineage.org, "cyan"),
-        style="bold",
-    )
+def _heading(lineage: Json) -> list[Piece]:
+    kind = f" ({lineage['subject_kind']})" if lineage["subject_kind"] else ""
+    return [
+        ("Subject ", "bold"),
+        (lineage["subject_pseudonym"], "bold magenta"),
+        (f"{kind} in ", "bold"),
+        (lineage["org"], "bold cyan"),
+    ]
 
 
-def _counts(lineage: Lineage) -> Text:
-    summary = lineage.summary
-    events = len({edge.event_id for edge in lineage.edges})
-    versions = sorted({edge.policy_version for edge in lineage.edges})
+def _counts(lineage: Json) -> str:
+    summary, edges = lineage["summary"], lineage["edges"]
+    events = len({edge["event_id"] for edge in edges})
+    versions = sorted({edge["policy_version"] for edge in edges})
     counts = [
         _plural(events, "event"),
-        _plural(len(summary.categories), "data category", "data categories"),
-        _plural(len(summary.actors), "actor"),
-        _plural(len(summary.recipients), "recipient"),
-        _plural(len(summary.violations), "violation"),
+        _plural(len(summary["categories"]), "data category", "data categories"),
+        _plural(len(summary["actors"]), "actor"),
+        _plural(len(summary["recipients"]), "recipient"),
+        _plural(len(summary["violations"]), "violation"),
     ]
     policy = f"; judged under policy {', '.join(versions)}" if versions else ""
-    return Text(", ".join(counts) + policy, style="dim")
+    return ", ".join(counts) + policy
 
 
-def _violations(broken: list[Violation]) -> RenderableType:
-    rows = timeline_grid()
-    for v in broken:
-        line = Text.assemble((v.rule_id, "bold red"), f" {v.severity}")
-        if v.status == "retracted":
-            line.append(" RETRACTED", style="yellow")
-        line.append(f" event {v.event_id}\n", style="dim")
-        line.append(f"{v.explanation}\n")
-        line.append(f"policy {v.policy_section}: {v.policy_text}", style="dim")
-        rows.add_row(f"{v.occurred_at:{TIME}}", line)
-    title = Text(f"Rules broken ({len(broken)})", style="bold red")
-    return Group(title, Padding(rows, (0, 0, 0, INDENT)))
+def _violation_row(v: Json) -> Row:
+    heading: list[Piece] = [(v["rule_id"], "bold red"), (f" {v['severity']}", "")]
+    if v["status"] == "retracted":
+        heading.append((" RETRACTED", "yellow"))
+    heading.append((f" event {v['event_id']}", "dim"))
+    policy = f"policy {v['policy_section']}: {v['policy_text']}"
+    return timestamp(v["occurred_at"]), [heading, [(v["explanation"], "")], [(policy, "dim")]]
 
 
-def _groups(edges: list[LineageEdge]) -> list[tuple[str, list[LineageEdge]]]:
+def _groups(edges: list[Json]) -> list[tuple[str, list[Json]]]:
     """Shares by recipient, then accesses by actor, each group in order of its first event."""
-    shares = _grouped((e for e in edges if e.action == "shared"), _recipient_title)
-    accesses = _grouped((e for e in edges if e.action == "accessed"), _actor_title)
+    shares = _grouped((e for e in edges if e["action"] == "shared"), _recipient_title)
+    accesses = _grouped((e for e in edges if e["action"] == "accessed"), _actor_title)
     return shares + accesses
 
 
 def _grouped(
-    edges: Iterable[LineageEdge], title_of: Callable[[LineageEdge], str]
-) -> list[tuple[str, list[LineageEdge]]]:
-    groups: dict[str, list[LineageEdge]] = {}
+    edges: Iterable[Json], title_of: Callable[[Json], str]
+) -> list[tuple[str, list[Json]]]:
+    groups: dict[str, list[Json]] = {}
     for edge in edges:
         groups.setdefault(title_of(edge), []).append(edge)
-    return sorted(groups.items(), key=lambda group: min(e.event_time for e in group[1]))
+    return sorted(groups.items(), key=lambda group: min(_time(e, "event_time") for e in group[1]))
 
 
-def _recipient_title(edge: LineageEdge) -> str:
-    country = f" ({edge.recipient_country})" if edge.recipient_country else ""
-    return f"Shared with {_party(edge.recipient_kind, edge.recipient_id)}{country}"
+def _recipient_title(edge: Json) -> str:
+    country = f" ({edge['recipient_country']})" if edge["recipient_country"] else ""
+    return f"Shared with {_party(edge['recipient_kind'], edge['recipient_id'])}{country}"
 
 
-def _actor_title(edge: LineageEdge) -> str:
-    return f"Accessed by {_party(edge.actor_kind, edge.actor_id)}"
+def _actor_title(edge: Json) -> str:
+    return f"Accessed by {_party(edge['actor_kind'], edge['actor_id'])}"
 
 
 def _party(kind: str | None, party_id: str | None) -> str:
     return " ".join(part for part in (kind, party_id) if part) or "unknown"
 
 
-def _timeline(edges: list[LineageEdge], rules_by_event: dict[str, list[str]]) -> Padding:
-    rows = timeline_grid()
-    ordered = sorted(edges, key=lambda e: (e.event_time, e.event_id))
-    for _, same_event in groupby(ordered, key=lambda e: e.event_id):
-        event = list(same_event)
-        rows.add_row(f"{event[0].event_time:{TIME}}", _event_line(event, rules_by_event))
-    return Padding(rows, (0, 0, 0, INDENT))
+def _timeline(edges: list[Json], rules_by_event: dict[str, list[str]]) -> list[Row]:
+    ordered = sorted(edges, key=lambda e: (_time(e, "event_time"), e["event_id"]))
+    return [
+        (timestamp(event[0]["event_time"]), [_event_line(event, rules_by_event)])
+        for event in (list(same) for _, same in groupby(ordered, key=lambda e: e["event_id"]))
+    ]
 
 
-def _event_line(event: list[LineageEdge], rules_by_event: dict[str, list[str]]) -> Text:
+def _event_line(event: list[Json], rules_by_event: dict[str, list[str]]) -> list[Piece]:
     first = event[0]
-    line = Text(", ".join(sorted({e.data_category for e in event})))
-    if first.data_use:
-        line.append(f" for {first.data_use}")
-    if first.action == "shared":
-        line.append(f" by {_party(first.actor_kind, first.actor_id)}", style="dim")
-    if first.legal_basis:
-        line.append(f", basis {first.legal_basis}", style="dim")
-    rules = rules_by_event.get(first.event_id)
+    line: list[Piece] = [(", ".join(sorted({e["data_category"] for e in event})), "")]
+    if first["data_use"]:
+        line.append((f" for {first['data_use']}", ""))
+    if first["action"] == "shared":
+        line.append((f" by {_party(first['actor_kind'], first['actor_id'])}", "dim"))
+    if first["legal_basis"]:
+        line.append((f", basis {first['legal_basis']}", "dim"))
+    rules = rules_by_event.get(first["event_id"])
     if rules:
-        line.append(f"  breaks {', '.join(sorted(set(rules)))}", style="bold red")
+        line.append((f"  breaks {', '.join(sorted(set(rules)))}", "bold red"))
     return line
+
+
+def _time(answer: Json, field: str) -> datetime:
+    return datetime.fromisoformat(answer[field])
 
 
 def _plural(count: int, one: str, many: str | None = None) -> str:

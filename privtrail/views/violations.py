@@ -3,30 +3,25 @@ the time the rule was broken."""
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.text import Text
+from typing import Any
 
-from events.outputs import Violation
-from privtrail.views import TIME, timeline_grid
+from privtrail.views import Piece, Row, Screen, timestamp
 
 
-def render_violations(found: list[Violation], console: Console) -> None:
-    rows = timeline_grid()
-    for v in found:
-        rows.add_row(f"{v.occurred_at:{TIME}}", _entry(v))
-    console.print(rows, highlight=False)
-    console.print(f"{len(found)} violation(s)", style="dim")
+def violation_lines(found: list[dict[str, Any]], screen: Screen) -> list[str]:
+    """`found`: the violations as GET /violations answers them (events.outputs.Violation)."""
+    rows: list[Row] = [(timestamp(v["occurred_at"]), _entry(v)) for v in found]
+    return [*screen.timeline(rows), screen.paint(f"{len(found)} violation(s)", "dim")]
 
 
-def _entry(v: Violation) -> Text:
-    line = Text()
-    if v.status == "retracted":
-        line.append("RETRACTED ", style="yellow")
-    line.append(v.rule_id, style="bold red")
-    line.append(f" {v.severity} ")
-    line.append(v.org, style="cyan")
-    line.append(" subject ")
-    line.append(v.subject_pseudonym, style="magenta")
-    line.append(f"\n{v.explanation}\n")
-    line.append(f"event {v.event_id}, policy {v.policy_version}", style="dim")
-    return line
+def _entry(v: dict[str, Any]) -> list[list[Piece]]:
+    heading: list[Piece] = [("RETRACTED ", "yellow")] if v["status"] == "retracted" else []
+    heading += [
+        (v["rule_id"], "bold red"),
+        (f" {v['severity']} ", ""),
+        (v["org"], "cyan"),
+        (" subject ", ""),
+        (v["subject_pseudonym"], "magenta"),
+    ]
+    details = f"event {v['event_id']}, policy {v['policy_version']}"
+    return [heading, [(v["explanation"], "")], [(details, "dim")]]

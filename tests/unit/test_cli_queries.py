@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import pytest
 import uvicorn
-from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from config.settings import Settings
@@ -98,13 +97,8 @@ def api_port() -> Iterator[int]:
 
 
 def run(port: int, *args: str, width: int = 80) -> Result:
-    original = cli.console
-    cli.console = Console(width=width, color_system=None)
-    try:
-        env = {"PRIVTRAIL_API_PORT": str(port), "PRIVTRAIL_PSEUDONYM_KEY": "test-key"}
-        return CliRunner().invoke(cli.app, list(args), env=env)
-    finally:
-        cli.console = original
+    env = {"PRIVTRAIL_API_PORT": str(port), "PRIVTRAIL_PSEUDONYM_KEY": "test-key"}
+    return CliRunner().invoke(cli.app, list(args), env={**env, "COLUMNS": str(width)})
 
 
 @pytest.mark.parametrize("width", [80, 120])
