@@ -14,6 +14,7 @@ from rich.console import Console
 
 from config.settings import Settings
 from privtrail.client import ApiClient, ApiError
+from privtrail.token_cli import add_access_commands
 
 # Each command imports what only it needs: a query loads the HTTP client and its models, not
 # the emitter, the judge's validation or the stack (see bench/cli_latency.py).
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 policy_app = typer.Typer(help="Validate policy-as-code files.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+add_access_commands(app)
 console = Console()
 errors = Console(stderr=True)
 
@@ -95,8 +97,10 @@ class _Run:
 
 
 def _store_counts(stack: Stack) -> Stats | str:
+    from privtrail.credentials import api_client
+
     try:
-        with ApiClient(stack.settings.api_url) as api:
+        with api_client(stack.settings) as api:
             return api.stats()
     except ApiError as error:
         return str(error)
@@ -358,8 +362,10 @@ def policy_check(
 
 
 def _ask(question: Any) -> Any:
+    from privtrail.credentials import api_client
+
     try:
-        return question(ApiClient(Settings().api_url))
+        return question(api_client(Settings()))
     except ApiError as exc:
         raise _fail(str(exc)) from None
 
