@@ -21,8 +21,12 @@ def bearer(
     return {"Authorization": f"Bearer {token}"}
 
 
+def token_of(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
 def token_id(store: Store, headers: dict[str, str]) -> str:
     """The id of the token in `headers`."""
-    found = token_by_hash(store, hash_token(headers["Authorization"].removeprefix("Bearer ")))
+    found = token_by_hash(store, hash_token(token_of(headers)))
     assert found is not None
     return found.token_id
