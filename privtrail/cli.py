@@ -68,6 +68,7 @@ def up(
                 f"[green]privtrail is up[/]: Kafka {stack.bootstrap}, store {settings.store_dsn}, "
                 f"API {settings.api_url} (dashboard at /, OpenAPI at /docs)"
             )
+            _say(f"API token (admin, for the dashboard's sign-in): {_token_source(settings)}")
             run = _Run(started, _store_counts(stack))
             with violation_feed(settings, stack.bootstrap, _print_violation):
                 try:
@@ -83,6 +84,12 @@ def up(
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+def _token_source(settings: Settings) -> str:
+    from privtrail.credentials import token_path
+
+    return "PRIVTRAIL_API_TOKEN" if settings.api_token else str(token_path(settings))
 
 
 class _Run:
