@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -151,7 +152,7 @@ def _call(question: Callable[[AccessClient], T]) -> T:
     from privtrail.client import ApiError
 
     try:
-        with AccessClient(Settings()) as client:
+        with closing(AccessClient(Settings())) as client:
             return question(client)
     except ApiError as exc:
         raise _fail(str(exc)) from None

@@ -71,19 +71,18 @@ def save_token(store: Store, token: TokenRecord) -> None:
 
 
 def token_by_hash(store: Store, token_hash: str) -> TokenRecord | None:
-    rows = store.query_rows(
-        f"SELECT {_names(_TOKEN_COLUMNS[:-1])} FROM {store.database}.{TOKENS} FINAL "
-        "WHERE token_hash = {hash:String} LIMIT 1",
-        {"hash": token_hash},
-    )
-    return TokenRecord(**rows[0]) if rows else None
+    return _one_token(store, "token_hash", token_hash)
 
 
 def token_by_id(store: Store, token_id: str) -> TokenRecord | None:
+    return _one_token(store, "token_id", token_id)
+
+
+def _one_token(store: Store, column: str, value: str) -> TokenRecord | None:
     rows = store.query_rows(
         f"SELECT {_names(_TOKEN_COLUMNS[:-1])} FROM {store.database}.{TOKENS} FINAL "
-        "WHERE token_id = {id:String} LIMIT 1",
-        {"id": token_id},
+        f"WHERE {column} = {{value:String}} LIMIT 1",
+        {"value": value},
     )
     return TokenRecord(**rows[0]) if rows else None
 

@@ -23,6 +23,7 @@ from privtrail.brokers import EmbeddedBroker
 from privtrail.client import ApiClient, ApiError
 from privtrail.credentials import TOKEN_FILE
 from tests.e2e.conftest import Pipeline, pipeline_settings
+from tests.e2e.test_dashboard import emit_employer_share
 from tests.support import running_process, zero_config_client
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +50,7 @@ def test_one_orgs_token_reads_only_that_org_and_every_look_is_logged(
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     lx_subject, xa_subject = f"lx-{uuid.uuid4().hex[:8]}", f"xa-{uuid.uuid4().hex[:8]}"
     _emit_linkxup_plaintext_card(settings, lx_subject)
-    _emit_xpertaize_employer_share(settings, xa_subject)
+    emit_employer_share(settings, xa_subject)
     admin = zero_config.api
     zero_config.wait_for(
         lambda: {v.org for v in admin.violations()} >= {"linkxup", "xpertaize"},
@@ -154,40 +155,4 @@ def _emit_linkxup_plaintext_card(settings: Settings, subject: str) -> None:
             encrypted=False,
             legal_basis="contract",
             time=datetime.now(UTC) - timedelta(minutes=5),
-        )
-
-
-def _emit_xpertaize_employer_share(settings: Settings, subject: str) -> None:
-    """xpertaize: an applicant who turned auto-sharing off is shared with an employer."""
-    now = datetime.now(UTC)
-    with Emitter(settings.bootstrap, source="/e2e", topic=settings.topics.events) as emitter:
-        emitter.consent_changed(
-            org="xpertaize",
-            subject_id=subject,
-            subject_kind="job_applicant",
-            data_use="employment.recruitment",
-            status="given",
-            time=now - timedelta(minutes=6),
-        )
-        emitter.settings_changed(
-            org="xpertaize",
-            subject_id=subject,
-            subject_kind="job_applicant",
-            auto_share_with_employers=False,
-            time=now - timedelta(minutes=5),
-        )
-        emitter.shared(
-            org="xpertaize",
-            subject_id=subject,
-            subject_kind="job_applicant",
-            actor_kind="service",
-            actor_id="matcher",
-            data_categories=["user.name"],
-            data_use="employment.recruitment",
-            legal_basis="consent",
-            recipient_id="acme-hr",
-            recipient_kind="employer",
-            recipient_country="MA",
-            encrypted=True,
-            time=now - timedelta(minutes=4),
         )
