@@ -36,7 +36,7 @@ class TokenRequest(BaseModel):
     orgs: list[str] = Field(min_length=1, description="Org names, or `*` for every org.")
     name: str = Field(min_length=1, max_length=200, description="Whose token, or what for.")
     expires_in_days: float | None = Field(
-        default=90, gt=0, description="Days until it expires; null: never."
+        default=90, gt=0, le=36_500, description="Days until it expires; null: never."
     )
 
 

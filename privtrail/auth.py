@@ -177,7 +177,7 @@ def authorize(
     method, endpoint = request.method, route.path
     rule = RULES.get((method, endpoint))
     if rule is not None and rule.need is Need.PUBLIC:
-        yield Caller(token_id="", role="", orgs=None)
+        yield Caller(token_id="", role="", orgs=frozenset())  # reads no org's data
         return
     store: Store = request.app.state.store
     caller = Caller(token_id="", role="", orgs=frozenset())

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from sinks.access import AccessEntry, TokenInfo
 from sinks.clickhouse.schema import LABEL, LABELS, TIME
-from sinks.clickhouse.store import Store
+from sinks.clickhouse.store import Store, _utc
 
 TOKENS: Final = "api_tokens"
 ACCESS_LOG: Final = "access_log"
@@ -131,7 +131,7 @@ def access_entries(
         "org": ("(has(orgs, {org:String}) OR has(orgs, '*'))", org),
         "subject": ("subject_pseudonym = {subject:String}", subject_pseudonym),
         "token": ("token_id = {token:String}", token_id),
-        "since": (f"at >= {{since:{TIME}}}", since and since.astimezone(UTC)),
+        "since": (f"at >= {{since:{TIME}}}", since and _utc(since)),
     }
     given = {name: f for name, f in filters.items() if f[1] is not None}
     where = " AND ".join(condition for condition, _ in given.values()) or "1"
