@@ -144,7 +144,7 @@ def _emit_linkxup_plaintext_card(settings: Settings, subject: str) -> None:
         emitter.shared(
             org="linkxup",
             subject_id=subject,
-            subject_kind="member",
+            subject_kind="customer",
             actor_kind="service",
             actor_id="billing",
             data_categories=["user.financial.credit_card"],
