@@ -378,9 +378,9 @@ def test_loading_more_pages_past_100_rows(seeded_page: Page, tmp_path: Path) -> 
     expect(rows).to_have_count(100, timeout=SHOWN_MS)
 
     more.click()
-    expect(rows).to_have_count(200)
+    expect(rows).to_have_count(200, timeout=SHOWN_MS)
     more.click()
-    expect(rows).to_have_count(SEEDED)
+    expect(rows).to_have_count(SEEDED, timeout=SHOWN_MS)
     expect(more).to_be_hidden()
     page.screenshot(path=tmp_path / "paged.png", full_page=True)
 
