@@ -181,7 +181,7 @@ def authorize(
         return
     store: Store = request.app.state.store
     caller = Caller(token_id="", role="", orgs=frozenset())
-    status = 200
+    status = route.status_code or 200  # the route's answer, unless an error replaces it
     try:
         caller = _identify(store, credentials)
         _permit(caller, rule, method, endpoint)

@@ -269,6 +269,10 @@ def test_tokens_are_stored_hashed_and_shown_once(http: TestClient, store: Store)
     listed = http.get("/tokens", headers=admin).text
     assert token not in listed and hash_token(token) not in listed
     assert http.get("/violations", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    logged = http.get("/access-log", headers=admin, params={"token_id": token_id(store, admin)})
+    assert ("POST", "/tokens", 201) in {
+        (e["method"], e["endpoint"], e["status"]) for e in logged.json()
+    }
 
 
 def test_a_revoked_token_is_refused_from_the_next_request_on(
