@@ -36,7 +36,7 @@ from config.settings import Settings
 from events.emitter import Emitter
 from privtrail.brokers import embedded_broker
 from privtrail.brokers.apache_kafka import free_port
-from privtrail.client import ApiClient
+from privtrail.credentials import api_client
 from privtrail.demo import default_start, demo_events
 from privtrail.stack import Stack
 
@@ -87,7 +87,7 @@ def store_demo(stack: Stack, count: int) -> tuple[str, str]:
     with Emitter(stack.bootstrap, source="/bench/cli", topic=topic) as emitter:
         for message in messages:
             emitter.send_raw(message.key, message.value)
-    api = ApiClient(stack.settings.api_url)
+    api = api_client(stack.settings)
     deadline = time.monotonic() + STORE_TIMEOUT_SECONDS
     while api.stats().events < count:
         if time.monotonic() > deadline:

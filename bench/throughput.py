@@ -54,6 +54,7 @@ from privtrail.brokers import (
 )
 from privtrail.brokers.apache_kafka import free_port
 from privtrail.client import ApiClient, ApiError
+from privtrail.credentials import api_client
 from privtrail.demo import default_start, demo_events
 from privtrail.schemas import Latency
 from privtrail.stack import Stack, StackError
@@ -326,7 +327,7 @@ def _create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
 
 def _pipeline(settings: Settings, messages: list[Message], rate: int | None) -> PipelineResult:
     _progress("starting the store/API process and a worker")
-    with Stack(settings) as stack, ApiClient(settings.api_url) as api:
+    with Stack(settings) as stack, api_client(settings) as api:
         warmup = _warm_up(stack, api, settings)
         pace = f" at {rate} events/s" if rate else ""
         _progress(f"pipeline: sending {len(messages)} events{pace}")

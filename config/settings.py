@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     broker_heartbeat_interval: float | None = None
     broker_rebalance_timeout: float | None = None
     webhook_url: str | None = None
+    # The API token the CLI and the API client send. Unset: the admin token the store/API
+    # process writes to `data_dir/api-token` when it serves on loopback. On any other address
+    # it refuses to start unless tokens exist; setting this registers it as an admin token.
+    api_token: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property

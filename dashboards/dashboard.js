@@ -49,8 +49,51 @@ async function newest(kind, request) {
   }
 }
 
+// ---- the API token: kept in this browser tab's session only ----
+
+const TOKEN_KEY = "privtrail.token";
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function showLogin(message) {
+  $("login").hidden = false;
+  $("signed-in").hidden = true;
+  $("login-note").textContent = message || "";
+}
+
+function signedIn() {
+  $("login").hidden = true;
+  $("signed-in").hidden = false;
+}
+
+// A link may carry the token in its fragment (#token=...), which never reaches a server.
+function tokenFromLink() {
+  const match = location.hash.match(/^#token=([\w-]+)$/);
+  if (!match) return;
+  sessionStorage.setItem(TOKEN_KEY, match[1]);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+async function authorized(path, options = {}) {
+  if (!sessionStorage.getItem(TOKEN_KEY)) {
+    showLogin("sign in with an API token");
+    throw new Error("sign in with an API token");
+  }
+  const response = await fetch(path, { ...options, headers: { ...(options.headers || {}), ...authHeaders() } });
+  if (response.status === 401) {
+    const body = await response.clone().json().catch(() => ({}));
+    showLogin(sessionStorage.getItem(TOKEN_KEY) ? body.detail : "sign in with an API token");
+  } else if (response.ok) {
+    signedIn();
+  }
+  return response;
+}
+
 async function api(path, options = {}) {
-  const response = await fetch(path, { headers: { Accept: "application/json", "Content-Type": "application/json" }, ...options });
+  const response = await authorized(path, { ...options, headers: { Accept: "application/json", "Content-Type": "application/json" } });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const detail = Array.isArray(body.detail) ? body.detail.map((d) => `${d.loc.at(-1)}: ${d.msg}`).join("; ") : body.detail;
@@ -92,6 +135,26 @@ function chartParams() {
 function updateExports() {
   $("export-csv").href = `/dashboard/export.csv?${filterParams()}`;
   $("export-json").href = `/dashboard/export.json?${filterParams()}`;
+}
+
+// A link cannot send the token: the export is fetched with it and saved from memory.
+async function download(event) {
+  event.preventDefault();
+  updateExports();
+  const link = event.currentTarget;
+  const response = await authorized(link.getAttribute("href"));
+  if (!response.ok) {
+    $("feed-error").textContent = `export failed: HTTP ${response.status}`;
+    $("feed-error").hidden = false;
+    return;
+  }
+  const name = (response.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
+  const url = URL.createObjectURL(await response.blob());
+  const save = el("a", { href: url, download: name ? name[1] : "privtrail-export" });
+  document.body.append(save);
+  save.click();
+  save.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
 // ---- the feed ----
@@ -223,7 +286,8 @@ async function refreshSummary() {
   $("c-acknowledged").textContent = number(s.triage.acknowledged);
   $("c-resolved").textContent = number(s.triage.resolved);
   $("c-events").textContent = number(s.events);
-  $("c-rejected").textContent = number(s.rejected);
+  // null: rejected inputs belong to no org, so a token of some orgs does not count them.
+  $("c-rejected").textContent = s.rejected === null ? "–" : number(s.rejected);
   const top = Math.max(1, ...s.top_rules.map((r) => r.count));
   $("rules").replaceChildren(...s.top_rules.map((r) => ruleRow(r, top)));
   $("rules-empty").hidden = s.top_rules.length > 0;
@@ -407,7 +471,22 @@ $("d-triage").addEventListener("submit", submitTriage);
 $("d-close").addEventListener("click", () => { $("drawer").hidden = true; state.drawer = null; });
 $("more").addEventListener("click", loadMore);
 // A relative period ends now: the links are brought up to date as they are followed.
-for (const id of ["export-csv", "export-json"]) $(id).addEventListener("click", updateExports);
+for (const id of ["export-csv", "export-json"]) $(id).addEventListener("click", download);
+$("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+  $("token").value = "";
+  restartFeed();
+  refreshPanels();
+});
+$("logout").addEventListener("click", () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  showLogin("signed out");
+  $("violations").replaceChildren();
+  $("rejected").replaceChildren();
+  restartFeed();
+  refreshPanels();
+});
 $("pause").addEventListener("click", () => {
   state.paused = !state.paused;
   $("pause").textContent = state.paused ? "Resume" : "Pause";
@@ -424,6 +503,8 @@ for (const button of document.querySelectorAll("[data-range]")) {
   });
 }
 
+tokenFromLink();
+if (!sessionStorage.getItem(TOKEN_KEY)) showLogin("sign in with an API token");
 updateExports();
 refreshFeed();
 refreshPanels();

@@ -19,7 +19,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from pydantic_core import from_json
@@ -28,6 +28,8 @@ from config.settings import Settings
 from events.outputs import Severity, Violation
 from events.tags import pseudonymise
 from privtrail import __version__
+from privtrail.access_api import access_router
+from privtrail.auth import CallerDep, authorize
 from privtrail.dashboard import dashboard_router
 from privtrail.filters import KnownValues, UnknownValue
 from privtrail.health import WorkerStatus, WorkerWatch
@@ -43,6 +45,7 @@ from privtrail.schemas import (
     Stats,
 )
 from sinks import LineageEdge, Rejected
+from sinks.clickhouse.access import ensure_access_tables
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor, IngestStatus
 from streams.rules import load_policy_set
@@ -85,8 +88,11 @@ def create_app(
         title="privtrail",
         version=__version__,
         summary="Live data flows checked against the privacy policy that governs them.",
-        dependencies=[Depends(_reject_unknown_parameters)],
+        # authorize first: a request without a valid token learns nothing, not even a 422.
+        dependencies=[Depends(authorize), Depends(_reject_unknown_parameters)],
     )
+    app.state.store = store
+    ensure_access_tables(store)
     key = settings.pseudonym_key.get_secret_value().encode()
     known = _known_values(settings, store)
 
@@ -118,6 +124,7 @@ def create_app(
 
     @app.get("/violations", response_model=list[Violation])
     def violations(
+        caller: CallerDep,
         org: Annotated[str | None, Query(description="Only this org's violations.")] = None,
         rule: Annotated[
             str | None, Query(description="Only this rule ID, in any case, e.g. LX-ADNET-001.")
@@ -144,12 +151,14 @@ def create_app(
         start = _since_param(since) if since is not None else None
         org = _org_param(known, org) if org is not None else None
         rule = _rule_param(known, rule, org) if rule is not None else None
+        orgs = caller.orgs_to_read(org)
         return store.violations(
-            org=org, rule=rule, since=start, limit=limit, retracted=retracted, severities=severity
+            rule=rule, since=start, limit=limit, retracted=retracted, severities=severity, orgs=orgs
         )
 
     @app.get("/history", response_model=HistoryPage)
     def history(
+        caller: CallerDep,
         since: Annotated[
             str | None,
             time_query("Event time at or after."),
@@ -174,7 +183,7 @@ def create_app(
         end = _since_param(until, "until") if until is not None else None
         after = _cursor_param(cursor) if cursor is not None else None
         org = _org_param(known, org) if org is not None else None
-        records = store.history_page(start, end, org, after, limit)
+        records = store.history_page(start, end, None, after, limit, caller.orgs_to_read(org))
         last = records[-1] if len(records) == limit else None
         return HistoryPage(
             records=records,
@@ -185,6 +194,7 @@ def create_app(
     def lineage(
         subject_id: Annotated[str, PathParam(description="The subject's id in the org's systems.")],
         org: Annotated[str, Query(min_length=1, description="The org the subject belongs to.")],
+        caller: CallerDep,
     ) -> Lineage:
         """Who accessed or received which of the subject's data, and the rules it broke.
 
@@ -193,6 +203,8 @@ def create_app(
         """
         org = _org_param(known, org)
         pseudonym = pseudonymise(key, org, subject_id)
+        caller.looked_at(pseudonym)
+        caller.require_org(org)
         edges = store.lineage(org, pseudonym)
         broken = store.violations(org=org, subject_pseudonym=pseudonym, limit=MAX_LIMIT)
         return Lineage(
@@ -204,28 +216,50 @@ def create_app(
         )
 
     @app.get("/rejected", response_model=list[RejectedInput])
-    def rejected(limit: Limit = 100) -> list[RejectedInput]:
+    def rejected(caller: CallerDep, limit: Limit = 100) -> list[RejectedInput]:
         """The most recently rejected inputs, newest first."""
+        caller.orgs_to_read(None)
         return [_rejected_input(row) for row in store.rejected(limit)]
 
+    @app.get("/rejected/{rejection_id}/raw", response_class=Response)
+    def rejected_raw(rejection_id: str, caller: CallerDep) -> Response:
+        """A rejected input's exact bytes, as received: they can hold a subject's real id."""
+        caller.orgs_to_read(None)
+        found = store.rejected_input(rejection_id)
+        if found is None:
+            raise HTTPException(404, f"no rejected input {rejection_id!r} is stored")
+        return Response(found.raw, media_type="application/octet-stream")
+
     @app.get("/stats", response_model=Stats)
-    def stats() -> Stats:
-        """Rows per table and violations per rule and per org."""
-        counts = store.stats()
+    def stats(caller: CallerDep) -> Stats:
+        """Rows per table and violations per rule and per org, of the token's orgs.
+
+        `rejected_events` is null for a token that does not hold every org: rejected inputs
+        belong to no org."""
+        orgs = caller.orgs_to_read(None)
+        counts = store.stats(orgs)
+        if orgs is not None:
+            counts["tables"].pop("rejected_events")
         by_rule = [RuleCount(**row) for row in counts["violations_by_rule"]]
         by_org: dict[str, int] = {}
         for row in by_rule:
             by_org[row.org] = by_org.get(row.org, 0) + row.count
-        return Stats(**counts["tables"], violations_by_rule=by_rule, violations_by_org=by_org)
+        return Stats(
+            **{"rejected_events": None, **counts["tables"]},
+            violations_by_rule=by_rule,
+            violations_by_org=by_org,
+        )
 
     @app.get("/stats/latency", response_model=Latency)
     def latency(
+        caller: CallerDep,
         since: Annotated[
             str | None,
             time_query("Only events stored at or after."),
         ] = None,
     ) -> Latency:
         """Event-to-store lag (p50, p99, max) of the events stored in the window."""
+        caller.orgs_to_read(None)
         start = _since_param(since) if since is not None else None
         return Latency(**store.latency(start))
 
@@ -236,6 +270,7 @@ def create_app(
         return FileResponse(DASHBOARD, media_type="text/html")
 
     app.include_router(dashboard_router(store, known))
+    app.include_router(access_router(settings, store, known))
     describe_accepted_values(app, known.policy_orgs(), known.policy_rules())
     return app
 

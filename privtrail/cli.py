@@ -13,6 +13,7 @@ import typer
 
 from config.settings import Settings
 from privtrail.client import ApiClient, ApiError
+from privtrail.token_cli import add_access_commands
 
 # Each command imports what only it needs: a query loads the HTTP client, not the answers'
 # models, rich, the emitter, the judge's validation or the stack (see bench/cli_latency.py).
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 policy_app = typer.Typer(help="Validate policy-as-code files.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+add_access_commands(app)
 
 
 class _ConsoleOnFirstUse:
@@ -86,6 +88,7 @@ def up(
                 f"[green]privtrail is up[/]: Kafka {stack.bootstrap}, store {settings.store_dsn}, "
                 f"API {settings.api_url} (dashboard at /, OpenAPI at /docs)"
             )
+            _say(f"API token (admin, for the dashboard's sign-in): {_token_source(settings)}")
             run = _Run(started, _store_counts(stack))
             with violation_feed(settings, stack.bootstrap, _print_violation):
                 try:
@@ -115,6 +118,12 @@ def _warn_of_insecure_settings(settings: Settings) -> None:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
+def _token_source(settings: Settings) -> str:
+    from privtrail.credentials import token_path
+
+    return "PRIVTRAIL_API_TOKEN" if settings.api_token else str(token_path(settings))
+
+
 class _Run:
     """What the closing summary needs: when the run began, the store's counts then, what the
     demo sent, and, per org, a violating subject of the demo to suggest looking up."""
@@ -127,8 +136,10 @@ class _Run:
 
 
 def _store_counts(stack: Stack) -> Stats | str:
+    from privtrail.credentials import api_client
+
     try:
-        with ApiClient(stack.settings.api_url) as api:
+        with api_client(stack.settings) as api:
             return api.stats()
     except ApiError as error:
         return str(error)
@@ -401,8 +412,10 @@ def policy_check(
 
 
 def _ask(question: Any) -> Any:
+    from privtrail.credentials import api_client
+
     try:
-        return question(ApiClient(Settings().api_url))
+        return question(api_client(Settings()))
     except ApiError as exc:
         raise _fail(str(exc)) from None
 

@@ -44,13 +44,20 @@ class ApiError(RuntimeError):
 
 class ApiClient:
     def __init__(
-        self, base_url: str, timeout: float = 10.0, http: httpx.Client | None = None
+        self,
+        base_url: str,
+        timeout: float = 10.0,
+        http: httpx.Client | None = None,
+        token: str | None = None,
     ) -> None:
         """`http`: an httpx client to send the requests with (a test's app client); by default
-        the standard library's, over one kept-alive connection: one thread at a time."""
+        the standard library's, over one kept-alive connection: one thread at a time.
+        `token`: the API token sent with every request (privtrail/credentials.py finds one)."""
         self.base_url = base_url.rstrip("/")
         self._http: Http = (
-            HttpxHttp(http) if http is not None else StdlibHttp(self.base_url, timeout)
+            HttpxHttp(http, token)
+            if http is not None
+            else StdlibHttp(self.base_url, timeout, token)
         )
 
     def __enter__(self) -> Self:
@@ -166,7 +173,7 @@ class ApiClient:
                 f"privtrail service at {self.base_url} did not answer GET {route}: {error}"
             ) from error
         if answer.status not in accept:
-            raise ApiError(f"GET {route} failed with HTTP {answer.status}: {_detail(answer)}")
+            raise ApiError(f"GET {route} failed with HTTP {answer.status}: {error_detail(answer)}")
         return answer
 
 
@@ -188,7 +195,8 @@ def _rejected() -> TypeAdapter[list[RejectedInput]]:
     return TypeAdapter(list[RejectedInput])
 
 
-def _detail(answer: Answer) -> str:
+def error_detail(answer: Answer) -> str:
+    """What an error answer says went wrong: FastAPI's detail, each bad parameter named."""
     try:
         body = json.loads(answer.content)
     except ValueError:

@@ -38,6 +38,11 @@ class Http(Protocol):
     def close(self) -> None: ...
 
 
+def bearer(token: str | None) -> dict[str, str]:
+    """The header that carries an API token, if there is one."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 # What a kept-alive connection meets when the server closed it while it sat idle.
 _CLOSED_WHILE_IDLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 _FAILED = (OSError, http.client.HTTPException)
@@ -47,8 +52,9 @@ class StdlibHttp:
     """One kept-alive connection to the API; one the server closed while idle is opened again,
     as a GET may safely be repeated."""
 
-    def __init__(self, base_url: str, timeout: float) -> None:
+    def __init__(self, base_url: str, timeout: float, token: str | None = None) -> None:
         parts = urlsplit(base_url)
+        self._headers = {"Accept": "application/json", **bearer(token)}
         self._prefix = parts.path.rstrip("/")
         # HTTPS checks the server's certificate against the system's CAs by default.
         kind = (
@@ -86,20 +92,21 @@ class StdlibHttp:
         return NoAnswer(str(error) or type(error).__name__)
 
     def _exchange(self, target: str) -> Answer:
-        self._connection.request("GET", target, headers={"Accept": "application/json"})
+        self._connection.request("GET", target, headers=self._headers)
         response = self._connection.getresponse()
         return Answer(response.status, response.read(), response.reason)
 
 
 class HttpxHttp:
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: httpx.Client, token: str | None = None) -> None:
         self._client = client
+        self._headers = bearer(token)
 
     def get(self, path: str, query: dict[str, Any]) -> Answer:
         import httpx  # already loaded by whoever made the client
 
         try:
-            response = self._client.get(path, params=query)
+            response = self._client.get(path, params=query, headers=self._headers)
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
             raise Unreachable(str(error)) from error
         except httpx.TransportError as error:

@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from events.outputs import AuditRecord, Severity
+from privtrail.auth import CallerDep
 from privtrail.filters import KnownValues, UnknownValue
 from privtrail.params import in_store_range, parse_since, time_query
 from sinks import LineageEdge
@@ -83,7 +84,7 @@ class Summary(BaseModel):
     by_severity: dict[str, int]
     last_24h: int
     events: int
-    rejected: int
+    rejected: int | None
     triage: dict[str, int]
     top_rules: list[TopRule]
     orgs: list[str]
@@ -136,9 +137,12 @@ def dashboard_router(store: Store, known: KnownValues) -> APIRouter:
         return FileResponse(ASSETS / name, media_type=media_type)
 
     @router.get("/summary", response_model=Summary)
-    def summary(org: _Org = None) -> Summary:
-        """Headline counters and the top rules, for one org or all."""
-        return _summary(store, _org(known, org))
+    def summary(caller: CallerDep, org: _Org = None) -> Summary:
+        """Headline counters and the top rules, for one org or all the token's."""
+        checked = _org(known, org)
+        caller.orgs_to_read(checked)
+        held = sorted(caller.orgs) if caller.orgs is not None else None
+        return _summary(store, checked, held)
 
     @router.get("/chart", response_model=Chart)
     def chart(where: Charted, range: ChartRange = "24h") -> Chart:
@@ -173,9 +177,10 @@ def dashboard_router(store: Store, known: KnownValues) -> APIRouter:
     @router.get(
         "/violations/{org}/{violation_id}", response_model=ViolationDetail, responses=_NOT_STORED
     )
-    def violation(org: str, violation_id: str) -> ViolationDetail:
+    def violation(org: str, violation_id: str, caller: CallerDep) -> ViolationDetail:
         """One violation, the event that broke the rule, and its triage history."""
         org = _path_org(known, org)
+        caller.require_org(org)
         found = find_violation(store, org, violation_id)
         if found is None:
             raise HTTPException(404, f"no violation {violation_id!r} is stored for org {org!r}")
@@ -188,9 +193,12 @@ def dashboard_router(store: Store, known: KnownValues) -> APIRouter:
         response_model=TriageEntry,
         responses={**_NOT_STORED, 400: {"description": "The body is not JSON."}},
     )
-    def triage(org: str, violation_id: str, request: TriageRequest) -> TriageEntry:
+    def triage(
+        org: str, violation_id: str, request: TriageRequest, caller: CallerDep
+    ) -> TriageEntry:
         """Acknowledge or resolve a violation, with a note; kept with who and when."""
         org = _path_org(known, org)
+        caller.require_org(org)
         try:
             return record_triage(
                 store, org, violation_id, request.state, request.note, request.analyst.strip()
@@ -202,9 +210,12 @@ def dashboard_router(store: Store, known: KnownValues) -> APIRouter:
     def subject(
         org: str,
         pseudonym: Annotated[str, PathParam(description="The subject's keyed pseudonym.")],
+        caller: CallerDep,
     ) -> SubjectTimeline:
         """The subject's lineage timeline and every open violation of theirs."""
         org = _path_org(known, org)
+        caller.looked_at(pseudonym)
+        caller.require_org(org)
         edges = store.lineage(org, pseudonym)
         broken = list(feed_all(store, FeedFilter(org=org, subject_pseudonym=pseudonym)))
         return SubjectTimeline(org=org, subject_pseudonym=pseudonym, edges=edges, violations=broken)
@@ -224,16 +235,22 @@ _Severity = Annotated[Severity | None, Query(description="Only this severity.")]
 
 def _chart_filter_dependency(known: KnownValues) -> Callable[..., FeedFilter]:
     def chart_filter(
-        org: _Org = None, rule: _Rule = None, severity: _Severity = None
+        caller: CallerDep, org: _Org = None, rule: _Rule = None, severity: _Severity = None
     ) -> FeedFilter:
         checked_org = _org(known, org)
-        return FeedFilter(org=checked_org, rule=_rule(known, rule, checked_org), severity=severity)
+        return FeedFilter(
+            org=checked_org,
+            rule=_rule(known, rule, checked_org),
+            severity=severity,
+            orgs=_tuple(caller.orgs_to_read(checked_org)),
+        )
 
     return chart_filter
 
 
 def _feed_filter_dependency(known: KnownValues) -> Callable[..., FeedFilter]:
     def feed_filter(
+        caller: CallerDep,
         org: _Org = None,
         rule: _Rule = None,
         severity: _Severity = None,
@@ -251,13 +268,19 @@ def _feed_filter_dependency(known: KnownValues) -> Callable[..., FeedFilter]:
             since=_time("since", since),
             until=_time("until", until),
             triage=triage,
+            orgs=_tuple(caller.orgs_to_read(checked_org)),
         )
 
     return feed_filter
 
 
-def _summary(store: Store, org: str | None) -> Summary:
-    stats = store.stats()
+def _tuple(orgs: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(orgs) if orgs is not None else None
+
+
+def _summary(store: Store, org: str | None, held: list[str] | None) -> Summary:
+    """Of `org`, or of every org the token holds (`held`; None: every org)."""
+    stats = store.stats(held)
     rules = [TopRule(**row) for row in stats["violations_by_rule"]]
     orgs = sorted({rule.org for rule in rules})
     if org is not None:
@@ -266,15 +289,20 @@ def _summary(store: Store, org: str | None) -> Summary:
     for rule in rules:
         by_severity[rule.severity] = by_severity.get(rule.severity, 0) + rule.count
     day = violations_over_time(
-        store, FeedFilter(org=org), datetime.now(UTC), timedelta(hours=24), timedelta(hours=1)
+        store,
+        FeedFilter(org=org, orgs=_tuple(held)),
+        datetime.now(UTC),
+        timedelta(hours=24),
+        timedelta(hours=1),
     )
     return Summary(
         open_violations=sum(by_severity.values()),
         by_severity=by_severity,
         last_24h=sum(b.low + b.medium + b.high + b.critical for b in day),
         events=stats["tables"]["events"],
-        rejected=stats["tables"]["rejected_events"],
-        triage=triage_counts(store, org),
+        # Rejected inputs belong to no org: counted for a token of every org only.
+        rejected=stats["tables"]["rejected_events"] if held is None else None,
+        triage=triage_counts(store, [org] if org is not None else held),
         top_rules=rules[:TOP_RULES],
         orgs=orgs,
     )

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from config.settings import Settings
 from privtrail.client import ApiClient
+from privtrail.credentials import api_client
 from privtrail.params import parse_since
 from streams.rules import PolicyError, YamlPolicySet, load_policy_set
 from streams.rules.rejudge import (
@@ -83,7 +84,7 @@ def replay_history(
         raise ReplayError(
             f"--since ({start.isoformat()}) must be before --until ({end.isoformat()})"
         )
-    api = client or ApiClient(settings.api_url)
+    api = client or api_client(settings)
     try:
         records = api.history(since=start, until=end, org=org)
     finally:

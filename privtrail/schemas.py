@@ -77,7 +77,8 @@ class Stats(BaseModel):
     events: int
     violations: int
     lineage_edges: int
-    rejected_events: int
+    # None for a token that does not hold every org: rejected inputs belong to no org.
+    rejected_events: int | None
     violations_by_rule: list[RuleCount]
     violations_by_org: dict[str, int]
 

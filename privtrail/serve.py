@@ -19,17 +19,19 @@ from privtrail.api import create_app
 from privtrail.brokers import tuned_settings
 from privtrail.health import WorkerWatch
 from privtrail.security import pseudonym_key_warning, secured
+from privtrail.token_setup import TokenSetupError, prepare_tokens
 from sinks.alerts import create_alert_sink
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor
 
 log = logging.getLogger(__name__)
 
-_SUBJECT_IN_PATH = re.compile(r"^(/lineage/)[^?]*")
+_SUBJECT_IN_PATH = re.compile(r"^(/lineage/|/access-log/subjects/)[^?]*")
 
 
 class RedactSubjectIds(logging.Filter):
-    """Keeps the subject ids of `/lineage/{subject_id}` requests out of the access log."""
+    """Keeps the subject ids of `/lineage/{subject_id}` and `/access-log/subjects/{subject_id}`
+    requests out of the HTTP server's log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -49,6 +51,11 @@ def serve(settings: Settings) -> None:
         log.warning(warning)
     settings = tuned_settings(settings)
     store = Store.open(settings.store_dsn)
+    try:
+        prepare_tokens(settings, store)
+    except TokenSetupError as error:
+        store.close()
+        raise SystemExit(f"error: {error}") from None
     ingestor = Ingestor(settings, store)
     worker = WorkerWatch(settings)
     alerts = create_alert_sink(settings)

@@ -59,7 +59,7 @@ def _store_lines(before: Stats | str, after: Stats | str) -> list[str]:
     total = sum(gained.values())
     return [
         f"  violations stored: {total}" + (f" ({by_severity})" if by_severity else ""),
-        f"  rejected inputs stored: {after.rejected_events - before.rejected_events}",
+        f"  rejected inputs stored: {(after.rejected_events or 0) - (before.rejected_events or 0)}",
     ]
 
 

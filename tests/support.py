@@ -16,6 +16,7 @@ from pathlib import Path
 from config.settings import Settings, Topics
 from privtrail.brokers import EmbeddedBroker, tuned_settings
 from privtrail.client import ApiClient, ApiError
+from privtrail.credentials import TOKEN_FILE
 from privtrail.processes import spawn, stop_process_group
 
 LOCALHOST = "127.0.0.1"
@@ -85,6 +86,13 @@ def wait_until_up(api: ApiClient, process: subprocess.Popen[bytes], log: Path) -
         except ApiError:
             assert time.monotonic() < deadline, f"serve did not answer:\n{log_tail(log)}"
             time.sleep(0.2)
+
+
+def zero_config_client(url: str, data_dir: Path) -> ApiClient:
+    """A client of the API at `url` with the admin token that the store/API process writes to
+    `data_dir` on loopback (`privtrail up`), or with none while it is not written yet."""
+    path = data_dir / TOKEN_FILE
+    return ApiClient(url, token=path.read_text().strip() if path.exists() else None)
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

@@ -87,6 +87,38 @@ ROW_COUNTS = Counter(
     ),
 )
 
+_LINEAGE_ROWS: Final = (
+    f"toInt64(sum(if(event_type IN {LINEAGE_EVENT_TYPES}, "
+    "length(arrayDistinct(data_categories)), 0)))"
+)
+
+# `row_counts` per org: the counts a token for some orgs may see (privtrail/auth.py).
+ORG_ROW_COUNTS = Counter(
+    name="org_row_counts",
+    columns=(
+        "`org` LowCardinality(String), `table_name` LowCardinality(String), "
+        "`rows` SimpleAggregateFunction(sum, Int64)"
+    ),
+    engine="AggregatingMergeTree ORDER BY (org, table_name)",
+    views=(
+        (
+            "org_row_counts_events_mv",
+            "SELECT org, 'events' AS table_name, toInt64(sum(counted)) AS rows "
+            "FROM {db}.events GROUP BY org",
+        ),
+        (
+            "org_row_counts_lineage_mv",
+            f"SELECT org, 'lineage_edges' AS table_name, {_LINEAGE_ROWS} AS rows "
+            "FROM {db}.events WHERE counted = 1 GROUP BY org",
+        ),
+    ),
+    backfill=" UNION ALL ".join(
+        f"SELECT org, '{table}' AS table_name, toInt64(count()) AS rows "
+        f"FROM {{db}}.{table} FINAL GROUP BY org"
+        for table in ("events", "lineage_edges")
+    ),
+)
+
 RULE_COUNTS = Counter(
     name="rule_counts",
     columns=(
@@ -200,6 +232,7 @@ VIOLATION_HOURS = Counter(
 
 COUNTERS: Final = (
     ROW_COUNTS,
+    ORG_ROW_COUNTS,
     RULE_COUNTS,
     VIOLATION_STATES,
     EVENT_LATENCY,

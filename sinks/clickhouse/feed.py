@@ -22,6 +22,7 @@ TriageFilter = Literal["any", "new", "acknowledged", "resolved", "unresolved"]
 EXPORT_PAGE: Final = 5000
 
 _TIME: Final = "DateTime64(6, 'UTC')"
+ORGS_CONDITION: Final = "has({orgs:Array(String)}, org)"
 _TRIAGE_CONDITIONS: Final[dict[str, str]] = {
     "any": "1",
     "new": "triage_state = ''",
@@ -47,6 +48,8 @@ class FeedFilter:
     until: datetime | None = None
     triage: TriageFilter = "any"
     subject_pseudonym: str | None = None
+    # Only these orgs' violations (None: every org's): what the caller's token may read.
+    orgs: tuple[str, ...] | None = None
 
     def where(self) -> tuple[str, dict[str, Any]]:
         """The SQL condition (open violations matching every given filter) and its parameters."""
@@ -57,6 +60,7 @@ class FeedFilter:
             "since": (f"occurred_at >= {{since:{_TIME}}}", self.since and _utc(self.since)),
             "until": (f"occurred_at < {{until:{_TIME}}}", self.until and _utc(self.until)),
             "subject": ("subject_pseudonym = {subject:String}", self.subject_pseudonym),
+            "orgs": (ORGS_CONDITION, None if self.orgs is None else list(self.orgs)),
         }
         given = {name: f for name, f in filters.items() if f[1] is not None}
         conditions = [
@@ -143,9 +147,12 @@ def violations_over_time(
     last = _utc(end).replace(minute=0, second=0, microsecond=0)
     first = _bucket_start(last, hours) - span + bucket
     filters = {"org": where.org, "rule_id": where.rule, "severity": where.severity}
-    given = {name: value for name, value in filters.items() if value is not None}
+    given: dict[str, object] = {name: value for name, value in filters.items() if value is not None}
     conditions = ["hour >= {first:DateTime('UTC')}", "hour <= {last:DateTime('UTC')}"]
     conditions += [f"{name} = {{{name}:String}}" for name in given]
+    if where.orgs is not None:
+        conditions.append(ORGS_CONDITION)
+        given["orgs"] = list(where.orgs)
     rows = store.query_rows(
         f"SELECT toStartOfInterval(hour, INTERVAL {hours} HOUR) AS start, severity, "
         f"toInt64(sum(open)) AS n FROM {store.database}.{VIOLATION_HOURS.name} "

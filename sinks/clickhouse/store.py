@@ -24,6 +24,7 @@ from sinks import LineageEdge, Rejected
 from sinks.clickhouse.arrow import arrow_rows
 from sinks.clickhouse.counters import (
     EVENT_LATENCY,
+    ORG_ROW_COUNTS,
     PIPELINE_LAG,
     QUANTILES_MERGE,
     ROW_COUNTS,
@@ -212,10 +213,11 @@ class Store:
         subject_pseudonym: str | None = None,
         retracted: bool = False,
         severities: Sequence[str] | None = None,
+        orgs: Sequence[str] | None = None,
     ) -> list[Violation]:
         """Violations matching every given filter, newest (in event time) first; retracted
         ones (late evidence showed the rule was kept) only with `retracted`; of any of
-        `severities` when given.
+        `severities` when given; of any of `orgs` when given.
 
         `since` bounds `occurred_at`: when the rule was broken, not when it was detected.
         """
@@ -228,6 +230,7 @@ class Store:
                 "has({severities:Array(String)}, toString(severity))",
                 list(severities) if severities else None,
             ),
+            "orgs": _orgs_filter(orgs),
         }
         given = {name: f for name, f in filters.items() if f[1] is not None}
         conditions = [condition for condition, _ in given.values()]
@@ -267,9 +270,10 @@ class Store:
         org: str | None,
         after: tuple[datetime, str] | None,
         limit: int,
+        orgs: Sequence[str] | None = None,
     ) -> list[AuditRecord]:
         """One page of `history`: the first `limit` records ordered after `after`
-        (the event time and id of the previous page's last record)."""
+        (the event time and id of the previous page's last record), of any of `orgs`."""
         filters = {
             "since": ("event_time >= {since:DateTime64(6, 'UTC')}", since and _utc(since)),
             "until": ("event_time < {until:DateTime64(6, 'UTC')}", until and _utc(until)),
@@ -278,6 +282,7 @@ class Store:
                 "(event_time, event_id) > ({after_time:DateTime64(6, 'UTC')}, {after_id:String})",
                 after and _utc(after[0]),
             ),
+            "orgs": _orgs_filter(orgs),
         }
         given = {name: f for name, f in filters.items() if f[1] is not None}
         where = " AND ".join(condition for condition, _ in given.values()) or "1"
@@ -308,25 +313,45 @@ class Store:
         )
         return [Rejected(**row) for row in self._rows(sql, {}, _BYTES_COLUMNS)]
 
-    def stats(self) -> StoreStats:
+    def rejected_input(self, rejection_id: str) -> Rejected | None:
+        """One rejected input, with its exact bytes."""
+        sql = (
+            f"SELECT {self._select(REJECTED_EVENTS)} FROM {self._table(REJECTED_EVENTS)} FINAL "
+            "WHERE rejection_id = {id:String} LIMIT 1"
+        )
+        rows = self._rows(sql, {"id": rejection_id}, _BYTES_COLUMNS)
+        return Rejected(**rows[0]) if rows else None
+
+    def stats(self, orgs: Sequence[str] | None = None) -> StoreStats:
         """Rows per table (each copy once, open violations only) and open violations per rule,
-        read from the counters the inserts keep (counters.py)."""
+        read from the counters the inserts keep (counters.py).
+
+        With `orgs`, only theirs; rejected inputs belong to no org and count as 0.
+        """
+        where, parameters = (
+            ("WHERE has({orgs:Array(String)}, org)", {"orgs": list(orgs)})
+            if (orgs is not None)
+            else ("", {})
+        )
+        counter = ROW_COUNTS.name if orgs is None else ORG_ROW_COUNTS.name
         rows = (
-            f"SELECT table_name, sum(rows) AS n FROM {self.database}.{ROW_COUNTS.name} "
+            f"SELECT table_name, sum(rows) AS n FROM {self.database}.{counter} {where} "
             "GROUP BY table_name"
         )
         by_rule = (
             "SELECT org, rule_id, anyLast(severity) AS severity, sum(open) AS count "
-            f"FROM {self.database}.{RULE_COUNTS.name} GROUP BY org, rule_id HAVING count > 0 "
-            "ORDER BY count DESC, org, rule_id"
+            f"FROM {self.database}.{RULE_COUNTS.name} {where} GROUP BY org, rule_id "
+            "HAVING count > 0 ORDER BY count DESC, org, rule_id"
         )
         tables = dict.fromkeys((t.name for t in TABLES), 0)
-        tables.update({str(row["table_name"]): int(row["n"]) for row in self._rows(rows, {})})
+        tables.update(
+            {str(row["table_name"]): int(row["n"]) for row in self._rows(rows, parameters)}
+        )
         rules = [
             RuleCount(
                 org=row["org"], rule_id=row["rule_id"], severity=row["severity"], count=row["count"]
             )
-            for row in self._rows(by_rule, {})
+            for row in self._rows(by_rule, parameters)
         ]
         tables[VIOLATIONS.name] = sum(rule["count"] for rule in rules)
         return StoreStats(tables=tables, violations_by_rule=rules)
@@ -435,6 +460,10 @@ class Store:
     @staticmethod
     def _select(table: Table) -> str:
         return ", ".join(f"`{name}`" for name in table.column_names)
+
+
+def _orgs_filter(orgs: Sequence[str] | None) -> tuple[str, list[str] | None]:
+    return ("has({orgs:Array(String)}, org)", list(orgs) if orgs is not None else None)
 
 
 # Violations that still stand: late evidence retracts one by re-sending it with this status.

@@ -82,15 +82,16 @@ def triage_history(store: Store, org: str, violation_id: str) -> list[TriageEntr
     return [TriageEntry(**row) for row in rows]
 
 
-def triage_counts(store: Store, org: str | None) -> dict[str, int]:
-    """How many violations stand at each triage state now (their newest action)."""
-    where = "WHERE org = {org:String}" if org is not None else ""
+def triage_counts(store: Store, orgs: list[str] | None) -> dict[str, int]:
+    """How many violations of `orgs` (None: every org) stand at each triage state now (their
+    newest action)."""
+    where = "WHERE has({orgs:Array(String)}, org)" if orgs is not None else ""
     rows = store.query_rows(
         "SELECT state, toInt64(count()) AS n FROM ("
         "SELECT toString(argMax(state, at)) AS state "
         f"FROM {store.database}.{TABLE} {where} GROUP BY org, violation_id"
         ") GROUP BY state",
-        {"org": org} if org is not None else {},
+        {"orgs": orgs} if orgs is not None else {},
     )
     counts = dict.fromkeys(TRIAGE_STATES, 0)
     counts.update({row["state"]: int(row["n"]) for row in rows})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import time
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from pydantic import SecretStr
 
 from config.settings import Settings
 from privtrail.brokers import EmbeddedBroker
 from privtrail.client import ApiClient, ApiError
+from privtrail.credentials import api_client
 from privtrail.topics import ensure_topics
 from tests.support import free_port, log_tail, running_process, settings_for
 
@@ -68,11 +71,14 @@ class Pipeline:
 
 
 def pipeline_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    """Settings of a pipeline on `broker`, with an admin API token that the store/API process
+    registers as it starts (PRIVTRAIL_API_TOKEN) and the test's client sends."""
     settings = settings_for(broker, tmp_path).model_copy(
         update={
             "kafka_bootstrap": broker.bootstrap,
             "api_port": free_port(),
             "app_id": f"privtrail-{uuid.uuid4().hex[:8]}",
+            "api_token": SecretStr(f"ptk_{secrets.token_urlsafe(32)}"),
         }
     )
     ensure_topics(settings)
@@ -86,7 +92,7 @@ def pipeline(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Pipeline]:
     with running_process(
         [sys.executable, "-m", "privtrail", "serve"], tmp_path / "serve.log", env=settings.as_env()
     ) as serve:
-        running = Pipeline(settings, ApiClient(settings.api_url), [serve])
+        running = Pipeline(settings, api_client(settings), [serve])
         running.wait_for(lambda: _healthy(running.api), "the query API", timeout=60)
         yield running
 

@@ -27,10 +27,12 @@ from events.emitter import Emitter
 from privtrail.api import create_app
 from privtrail.brokers import EmbeddedBroker
 from privtrail.client import ApiClient
+from privtrail.credentials import api_client, local_token
 from sinks.clickhouse.store import Store
 from tests.e2e.conftest import Pipeline, pipeline_settings
 from tests.support import CHROMIUM, CHROMIUM_FLAGS, LOCALHOST, free_port, running_process
 from tests.unit.chdb_store import store_dsn, violation
+from tests.unit.tokens import bearer, token_of
 
 # How long the page may take to show what the pipeline stored: a judged event reaches the
 # store within seconds, and the feed polls every 2 s.
@@ -153,7 +155,7 @@ def session(
     settings = pipeline_settings(kafka_broker, tmp_path)
     serve_argv = [sys.executable, "-m", "privtrail", "serve"]
     with running_process(serve_argv, tmp_path / "serve.log", env=settings.as_env()) as serve:
-        pipeline = Pipeline(settings, ApiClient(settings.api_url), [serve])
+        pipeline = Pipeline(settings, api_client(settings), [serve])
         pipeline.wait_for(lambda: _answers(pipeline.api), "the query API", timeout=60)
         with pipeline.worker():
             subject = f"cx-{uuid.uuid4().hex[:8]}"
@@ -165,8 +167,23 @@ def session(
             running.shots.mkdir()
             _watch(running, settings.api_url)
             page.goto(settings.api_url + "/")
+            _sign_in(page, local_token(settings) or "")
             yield running
             context.close()
+
+
+def _sign_in(page: Page, token: str) -> None:
+    """Sign in through the page's login field, as a user pasting their token would."""
+    expect(page.locator("#login")).to_be_visible(timeout=SHOWN_MS)
+    expect(page.locator("#login-note")).to_have_text("sign in with an API token")
+    page.fill("#token", token)
+    page.click("#login button[type=submit]")
+    expect(page.locator("#signed-in")).to_be_visible(timeout=SHOWN_MS)
+    expect(page.locator("#login")).to_be_hidden()
+
+
+def _auth(session: Session) -> dict[str, str]:
+    return {"Authorization": f"Bearer {local_token(session.pipeline.settings)}"}
 
 
 def _answers(api: ApiClient) -> bool:
@@ -253,7 +270,9 @@ def test_the_filters_narrow_the_feed(session: Session) -> None:
     session.shot("3-filtered")
     csv_link = page.locator("#export-csv").get_attribute("href") or ""
     assert "severity=critical" in csv_link
-    exported = page.request.get(session.pipeline.settings.api_url + csv_link).text()
+    url = session.pipeline.settings.api_url + csv_link
+    assert page.request.get(url).status == 401  # the link alone opens nothing
+    exported = page.request.get(url, headers=_auth(session)).text()
     assert exported.count("CX-WA-ADS-001") == 1 and "XA-EMP-001" not in exported
 
     page.select_option("#severity", "")
@@ -330,6 +349,7 @@ def seeded_page(browser: Browser) -> Iterator[Page]:
     )
     port = free_port()
     app = create_app(Settings(pseudonym_key="k"), store)
+    auth = bearer(store, "analyst", ("linkxup",))
     server = uvicorn.Server(uvicorn.Config(app, host=LOCALHOST, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -339,7 +359,10 @@ def seeded_page(browser: Browser) -> Iterator[Page]:
             assert thread.is_alive(), "the API server did not start"
             time.sleep(0.05)
         page = context.new_page()
-        page.goto(f"http://{LOCALHOST}:{port}/")
+        # Signed in by a link that carries the token in its fragment, which no server sees.
+        page.goto(f"http://{LOCALHOST}:{port}/#token={token_of(auth)}")
+        expect(page.locator("#signed-in")).to_be_visible(timeout=SHOWN_MS)
+        assert "token" not in page.url
         yield page
     finally:
         context.close()
@@ -355,9 +378,9 @@ def test_loading_more_pages_past_100_rows(seeded_page: Page, tmp_path: Path) -> 
     expect(rows).to_have_count(100, timeout=SHOWN_MS)
 
     more.click()
-    expect(rows).to_have_count(200)
+    expect(rows).to_have_count(200, timeout=SHOWN_MS)
     more.click()
-    expect(rows).to_have_count(SEEDED)
+    expect(rows).to_have_count(SEEDED, timeout=SHOWN_MS)
     expect(more).to_be_hidden()
     page.screenshot(path=tmp_path / "paged.png", full_page=True)
 
@@ -366,5 +389,8 @@ def test_loading_more_pages_past_100_rows(seeded_page: Page, tmp_path: Path) -> 
     )
     assert shown == [f"v{n:03}" for n in range(SEEDED)]
     link = page.locator("#export-json").get_attribute("href") or ""
-    exported = page.request.get(page.url.rstrip("/") + link).json()
+    # The token the page keeps for this tab's session.
+    token = page.evaluate("sessionStorage.getItem('privtrail.token')")
+    headers = {"Authorization": f"Bearer {token}"}
+    exported = page.request.get(page.url.rstrip("/") + link, headers=headers).json()
     assert [row["violation_id"] for row in exported] == shown

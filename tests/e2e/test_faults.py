@@ -32,7 +32,7 @@ from events.outputs import Violation
 from events.tags import pseudonymise
 from privtrail.api import MAX_LIMIT
 from privtrail.brokers import EmbeddedBroker, embedded_broker
-from privtrail.client import ApiClient
+from privtrail.credentials import api_client
 from privtrail.demo import default_start, demo_events
 from streams.rules import judge_history, load_policy_set
 from streams.state import deadline_key
@@ -129,7 +129,7 @@ class Stack:
     def __init__(self, settings: Settings, exits: ExitStack) -> None:
         self.settings = settings
         self.exits = exits
-        self.pipeline = Pipeline(settings, ApiClient(settings.api_url))
+        self.pipeline = Pipeline(settings, api_client(settings))
         self.serve: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.started = 0

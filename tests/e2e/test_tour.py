@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ import pytest
 from privtrail.client import ApiClient, ApiError
 from privtrail.demo import DEFAULT_MALFORMED_SHARE, TOUR_SUBJECT
 from privtrail.demo.xpertaize import XA_EMPLOYERS
-from tests.support import free_port
+from tests.support import free_port, zero_config_client
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -78,7 +79,9 @@ def test_the_readme_tour_answers_with_data_and_a_second_demo_is_detected_again(
         "PRIVTRAIL_API_PORT": str(free_port()),
         "COLUMNS": "200",
     }
-    api = ApiClient(f"http://127.0.0.1:{env['PRIVTRAIL_API_PORT']}")
+    api = partial(
+        zero_config_client, f"http://127.0.0.1:{env['PRIVTRAIL_API_PORT']}", tmp_path / "data"
+    )
     up_argv = [*shlex.split(up_line.split("&")[0]), "--events", str(EVENTS)]
 
     with DemoRun(up_argv, cwd, env, tmp_path / "up-1.out") as first:
@@ -123,14 +126,15 @@ class DemoRun:
                 self.process.kill()
                 self.process.wait()
 
-    def wait_until_stored(self, api: ApiClient, events: int) -> None:
+    def wait_until_stored(self, api: Callable[[], ApiClient], events: int) -> None:
         """Return once the store holds `events` events and its counts have stopped moving."""
         deadline = time.monotonic() + READY_SECONDS
         seen: list[tuple[int, int]] = []
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"privtrail up exited:\n{self.out.read_text()}"
             try:
-                stats = api.stats()
+                with api() as client:
+                    stats = client.stats()
                 seen.append((stats.events, stats.violations))
             except ApiError:
                 pass

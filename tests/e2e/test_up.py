@@ -15,7 +15,7 @@ import pytest
 
 from privtrail.client import ApiClient, ApiError
 from tests.contract import clause_rule_ids
-from tests.support import free_port
+from tests.support import free_port, zero_config_client
 
 pytestmark = pytest.mark.e2e
 DURATION = 60
@@ -43,7 +43,7 @@ def test_up_demo_shows_every_rule_and_answers_the_other_commands(tmp_path: Path)
         "PRIVTRAIL_API_PORT": str(free_port()),
         "COLUMNS": "200",
     }
-    api = ApiClient(f"http://127.0.0.1:{env['PRIVTRAIL_API_PORT']}")
+    url = f"http://127.0.0.1:{env['PRIVTRAIL_API_PORT']}"
     with (tmp_path / "up.out").open("wb") as out:
         up = subprocess.Popen(
             [
@@ -63,7 +63,7 @@ def test_up_demo_shows_every_rule_and_answers_the_other_commands(tmp_path: Path)
             stdin=subprocess.DEVNULL,
         )
         try:
-            _wait_for_stored(api, 2400, up)
+            _wait_for_stored(url, tmp_path, 2400, up)
             event = {
                 "specversion": "1.0",
                 "id": "cli-1",
@@ -106,16 +106,17 @@ def test_up_demo_shows_every_rule_and_answers_the_other_commands(tmp_path: Path)
     mine = [v for v in found if v["event_id"] == "cli-1"]
     assert {v["rule_id"] for v in mine} >= {"CX-WA-ADS-001"}
     with pytest.raises(ApiError):
-        api.health()  # everything it started has stopped
+        ApiClient(url).health()  # everything it started has stopped
 
 
-def _wait_for_stored(api: ApiClient, count: int, up: subprocess.Popen[bytes]) -> None:
+def _wait_for_stored(url: str, data_dir: Path, count: int, up: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + DURATION
     while time.monotonic() < deadline:
         assert up.poll() is None, "privtrail up exited early"
         try:
-            if api.stats().events >= count:
-                return
+            with zero_config_client(url, data_dir) as api:
+                if api.stats().events >= count:
+                    return
         except ApiError:
             pass
         time.sleep(0.5)

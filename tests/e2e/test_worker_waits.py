@@ -11,7 +11,7 @@ import pytest
 
 from events.emitter import Emitter
 from privtrail.brokers import embedded_broker
-from privtrail.client import ApiClient
+from privtrail.credentials import api_client
 from privtrail.demo import default_start, demo_events
 from privtrail.topics import ensure_topics
 from tests.e2e.conftest import Pipeline, _healthy
@@ -41,7 +41,7 @@ def test_a_worker_started_before_its_broker_judges_once_the_broker_is_up(tmp_pat
             ensure_topics(settings)
             serve_log = settings.data_dir / "serve.log"
             with running_process([*argv, "serve"], serve_log, env=settings.as_env()) as serve:
-                pipeline = Pipeline(settings, ApiClient(settings.api_url), [worker, serve])
+                pipeline = Pipeline(settings, api_client(settings), [worker, serve])
                 pipeline.wait_for(lambda: _healthy(pipeline.api), "the query API", 60)
                 messages = demo_events(5, EVENTS, default_start(), malformed_share=0)
                 with Emitter(broker.bootstrap, source="/wait", topic=settings.topics.events) as e:

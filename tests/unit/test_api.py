@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from sinks import Rejected
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor
 from tests.unit.chdb_store import T0, audit, store_dsn, violation
+from tests.unit.tokens import bearer
 
 SUBJECT = "alice/42@example.com"
 SETTINGS = Settings(pseudonym_key="test-key")
@@ -104,7 +106,7 @@ def seed(store: Store) -> None:
 
 @pytest.fixture(scope="module")
 def http(store: Store) -> Iterator[TestClient]:
-    with TestClient(create_app(SETTINGS, store)) as client:
+    with TestClient(create_app(SETTINGS, store), headers=bearer(store)) as client:
         yield client
 
 
@@ -178,7 +180,7 @@ def test_orgs_and_rules_of_stored_violations_stay_queryable() -> None:
     old = Store.open(store_dsn())
     try:
         old.write_violations([violation("v-old", org="formerco", rule_id="FC-OLD-001")])
-        with TestClient(create_app(SETTINGS, old)) as http:
+        with TestClient(create_app(SETTINGS, old), headers=bearer(old)) as http:
             api = ApiClient(str(http.base_url), http=http)
             found = api.violations(org="FORMERCO", rule="fc-old-001")
             with pytest.raises(ApiError, match="known orgs: connectx, formerco, linkxup, xpert"):
@@ -199,7 +201,7 @@ def test_violations_filter_by_severity() -> None:
                 violation("v-crit", severity="critical", occurred_at=T0 + timedelta(minutes=2)),
             ]
         )
-        with TestClient(create_app(SETTINGS, graded)) as http:
+        with TestClient(create_app(SETTINGS, graded), headers=bearer(graded)) as http:
             api = ApiClient(str(http.base_url), http=http)
             critical = api.violations(severity="critical")
             serious = api.violations(severity=["high", "critical"])
@@ -332,7 +334,7 @@ def test_latency_is_the_event_to_store_lag_of_events_stored_in_the_window() -> N
         lagged.write_audit(
             [audit(f"e{lag}", event_time=now - timedelta(seconds=lag)) for lag in lags]
         )
-        with TestClient(create_app(SETTINGS, lagged)) as http:
+        with TestClient(create_app(SETTINGS, lagged), headers=bearer(lagged)) as http:
             api = ApiClient(str(http.base_url), http=http)
             everything, recent, none_yet = (
                 api.latency(),
@@ -435,9 +437,12 @@ def test_the_service_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
         text=True,
     )
     try:
-        client = ApiClient(f"http://127.0.0.1:{port}")
-        health = wait_for_health(client, process)
+        health = wait_for_health(ApiClient(f"http://127.0.0.1:{port}"), process)
         assert health.store.ok and health.ingest is not None and health.ingest.running
+        # On loopback with no token configured, the service writes an admin token for you.
+        token_file = tmp_path / "api-token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        client = ApiClient(f"http://127.0.0.1:{port}", token=token_file.read_text().strip())
         assert client.lineage(SUBJECT, org="linkxup").edges == []
 
         process.send_signal(signal.SIGTERM)

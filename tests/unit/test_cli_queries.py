@@ -20,9 +20,12 @@ from privtrail.api import create_app
 from privtrail.brokers.apache_kafka import free_port
 from sinks.clickhouse.store import Store
 from tests.unit.chdb_store import T0, audit, store_dsn, violation
+from tests.unit.tokens import bearer, token_of
 
 SUBJECT = "cand-0042"
 PSEUDONYM = pseudonymise(b"test-key", "xpertaize", SUBJECT)
+# The CLI's token (PRIVTRAIL_API_TOKEN) for the API on each port.
+TOKENS: dict[int, str] = {}
 EXPLANATION = (
     "user.job.employment_history and user.contact.email shared with data_broker "
     "talentbrokers-international-recruitment-analytics for marketing.advertising, which "
@@ -80,6 +83,7 @@ def api_port() -> Iterator[int]:
     store = Store.open(store_dsn())
     seed(store)
     port = free_port()
+    TOKENS[port] = token_of(bearer(store, "auditor"))
     config = uvicorn.Config(
         create_app(Settings(pseudonym_key="test-key"), store), port=port, log_level="warning"
     )
@@ -97,8 +101,13 @@ def api_port() -> Iterator[int]:
 
 
 def run(port: int, *args: str, width: int = 80) -> Result:
-    env = {"PRIVTRAIL_API_PORT": str(port), "PRIVTRAIL_PSEUDONYM_KEY": "test-key"}
-    return CliRunner().invoke(cli.app, list(args), env={**env, "COLUMNS": str(width)})
+    env = {
+        "PRIVTRAIL_API_PORT": str(port),
+        "PRIVTRAIL_PSEUDONYM_KEY": "test-key",
+        "PRIVTRAIL_API_TOKEN": TOKENS[port],
+        "COLUMNS": str(width),
+    }
+    return CliRunner().invoke(cli.app, list(args), env=env)
 
 
 @pytest.mark.parametrize("width", [80, 120])

@@ -17,6 +17,7 @@ from config.settings import Settings
 from privtrail.api import create_app
 from sinks.clickhouse.store import Store
 from tests.unit.chdb_store import audit, store_dsn, violation
+from tests.unit.tokens import bearer
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
@@ -49,7 +50,9 @@ def http() -> Iterator[TestClient]:
     ]
     store.write_violations(broken)
     store.write_violations(broken[:2])  # replayed copies change no count
-    with TestClient(create_app(Settings(pseudonym_key="k"), store)) as client:
+    with TestClient(
+        create_app(Settings(pseudonym_key="k"), store), headers=bearer(store)
+    ) as client:
         yield client
     store.close()
 

@@ -89,7 +89,7 @@ def test_triage_keeps_every_action_and_the_newest_one_counts(store: Store) -> No
     ]
     assert history[0].at < history[1].at
     assert triage_counts(store, None) == {"acknowledged": 1, "resolved": 1}
-    assert triage_counts(store, "connectx") == {"acknowledged": 0, "resolved": 0}
+    assert triage_counts(store, ["connectx"]) == {"acknowledged": 0, "resolved": 0}
 
 
 def test_triage_of_a_violation_not_stored_is_refused(store: Store) -> None:

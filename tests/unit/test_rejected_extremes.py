@@ -22,6 +22,7 @@ from sinks import Rejected
 from sinks.clickhouse.store import Store
 from sinks.ingest import rejected_from_dead_letter
 from tests.unit.chdb_store import T0, store_dsn
+from tests.unit.tokens import bearer
 
 DEEP = b'{"id": "deep-1", "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
 # An id of about 1 MB: the dead letter keeps only its first 64 KiB.
@@ -86,7 +87,7 @@ def store() -> Iterator[Store]:
 
 @pytest.fixture(scope="module")
 def http(store: Store) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(), store)) as client:
+    with TestClient(create_app(Settings(), store), headers=bearer(store)) as client:
         yield client
 
 

@@ -35,6 +35,7 @@ from tests.unit.test_replay import (
     parsed,
     small_history,
 )
+from tests.unit.tokens import bearer
 
 SETTINGS = Settings(pseudonym_key=KEY.decode(), policies_dir=REPO / "policies")
 
@@ -44,7 +45,7 @@ def serving(records_of: list[list[dict[str, object]]]) -> Iterator[TestClient]:
     for documents in records_of:
         store.write_audit(judged(documents))
     try:
-        with TestClient(create_app(SETTINGS, store)) as http:
+        with TestClient(create_app(SETTINGS, store), headers=bearer(store)) as http:
             yield http
     finally:
         store.close()
