@@ -53,7 +53,7 @@ def test_a_foreign_host_header_is_refused(http: TestClient, host: str) -> None:
     "host", ["127.0.0.1:8088", "localhost:8088", "localhost", "audit.example.org"]
 )
 def test_the_configured_host_names_are_served(http: TestClient, host: str) -> None:
-    assert http.get("/stats", headers={"Host": host}).status_code == 200
+    assert http.get("/health", headers={"Host": host}).status_code == 200
 
 
 def test_allowed_hosts_follow_the_bind_address() -> None:
