@@ -31,6 +31,7 @@ from privtrail import __version__
 from privtrail.dashboard import dashboard_router
 from privtrail.filters import KnownValues, UnknownValue
 from privtrail.health import WorkerStatus, WorkerWatch
+from privtrail.integrity_api import integrity_router
 from privtrail.schemas import (
     HistoryPage,
     Latency,
@@ -249,6 +250,7 @@ def create_app(
         return FileResponse(DASHBOARD, media_type="text/html")
 
     app.include_router(dashboard_router(store, known))
+    app.include_router(integrity_router(settings, store, _since_param))
     return app
 
 

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import httpx
 
     from privtrail.api import Health
+    from privtrail.integrity_api import CheckpointExport
+    from sinks.integrity.verify import VerifyReport
 
 T = TypeVar("T")
 
@@ -118,6 +120,20 @@ class ApiClient:
             if page.next_cursor is None:
                 return records
             params["cursor"] = page.next_cursor
+
+    def verify(self, since: str | datetime | None = None, org: str | None = None) -> VerifyReport:
+        """The store's integrity check (see `privtrail verify`); `since` as in `violations`."""
+        from sinks.integrity.verify import VerifyReport
+
+        params = {"org": org, "since": since.isoformat() if isinstance(since, datetime) else since}
+        return VerifyReport.model_validate_json(self._request("/verify", "/verify", params).content)
+
+    def checkpoints(self) -> CheckpointExport:
+        """Every signed checkpoint, with the public key that checks them."""
+        from privtrail.integrity_api import CheckpointExport
+
+        answer = self._request("/checkpoints", "/checkpoints", {})
+        return CheckpointExport.model_validate_json(answer.content)
 
     def _get(self, adapter: TypeAdapter[T], path: str, params: dict[str, Any]) -> T:
         return adapter.validate_json(self._request(path, path, params).content)

@@ -21,6 +21,7 @@ from privtrail.health import WorkerWatch
 from sinks.alerts import create_alert_sink
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor
+from sinks.integrity.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then stop ingesting, flush, and close the store."""
     settings = tuned_settings(settings)
     store = Store.open(settings.store_dsn)
-    ingestor = Ingestor(settings, store)
+    ledger = Ledger(settings, store) if settings.integrity_chain else None
+    ingestor = Ingestor(settings, store, ledger=ledger)
     worker = WorkerWatch(settings)
     alerts = create_alert_sink(settings)
     if alerts is not None:

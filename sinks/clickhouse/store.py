@@ -369,10 +369,21 @@ class Store:
             int(row["events"]), float(p50), float(p99), float(row["max_ms"]), row["last_stored_at"]
         )
 
-    def query_rows(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    def query_rows(
+        self,
+        sql: str,
+        parameters: dict[str, Any],
+        column_formats: ColumnFormats | None = None,
+    ) -> list[dict[str, Any]]:
         """Rows of a read by another store module (feed.py, triage.py), under the store's lock;
         its SQL names tables by `database`."""
-        return self._rows(sql, parameters)
+        return self._rows(sql, parameters, column_formats)
+
+    def insert_rows(self, table: Table, rows: Sequence[BaseModel]) -> None:
+        """Rows of another store module's own table (sinks/integrity/), which has no
+        bookkeeping columns."""
+        with self._lock:
+            self._insert(table, rows, [])
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         """A statement by another store module: its own table's DDL, or an insert into it."""
