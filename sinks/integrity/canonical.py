@@ -14,18 +14,21 @@ the rest of the row verifiable.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import Enum
+from functools import cache
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from sinks.clickhouse.schema import Table
 
 _PRECISION = re.compile(r"DateTime64\((\d)")
+
+Convert = Callable[[Any], Any]
 
 
 def row_values(row: BaseModel | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -35,11 +38,7 @@ def row_values(row: BaseModel | Mapping[str, Any]) -> Mapping[str, Any]:
 def row_digest(table: Table, row: BaseModel | Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the row's canonical encoding, its bytes columns left out."""
     values = row_values(row)
-    plain = {
-        name: _plain(values[name], _precision(kind))
-        for name, kind in table.columns
-        if name not in table.bytes_columns
-    }
+    plain = {name: convert(values[name]) for name, convert in _plan(table)}
     return _sha256(canonical_json(plain))
 
 
@@ -58,7 +57,8 @@ def payload_removed(table: Table, row: Mapping[str, Any]) -> bool:
 
 
 def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Keys sorted, no spaces, UTF-8: one byte string per value."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def _sha256(data: bytes) -> str:
@@ -72,26 +72,47 @@ def _bytes_digest(value: bytes | str | None) -> str | None:
     return _sha256(data)
 
 
-def _precision(kind: str) -> int | None:
-    match = _PRECISION.search(kind)
-    return int(match.group(1)) if match else None
+@cache
+def _plan(table: Table) -> tuple[tuple[str, Convert], ...]:
+    """Per digested column, how its value becomes plain JSON: worked out once per table, as
+    digesting runs for every stored row."""
+    return tuple(
+        (name, _converter(kind)) for name, kind in table.columns if name not in table.bytes_columns
+    )
 
 
-def _plain(value: Any, precision: int | None) -> Any:
-    if isinstance(value, datetime):
-        return _time(value, precision if precision is not None else 6)
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return sorted([str(key), _plain(item, None)] for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return [_plain(item, precision) for item in value]
+def _converter(kind: str) -> Convert:
+    precision = _PRECISION.search(kind)
+    if precision:
+        return _time_at(int(precision.group(1)))
+    if kind.startswith("Map("):
+        return _map
+    if kind.startswith("Enum"):
+        return _enum
+    return _same
+
+
+def _same(value: Any) -> Any:
     return value
 
 
-def _time(moment: datetime, precision: int) -> str:
+def _enum(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _map(value: Mapping[str, Any]) -> list[list[str]]:
+    return sorted([str(key), str(item)] for key, item in value.items())
+
+
+def _time_at(precision: int) -> Convert:
     # The store keeps `precision` decimal places: the written value is cut to what reads back.
-    utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     step = 10 ** (6 - precision)
-    micros = utc.microsecond - utc.microsecond % step
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{micros:06d}Z"
+
+    def plain(moment: datetime | None) -> str | None:
+        if moment is None:
+            return None
+        utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+        micros = utc.microsecond - utc.microsecond % step
+        return f"{utc:%Y-%m-%dT%H:%M:%S}.{micros:06d}Z"
+
+    return plain

@@ -153,7 +153,8 @@ def make_entry(
         "digest": row_digest(table, row),
         "payload": payload_digest(table, row),
     }
-    return ChainEntry(**fields, head=link(previous.head, fields), chained_at=now)
+    # Built without validation: every field is made here, and this runs for every stored row.
+    return ChainEntry.model_construct(**fields, head=link(previous.head, fields), chained_at=now)
 
 
 def recompute(chain: str, entries: Iterable[ChainEntry]) -> Iterable[tuple[ChainEntry, str]]:
