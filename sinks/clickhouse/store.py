@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import clickhouse_connect
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel
 
@@ -379,11 +380,10 @@ class Store:
         its SQL names tables by `database`."""
         return self._rows(sql, parameters, column_formats)
 
-    def insert_rows(self, table: Table, rows: Sequence[BaseModel]) -> None:
-        """Rows of another store module's own table (sinks/integrity/), which has no
-        bookkeeping columns."""
+    def insert_arrow(self, table: Table, data: pa.Table) -> None:
+        """Rows of another store module's own table (sinks/integrity/), as Arrow."""
         with self._lock:
-            self._insert(table, rows, [])
+            self._client.insert_arrow(table.name, data, database=self.database)
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         """A statement by another store module: its own table's DDL, or an insert into it."""

@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -38,7 +39,10 @@ def row_values(row: BaseModel | Mapping[str, Any]) -> Mapping[str, Any]:
 def row_digest(table: Table, row: BaseModel | Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the row's canonical encoding, its bytes columns left out."""
     values = row_values(row)
-    plain = {name: convert(values[name]) for name, convert in _plan(table)}
+    names, converted = _plan(table)
+    plain = dict(zip(names, itemgetter(*names)(values), strict=True))
+    for name, convert in converted:
+        plain[name] = convert(plain[name])
     return _sha256(canonical_json(plain))
 
 
@@ -73,15 +77,17 @@ def _bytes_digest(value: bytes | str | None) -> str | None:
 
 
 @cache
-def _plan(table: Table) -> tuple[tuple[str, Convert], ...]:
-    """Per digested column, how its value becomes plain JSON: worked out once per table, as
-    digesting runs for every stored row."""
-    return tuple(
-        (name, _converter(kind)) for name, kind in table.columns if name not in table.bytes_columns
+def _plan(table: Table) -> tuple[tuple[str, ...], tuple[tuple[str, Convert], ...]]:
+    """The digested columns, and how those that are not plain JSON as read become so: worked
+    out once per table, as digesting runs for every stored row."""
+    digested = [(name, kind) for name, kind in table.columns if name not in table.bytes_columns]
+    converted = tuple(
+        (name, convert) for name, kind in digested if (convert := _converter(kind)) is not None
     )
+    return tuple(name for name, _ in digested), converted
 
 
-def _converter(kind: str) -> Convert:
+def _converter(kind: str) -> Convert | None:
     precision = _PRECISION.search(kind)
     if precision:
         return _time_at(int(precision.group(1)))
@@ -89,11 +95,7 @@ def _converter(kind: str) -> Convert:
         return _map
     if kind.startswith("Enum"):
         return _enum
-    return _same
-
-
-def _same(value: Any) -> Any:
-    return value
+    return None
 
 
 def _enum(value: Any) -> Any:
@@ -104,15 +106,24 @@ def _map(value: Mapping[str, Any]) -> list[list[str]]:
     return sorted([str(key), str(item)] for key, item in value.items())
 
 
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch (a naive time is taken as UTC, as the store does)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // _MICROSECOND
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _time_at(precision: int) -> Convert:
     # The store keeps `precision` decimal places: the written value is cut to what reads back.
-    step = 10 ** (6 - precision)
+    step = int(10 ** (6 - precision))
 
-    def plain(moment: datetime | None) -> str | None:
+    def plain(moment: datetime | None) -> int | None:
         if moment is None:
             return None
-        utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-        micros = utc.microsecond - utc.microsecond % step
-        return f"{utc:%Y-%m-%dT%H:%M:%S}.{micros:06d}Z"
+        value = micros(moment)
+        return value - value % step
 
     return plain

@@ -25,7 +25,13 @@ from pydantic import BaseModel, ConfigDict
 from events.outputs import AuditRecord, Violation
 from sinks import Rejected
 from sinks.clickhouse.schema import EVENTS, REJECTED_EVENTS, VIOLATIONS, Table
-from sinks.integrity.canonical import canonical_json, payload_digest, row_digest, row_values
+from sinks.integrity.canonical import (
+    canonical_json,
+    micros,
+    payload_digest,
+    row_digest,
+    row_values,
+)
 
 # The tables whose rows are chained, by name.
 CHAINED: Mapping[str, Table] = {t.name: t for t in (EVENTS, VIOLATIONS, REJECTED_EVENTS)}
@@ -102,14 +108,7 @@ def row_id(table: Table, row: BaseModel | Mapping[str, Any]) -> str:
 
 
 def row_version(table: Table, row: BaseModel | Mapping[str, Any]) -> int:
-    if table.version is None:
-        return 0
-    moment: datetime = row_values(row)[table.version]
-    utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return (utc - datetime(1970, 1, 1, tzinfo=UTC)) // _MICROSECOND
-
-
-_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return micros(row_values(row)[table.version]) if table.version is not None else 0
 
 
 class Chains:
@@ -120,7 +119,7 @@ class Chains:
 
     def extend(
         self, topic: str, partition: int, offset: int, rows: Sequence[BaseModel]
-    ) -> list[ChainEntry]:
+    ) -> list[dict[str, Any]]:
         """The entries of one consumed message's rows; none if its offset is chained already."""
         name = chain_name(topic, partition)
         head = self.heads.get(name) or genesis(name)
@@ -131,7 +130,7 @@ class Chains:
         for row in rows:
             entry = make_entry(name, head, offset, table_of(row), row, now)
             entries.append(entry)
-            head = Head(entry.seq, offset, entry.head)
+            head = Head(entry["seq"], offset, entry["head"])
         # A message without rows still moves the chain's offset: it was consumed and stored.
         self.heads[name] = Head(head.seq, offset, head.head)
         return entries
@@ -139,7 +138,9 @@ class Chains:
 
 def make_entry(
     chain: str, previous: Head, offset: int, table: Table, row: BaseModel, now: datetime
-) -> ChainEntry:
+) -> dict[str, Any]:
+    """One entry as the columns of its table (ChainEntry's fields): a plain dict, as this runs
+    for every stored row."""
     values = row_values(row)
     fields: dict[str, Any] = {
         "chain": chain,
@@ -153,8 +154,10 @@ def make_entry(
         "digest": row_digest(table, row),
         "payload": payload_digest(table, row),
     }
-    # Built without validation: every field is made here, and this runs for every stored row.
-    return ChainEntry.model_construct(**fields, head=link(previous.head, fields), chained_at=now)
+    head = link(previous.head, fields)
+    fields["head"] = head
+    fields["chained_at"] = now
+    return fields
 
 
 def recompute(chain: str, entries: Iterable[ChainEntry]) -> Iterable[tuple[ChainEntry, str]]:

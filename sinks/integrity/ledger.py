@@ -13,13 +13,13 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from config.settings import Settings
 from sinks.clickhouse.store import Store
-from sinks.integrity.chain import ChainEntry, Chains
+from sinks.integrity.chain import Chains
 from sinks.integrity.signing import Checkpoint, SignedHead, Signer, load_signer
 from sinks.integrity.tables import (
     ensure_integrity_schema,
@@ -44,7 +44,7 @@ class Ledger:
         self.signer: Signer = load_signer(settings.integrity_key_path, settings.data_dir)
         self._publish = publish or KafkaPublisher(settings)
         self._chains: Chains | None = None
-        self._pending: list[ChainEntry] = []
+        self._pending: list[dict[str, Any]] = []
         self._last: Checkpoint | None = None
         self._unsigned = 0
         self._last_signed = time.monotonic()

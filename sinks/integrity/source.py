@@ -47,7 +47,8 @@ class KafkaSource:
             client_id=f"{self.settings.app_id}-verify",
             bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
         ) as admin:
-            offsets = admin.list_consumer_group_offsets(f"{self.settings.app_id}-store")
+            group = f"{self.settings.app_id}-store"
+            offsets = admin.list_group_offsets(group)[group]
         return {
             chain_name(tp.topic, tp.partition): meta.offset
             for tp, meta in offsets.items()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
+from sinks.clickhouse.arrow import arrow_rows, arrow_schema
 from sinks.clickhouse.schema import LABEL, TIME, Table
 from sinks.clickhouse.store import Store
 from sinks.integrity.chain import ChainEntry, Head
@@ -79,13 +81,14 @@ def ensure_integrity_schema(store: Store) -> None:
         store.command(table.ddl(store.database))
 
 
-def write_entries(store: Store, entries: Sequence[ChainEntry]) -> None:
+def write_entries(store: Store, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Insert entries given as column dicts (ChainEntry's fields), as the ingest loop makes them."""
     if entries:
-        store.insert_rows(CHAIN, entries)
+        store.insert_arrow(CHAIN, pa.Table.from_pylist(list(entries), schema=arrow_schema(CHAIN)))
 
 
 def write_checkpoint(store: Store, checkpoint: Checkpoint) -> None:
-    store.insert_rows(CHECKPOINTS, [StoredCheckpoint.of(checkpoint)])
+    store.insert_arrow(CHECKPOINTS, arrow_rows(CHECKPOINTS, [StoredCheckpoint.of(checkpoint)], []))
 
 
 def load_heads(store: Store) -> dict[str, Head]:

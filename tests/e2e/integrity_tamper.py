@@ -40,17 +40,19 @@ def tamper(store: Store) -> dict[str, Any]:
         f"FROM {db}.events FINAL GROUP BY m ORDER BY m LIMIT 1"
     )[0]
     store.command(f"ALTER TABLE {db}.events DROP PARTITION {month['m']}")
-    # One event edited, and one forged from another under a new id.
-    first_two = rows(f"SELECT event_id FROM {db}.events FINAL ORDER BY event_id LIMIT 2")
-    edited, base = (r["event_id"] for r in first_two)
+    # One event edited, and one forged.
+    edited = _first(rows, db, "events", "event_id")
     store.command(
         f"ALTER TABLE {db}.events UPDATE recipient_country = 'ZZ' WHERE event_id = '{edited}'"
         + SYNC
     )
     store.command(
-        f"INSERT INTO {db}.events SELECT * REPLACE ('forged-event' AS event_id) "
-        f"FROM {db}.events FINAL WHERE event_id = '{base}'"
+        f"INSERT INTO {db}.events (event_id, event_type, source, org, event_time, judged_at, "
+        "subject_pseudonym, subject_kind, policy_version, `partition`, `offset`) VALUES "
+        "('forged-event', 'privacy.data.accessed', '/forged', 'linkxup', now64(6), now64(6), "
+        "'forged-subject', 'customer', '2025.1', 0, 0)"
     )
+    assert rows(f"SELECT count() AS n FROM {db}.events WHERE event_id = 'forged-event'")[0]["n"]
     # A violation and a rejected input deleted.
     violation = _first(rows, db, "violations", "violation_id")
     store.command(f"ALTER TABLE {db}.violations DELETE WHERE violation_id = '{violation}'" + SYNC)

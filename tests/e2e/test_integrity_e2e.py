@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -37,12 +38,37 @@ REPO = Path(__file__).resolve().parents[2]
 def serving(settings: Settings, name: str = "serve") -> Iterator[Pipeline]:
     with running_process(
         [sys.executable, "-m", "privtrail", "serve"],
-        settings.data_dir / f"{name}.log",
+        _log(settings, name),
         env=settings.as_env(),
     ) as serve:
         running = Pipeline(settings, ApiClient(settings.api_url), [serve])
         running.wait_for(lambda: _healthy(running.api), "the query API", timeout=90)
         yield running
+
+
+@contextmanager
+def serving_until_killed(settings: Settings, name: str) -> Iterator[Pipeline]:
+    """The store process, killed with SIGKILL when the block ends: no flush, no checkpoint."""
+    serve = spawn([sys.executable, "-m", "privtrail", "serve"], _log(settings, name), env(settings))
+    try:
+        running = Pipeline(settings, ApiClient(settings.api_url), [serve])
+        running.wait_for(lambda: _healthy(running.api), "the query API", timeout=90)
+        yield running
+    finally:
+        os.killpg(serve.pid, signal.SIGKILL)
+        serve.wait()
+
+
+@contextmanager
+def working(settings: Settings, name: str) -> Iterator[None]:
+    with running_process(
+        [sys.executable, "-m", "privtrail", "worker"], _log(settings, name), env=env(settings)
+    ):
+        yield
+
+
+def _log(settings: Settings, name: str) -> Path:
+    return settings.data_dir / f"{name}.log"
 
 
 def emit(settings: Settings, salt: str, start_days_ago: int = 0) -> int:
@@ -91,14 +117,21 @@ def resend_one_audit_message(settings: Settings) -> None:
     """A copy of a stored audit message sent again: what a worker that crashed after sending
     it, and before committing, does."""
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
-    partition = TopicPartition(settings.topics.audit, 0)
-    consumer.assign([partition])
-    consumer.seek_to_beginning(partition)
-    records = consumer.poll(timeout_ms=10_000, max_records=1).get(partition, [])
+    partitions = [
+        TopicPartition(settings.topics.audit, number)
+        for number in sorted(consumer.partitions_for_topic(settings.topics.audit) or ())
+    ]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    deadline = time.monotonic() + 60
+    records: list[Any] = []
+    while not records and time.monotonic() < deadline:
+        records = [r for batch in consumer.poll(timeout_ms=1000).values() for r in batch]
     consumer.close()
     assert records, "no audit message to send again"
+    first = records[0]
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap)
-    producer.send(settings.topics.audit, records[0].value, key=records[0].key, partition=0).get(30)
+    producer.send(first.topic, first.value, key=first.key, partition=first.partition).get(30)
     producer.close()
 
 
@@ -119,23 +152,12 @@ def test_a_clean_history_verifies_after_crashes_duplicates_and_a_replay(
             wait_stored(pipeline, sent)
             resend_one_audit_message(settings)
             before = wait_stored(pipeline, sent)
-    worker_log = tmp_path / "worker-3.log"
-    with running_process(
-        [sys.executable, "-m", "privtrail", "worker"], worker_log, env=env(settings)
-    ):
+    with working(settings, "worker-3"):
         # The store process killed as it ingests: what it inserted and had not committed yet
         # is consumed and inserted again.
-        serve = spawn(
-            [sys.executable, "-m", "privtrail", "serve"], tmp_path / "serve-2.log", env(settings)
-        )
-        try:
-            killed = Pipeline(settings, ApiClient(settings.api_url), [serve])
-            killed.wait_for(lambda: _healthy(killed.api), "the query API", timeout=90)
+        with serving_until_killed(settings, "serve-2") as killed:
             sent += emit(settings, "third", start_days_ago=800)
             killed.wait_for(lambda: stored_rows(killed) > before, "rows of the third run stored")
-        finally:
-            os.killpg(serve.pid, signal.SIGKILL)
-            serve.wait()
         with serving(settings, "serve-3") as pipeline:
             wait_stored(pipeline, sent)
             replayed = cli(settings, "replay", "--policy", str(REPO / "policies"), "--json")
@@ -154,7 +176,7 @@ def test_a_clean_history_verifies_after_crashes_duplicates_and_a_replay(
 
 
 def _signed(settings: Settings) -> bool:
-    """Whether the newest checkpoint covers every chain entry (nothing left unsigned)."""
+    """Whether the trail verifies with at least one signed checkpoint."""
     code, report = verify(settings)
     return code == 0 and report["last_checkpoint"] is not None
 
@@ -166,23 +188,11 @@ def test_verify_names_each_row_tampered_with_in_the_store(
     settings = pipeline_settings(broker, tmp_path).model_copy(
         update={"integrity_checkpoint_seconds": 3600.0, "integrity_checkpoint_records": 10**6}
     )
-    worker_log = tmp_path / "worker.log"
-    with running_process(
-        [sys.executable, "-m", "privtrail", "worker"], worker_log, env=env(settings)
-    ):
-        serve = spawn(
-            [sys.executable, "-m", "privtrail", "serve"], tmp_path / "serve.log", env(settings)
-        )
-        try:
-            pipeline = Pipeline(settings, ApiClient(settings.api_url), [serve])
-            pipeline.wait_for(lambda: _healthy(pipeline.api), "the query API", timeout=90)
-            wait_stored(pipeline, emit(settings, "tamper"))
-            code, report = verify(settings)
-            assert (code, report["findings"]) == (0, []), report
-        finally:
-            # Killed: a graceful stop would sign the tail the test cuts.
-            os.killpg(serve.pid, signal.SIGKILL)
-            serve.wait()
+    # Killed at the end: a graceful stop would sign the tail the test cuts.
+    with working(settings, "worker"), serving_until_killed(settings, "serve") as pipeline:
+        wait_stored(pipeline, emit(settings, "tamper"))
+        code, report = verify(settings)
+        assert (code, report["findings"]) == (0, []), report
     tampered = subprocess.run(
         [sys.executable, "-m", "tests.e2e.integrity_tamper", settings.store_dsn],
         capture_output=True,

@@ -22,7 +22,7 @@ from sinks.integrity.canonical import payload_digest, row_digest
 from sinks.integrity.chain import chain_name, table_of
 from sinks.integrity.ledger import Ledger
 from sinks.integrity.signing import Checkpoint, SigningKeyError, check_export, load_signer
-from sinks.integrity.tables import CHAIN, CHECKPOINTS, read_entries, read_rows
+from sinks.integrity.tables import CHAIN, CHECKPOINTS, read_entries, read_rows, write_entries
 from sinks.integrity.verify import VerifyReport, verify
 from tests.unit.chdb_store import T0, audit, store_dsn, violation
 
@@ -236,12 +236,12 @@ def test_reordered_entries_are_named(trail: Trail) -> None:
     chain = chain_name(AUDIT, 0)
     # Swap e2 (#2, offset 0) and e3 (#3, offset 1): the rows stay, their order changes.
     swapped = [
-        e.model_copy(update={"seq": 5 - e.seq})
+        {**e.model_dump(), "seq": 5 - e.seq}
         for e in read_entries(trail.store)
         if e.chain == chain and e.seq in (2, 3)
     ]
     trail.sql(f"ALTER TABLE {{db}}.{CHAIN.name} DELETE WHERE chain = '{chain}' AND seq IN (2, 3)")
-    trail.store.insert_rows(CHAIN, swapped)
+    write_entries(trail.store, swapped)
     findings = found(trail.verify())
     assert ("reordered", "events", "e2") in findings
     assert all(f[2] in ("e2", "e3") or f[2].startswith(chain) for f in findings)
