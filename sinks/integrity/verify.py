@@ -80,18 +80,22 @@ def verify(
     org: str | None = None,
 ) -> VerifyReport:
     run = _Run()
-    # Read first: an entry at an offset below these was stored before anything else is read.
+    # Read in the order the store writer writes backwards (commit <- checkpoint <- row <- entry),
+    # so that what is read while it writes is consistent: an entry at an offset below the
+    # committed ones has its row stored, every row read has its entry read, and every signed
+    # head read has its entries read.
     committed = _committed(source, run)
+    stored = {table.name: read_rows(store, table, org) for table in _tables(org)}
+    checkpoints = _checkpoints(store, public_key, key_id, source, run)
     chains = _by_chain(read_entries(store))
     for name, entries in chains.items():
         _check_links(name, entries, run)
-    checkpoints = _checkpoints(store, public_key, key_id, source, run)
     for checkpoint in checkpoints:
         _check_signed_heads(checkpoint, chains, run)
     newest = checkpoints[-1] if checkpoints else None
     _check_tails(chains, committed, newest, source, run)
     entries = [e for es in chains.values() for e in es if org is None or e.org == org]
-    _check_rows(store, entries, committed, since, org, run)
+    _check_rows(stored, entries, committed, since, run)
     return VerifyReport(
         ok=not run.findings,
         findings=run.findings,
@@ -283,30 +287,33 @@ def _name_cut_rows(
             )
 
 
+def _tables(org: str | None) -> list[Table]:
+    # Rejected inputs belong to no org.
+    return [t for t in CHAINED.values() if org is None or not t.bytes_columns]
+
+
 def _check_rows(
-    store: Store,
+    stored: dict[str, list[dict[str, Any]]],
     entries: Sequence[ChainEntry],
     committed: dict[str, int] | None,
     since: datetime | None,
-    org: str | None,
     run: _Run,
 ) -> None:
     expected: dict[tuple[str, str], list[ChainEntry]] = defaultdict(list)
     for entry in entries:
         expected[(entry.table, entry.row_key)].append(entry)
-    for table in CHAINED.values():
-        if org is not None and table.bytes_columns:
-            continue  # rejected inputs belong to no org
+    for name, rows in stored.items():
+        table = CHAINED[name]
         seen = set()
-        for row in read_rows(store, table, org):
+        for row in rows:
             key = row_key(table, row)
             seen.add(key)
             run.rows_checked += 1
             copies = expected.get((table.name, key), [])
             if not copies or _in_scope(copies, since):
                 _check_row(table, row, copies, committed, run)
-        for (name, key), copies in expected.items():
-            if name == table.name and key not in seen:
+        for (chained, key), copies in expected.items():
+            if chained == name and key not in seen:
                 _report_deleted(table, copies, committed, since, run)
 
 

@@ -135,6 +135,8 @@ def resend_one_audit_message(settings: Settings) -> None:
     producer.close()
 
 
+# Three runs of traffic, two crashes and four store processes: minutes on a loaded machine.
+@pytest.mark.timeout(900)
 def test_a_clean_history_verifies_after_crashes_duplicates_and_a_replay(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
@@ -181,6 +183,7 @@ def _signed(settings: Settings) -> bool:
     return code == 0 and report["last_checkpoint"] is not None
 
 
+@pytest.mark.timeout(600)
 def test_verify_names_each_row_tampered_with_in_the_store(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
