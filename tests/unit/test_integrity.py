@@ -25,6 +25,7 @@ from sinks.integrity.signing import Checkpoint, SigningKeyError, check_export, l
 from sinks.integrity.tables import CHAIN, CHECKPOINTS, read_entries, read_rows, write_entries
 from sinks.integrity.verify import VerifyReport, verify
 from tests.unit.chdb_store import T0, audit, store_dsn, violation
+from tests.unit.test_store import rejected as stored_rejected
 
 AUDIT, VIOLATIONS_TOPIC, DEADLETTER = "privacy.audit", "privacy.violations", "privacy.deadletter"
 
@@ -97,17 +98,7 @@ class Published:
 
 
 def rejected(offset: int, raw: bytes = b'{"id": "bad"}') -> Rejected:
-    return Rejected(
-        rejection_id=Rejected.make_id("privacy.events", 0, offset),
-        received_at=T0,
-        source_topic="privacy.events",
-        source_partition=0,
-        source_offset=offset,
-        field="data.recipient.country",
-        reason="'XX' is not a country code",
-        raw=raw,
-        key=b"subject-9",
-    )
+    return stored_rejected(f"privacy.events-0-{offset}", source_offset=offset, raw=raw)
 
 
 @pytest.fixture
