@@ -57,6 +57,8 @@ class Topics(BaseSettings):
     deadletter: str = "privacy.deadletter"
     # Internal: accepted events as judged audit records, consumed by the store.
     audit: str = "privacy.audit"
+    # Internal, compacted: the store's signed integrity checkpoints (sinks/integrity/).
+    checkpoints: str = "privacy.checkpoints"
 
 
 class Settings(BaseSettings):
@@ -131,6 +133,14 @@ class Settings(BaseSettings):
     # process writes to `data_dir/api-token` when it serves on loopback. On any other address
     # it refuses to start unless tokens exist; setting this registers it as an admin token.
     api_token: SecretStr | None = None
+    # Tamper evidence (sinks/integrity/): every stored row is hash-chained, and the chains'
+    # heads are signed (Ed25519) every `integrity_checkpoint_records` rows or
+    # `integrity_checkpoint_seconds`, whichever comes first. Unset key path: a key the store
+    # makes in data_dir on first use (PKCS#8 PEM, unencrypted).
+    integrity_chain: bool = True
+    integrity_key_path: Path | None = None
+    integrity_checkpoint_records: int = Field(default=10_000, ge=1)
+    integrity_checkpoint_seconds: float = Field(default=60.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property

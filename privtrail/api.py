@@ -33,6 +33,7 @@ from privtrail.auth import CallerDep, authorize
 from privtrail.dashboard import dashboard_router
 from privtrail.filters import KnownValues, UnknownValue
 from privtrail.health import WorkerStatus, WorkerWatch
+from privtrail.integrity_api import integrity_router
 from privtrail.params import describe_accepted_values, in_store_range, parse_since, time_query
 from privtrail.schemas import (
     HistoryPage,
@@ -271,6 +272,7 @@ def create_app(
 
     app.include_router(dashboard_router(store, known))
     app.include_router(access_router(settings, store, known))
+    app.include_router(integrity_router(settings, store, _since_param))
     describe_accepted_values(app, known.policy_orgs(), known.policy_rules())
     return app
 

@@ -91,6 +91,9 @@ RULES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/history"): Rule(Need.AUDIT),
     ("GET", "/access-log"): Rule(Need.AUDIT),
     ("GET", "/access-log/subjects/{subject_id:path}"): Rule(Need.AUDIT),
+    ("GET", "/verify"): Rule(Need.AUDIT),
+    # Signed chain heads: their sequence numbers count every org's rows together.
+    ("GET", "/checkpoints"): Rule(Need.AUDIT, every_org=True),
     ("GET", "/rejected"): Rule(Need.RAW, every_org=True),
     ("GET", "/rejected/{rejection_id}/raw"): Rule(Need.RAW, every_org=True),
     ("GET", "/tokens"): Rule(Need.TOKENS),

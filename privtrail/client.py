@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
     from events.outputs import AuditRecord, Violation
     from privtrail.api import Health
+    from privtrail.integrity_api import CheckpointExport
     from privtrail.schemas import Latency, Lineage, RejectedInput, Stats
+    from sinks.integrity.verify import VerifyReport
 
 
 class ViolationFilters(TypedDict, total=False):
@@ -153,6 +155,20 @@ class ApiClient:
 
     def _content(self, path: str, params: dict[str, Any]) -> bytes:
         return self._request(path, path, params).content
+
+    def verify(self, since: str | datetime | None = None, org: str | None = None) -> VerifyReport:
+        """The store's integrity check (see `privtrail verify`); `since` as in `violations`."""
+        from sinks.integrity.verify import VerifyReport
+
+        params = {"org": org, "since": since.isoformat() if isinstance(since, datetime) else since}
+        return VerifyReport.model_validate_json(self._request("/verify", "/verify", params).content)
+
+    def checkpoints(self) -> CheckpointExport:
+        """Every signed checkpoint, with the public key that checks them."""
+        from privtrail.integrity_api import CheckpointExport
+
+        answer = self._request("/checkpoints", "/checkpoints", {})
+        return CheckpointExport.model_validate_json(answer.content)
 
     def _request(
         self,

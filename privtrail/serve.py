@@ -23,6 +23,7 @@ from privtrail.token_setup import TokenSetupError, prepare_tokens
 from sinks.alerts import create_alert_sink
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor
+from sinks.integrity.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ def serve(settings: Settings) -> None:
     except TokenSetupError as error:
         store.close()
         raise SystemExit(f"error: {error}") from None
-    ingestor = Ingestor(settings, store)
+    ledger = Ledger(settings, store) if settings.integrity_chain else None
+    ingestor = Ingestor(settings, store, ledger=ledger)
     worker = WorkerWatch(settings)
     alerts = create_alert_sink(settings)
     if alerts is not None:

@@ -25,7 +25,11 @@ class TopicError(RuntimeError):
 
 def topic_names(settings: Settings) -> list[str]:
     topics = settings.topics
-    return list(dict.fromkeys([topics.events, topics.violations, topics.deadletter, topics.audit]))
+    return list(
+        dict.fromkeys(
+            [topics.events, topics.violations, topics.deadletter, topics.audit, topics.checkpoints]
+        )
+    )
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
@@ -71,9 +75,11 @@ def _create_missing(admin: KafkaAdminClient, names: list[str], settings: Setting
     # The broker stamps each event with its own clock as it appends it, whatever the client
     # sent: `/stats/latency` measures the pipeline's lag from there.
     appended = {**layout, "configs": {"message.timestamp.type": "LogAppendTime"}}
+    # Signed checkpoints are kept, not expired: compaction keeps each signing key's newest.
+    compacted = {**layout, "configs": {"cleanup.policy": "compact"}}
+    special = {settings.topics.events: appended, settings.topics.checkpoints: compacted}
     response = admin.create_topics(
-        {name: appended if name == settings.topics.events else layout for name in missing},
-        raise_errors=False,
+        {name: special.get(name, layout) for name in missing}, raise_errors=False
     )
     for result in response["topics"]:
         _raise_for_create_error(result)

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from config.settings import Settings
+from config.settings import Settings, Topics
 from events.fitting import (
     DLQ_ORIGINAL_KEY_SHA256,
     DLQ_ORIGINAL_KEY_SIZE,
@@ -38,6 +38,7 @@ from events.outputs import (
 )
 from sinks import Rejected
 from sinks.clickhouse.store import Store
+from sinks.integrity.ledger import Ledger
 from sinks.progress import Progress
 
 # Upper bound on one poll, so `stop()` is noticed quickly even with nothing to consume.
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 ViolationListener = Callable[[Sequence[Violation]], None]
+StoredRow = AuditRecord | Violation | Rejected
 
 
 class Message(Protocol):
@@ -120,15 +122,29 @@ class _Buffer:
         if self.since is None:
             self.since = time.monotonic()
 
+    def add(self, row: StoredRow) -> None:
+        if isinstance(row, AuditRecord):
+            self.audit.append(row)
+        elif isinstance(row, Violation):
+            self.violations.append(row)
+        else:
+            self.rejected.append(row)
+
 
 class Ingestor:
     """Runs the ingest loop in a daemon thread of the process that owns the store."""
 
     def __init__(
-        self, settings: Settings, store: Store, consumer_factory: ConsumerFactory | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        consumer_factory: ConsumerFactory | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        # Chains every stored row and signs checkpoints (sinks/integrity/); None: off.
+        self.ledger = ledger
         # Called with each batch of violations once it is stored (e.g. an alert sink's send).
         self.listeners: list[ViolationListener] = []
         self._consumer_factory = consumer_factory or (lambda: kafka_consumer(settings))
@@ -188,6 +204,8 @@ class Ingestor:
             while not self._stopping.is_set():
                 self._step(consumer)
             self._flush(consumer)
+            if self.ledger is not None:
+                self.ledger.close()
         except Exception as error:
             # Uncommitted messages are consumed again after a restart; /health says why.
             self._last_error = f"ingest stopped: {error}"
@@ -213,6 +231,7 @@ class Ingestor:
         return None
 
     def _step(self, consumer: Consumer) -> None:
+        self._sign_checkpoint()
         if self._buffer.rows and self._flush_due():
             if not self._flush(consumer):
                 self._stopping.wait(MAX_BACKOFF_SECONDS)
@@ -247,25 +266,20 @@ class Ingestor:
         return max(self.settings.sink_batch_size - self._buffer.rows, 1)
 
     def _accept(self, message: Message) -> None:
-        topics = self.settings.topics
         self._buffer.mark_arrival()
-        if message.topic == topics.deadletter:
-            self._buffer.rejected.append(rejected_from_dead_letter(message))
-        elif message.topic == topics.audit:
-            batch = _decode(AuditBatch, message)
-            if isinstance(batch, AuditBatch):
-                self._buffer.audit.extend(batch.records)
-            else:
-                self._buffer.rejected.append(batch)
-        elif message.topic == topics.violations:
-            violation = _decode(Violation, message)
-            if isinstance(violation, Violation):
-                self._buffer.violations.append(violation)
-            else:
-                self._buffer.rejected.append(violation)
-        else:
-            reason = f"message from topic {message.topic!r}, which the store does not consume"
-            self._buffer.rejected.append(rejected_message(message, reason, None))
+        rows = stored_rows(self.settings.topics, message)
+        for row in rows:
+            self._buffer.add(row)
+        if self.ledger is not None:
+            self.ledger.observe(message.topic, message.partition, message.offset, rows)
+
+    def _sign_checkpoint(self) -> None:
+        if self.ledger is None:
+            return
+        try:
+            self.ledger.tick()
+        except Exception as error:
+            self._note_error(f"signing an integrity checkpoint failed, will retry: {error}")
 
     def _flush(self, consumer: Consumer) -> bool:
         """Write every buffered row, then commit; False (buffer kept) if the store failed."""
@@ -273,6 +287,9 @@ class Ingestor:
         if not buffer.rows:
             return True
         try:
+            if self.ledger is not None:
+                # Entries first: no row is ever stored without the entry that chains it.
+                self.ledger.write()
             self._write("events", buffer.audit, self.store.write_audit)
             violations = list(buffer.violations)
             self._write("violations", buffer.violations, self.store.write_violations)
@@ -362,6 +379,19 @@ def kafka_consumer(settings: Settings) -> Consumer:
         **tuning,
     )
     return consumer
+
+
+def stored_rows(topics: Topics, message: Message) -> list[StoredRow]:
+    """The rows the store keeps of one consumed message, in the message's order."""
+    if message.topic == topics.deadletter:
+        return [rejected_from_dead_letter(message)]
+    if message.topic == topics.audit:
+        batch = _decode(AuditBatch, message)
+        return list(batch.records) if isinstance(batch, AuditBatch) else [batch]
+    if message.topic == topics.violations:
+        return [_decode(Violation, message)]
+    reason = f"message from topic {message.topic!r}, which the store does not consume"
+    return [rejected_message(message, reason, None)]
 
 
 def rejected_from_dead_letter(message: Message) -> Rejected:

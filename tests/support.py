@@ -114,6 +114,7 @@ def settings_for(broker: EmbeddedBroker, tmp_path: Path, partitions: int = 4) ->
         violations=f"privacy.violations.{suffix}",
         deadletter=f"privacy.deadletter.{suffix}",
         audit=f"privacy.audit.{suffix}",
+        checkpoints=f"privacy.checkpoints.{suffix}",
     )
     settings = Settings.model_validate(
         {

@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import clickhouse_connect
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel
 
@@ -394,10 +395,20 @@ class Store:
             int(row["events"]), float(p50), float(p99), float(row["max_ms"]), row["last_stored_at"]
         )
 
-    def query_rows(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    def query_rows(
+        self,
+        sql: str,
+        parameters: dict[str, Any],
+        column_formats: ColumnFormats | None = None,
+    ) -> list[dict[str, Any]]:
         """Rows of a read by another store module (feed.py, triage.py), under the store's lock;
         its SQL names tables by `database`."""
-        return self._rows(sql, parameters)
+        return self._rows(sql, parameters, column_formats)
+
+    def insert_arrow(self, table: Table, data: pa.Table) -> None:
+        """Rows of another store module's own table (sinks/integrity/), as Arrow."""
+        with self._lock:
+            self._client.insert_arrow(table.name, data, database=self.database)
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         """A statement by another store module: its own table's DDL, or an insert into it."""

@@ -1,0 +1,158 @@
+"""The store writer's side: chain what is stored, and sign and publish checkpoints.
+
+The ingest loop calls `observe` for each consumed message, `write` before it stores a batch's
+rows (the entries go first, so a row is never stored without its entry), and `tick` once per
+loop turn, which signs a checkpoint once `integrity_checkpoint_records` entries or
+`integrity_checkpoint_seconds` have passed since the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from config.settings import Settings
+from sinks.clickhouse.store import Store
+from sinks.integrity.chain import Chains
+from sinks.integrity.signing import Checkpoint, SignedHead, Signer, load_signer
+from sinks.integrity.tables import (
+    ensure_integrity_schema,
+    load_heads,
+    read_checkpoints,
+    write_checkpoint,
+    write_entries,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    def __call__(self, checkpoint: Checkpoint) -> None: ...
+    def close(self) -> None: ...
+
+
+class Ledger:
+    def __init__(self, settings: Settings, store: Store, publish: Publisher | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.signer: Signer = load_signer(settings.integrity_key_path, settings.data_dir)
+        self._publish = publish or KafkaPublisher(settings)
+        self._chains: Chains | None = None
+        self._pending: list[dict[str, Any]] = []
+        self._last: Checkpoint | None = None
+        self._unsigned = 0
+        self._last_signed = time.monotonic()
+        self._unpublished: list[Checkpoint] = []
+
+    def observe(self, topic: str, partition: int, offset: int, rows: Sequence[BaseModel]) -> None:
+        self._pending.extend(self._loaded().extend(topic, partition, offset, rows))
+
+    def write(self) -> None:
+        """Store the pending entries; raises (entries kept) if the store fails."""
+        write_entries(self.store, self._pending)
+        self._unsigned += len(self._pending)
+        self._pending = []
+
+    def tick(self) -> None:
+        """Sign a checkpoint if one is due, and publish those Kafka has not taken yet."""
+        if self._checkpoint_due():
+            self.checkpoint()
+        self._publish_waiting()
+
+    def close(self) -> None:
+        """Sign what is stored and unsigned, publish what waits, close the producer."""
+        if not self._pending and self._unsigned:
+            self.checkpoint()
+        self._publish_waiting()
+        self._publish.close()
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign the heads of every chain as stored now, and keep the checkpoint in the store."""
+        chains = self._loaded()
+        last = self._last
+        unsigned = Checkpoint(
+            number=(last.number + 1) if last else 1,
+            created_at=datetime.now(UTC),
+            key_id=self.signer.key_id,
+            previous=last.body_hash() if last else "",
+            heads={
+                name: SignedHead(seq=head.seq, offset=head.offset, head=head.head)
+                for name, head in sorted(chains.heads.items())
+                if head.seq > 0
+            },
+        )
+        signed = self.signer.sign(unsigned)
+        write_checkpoint(self.store, signed)
+        self._last = signed
+        self._unsigned = 0
+        self._last_signed = time.monotonic()
+        self._unpublished.append(signed)
+        return signed
+
+    def _checkpoint_due(self) -> bool:
+        if self._pending or not self._unsigned:
+            return False  # only what is stored is signed
+        if self._unsigned >= self.settings.integrity_checkpoint_records:
+            return True
+        waited = time.monotonic() - self._last_signed
+        return waited >= self.settings.integrity_checkpoint_seconds
+
+    def _loaded(self) -> Chains:
+        if self._chains is None:
+            ensure_integrity_schema(self.store)
+            self._chains = Chains(load_heads(self.store))
+            stored = read_checkpoints(self.store, self.signer.key_id)
+            self._last = stored[-1].checkpoint() if stored else None
+            signed = self._last.heads if self._last else {}
+            # Entries stored after the last checkpoint (before a restart) still need signing.
+            self._unsigned = sum(
+                head.seq - (signed[name].seq if name in signed else 0)
+                for name, head in self._chains.heads.items()
+            )
+        return self._chains
+
+    def _publish_waiting(self) -> None:
+        while self._unpublished:
+            try:
+                self._publish(self._unpublished[0])
+            except Exception as error:
+                log.warning("publishing integrity checkpoint failed, will retry: %s", error)
+                return
+            self._unpublished.pop(0)
+
+
+class KafkaPublisher:
+    """Sends checkpoints to the compacted checkpoint topic, keyed by the signing key's id: the
+    topic keeps each key's newest signed heads (the store keeps every checkpoint)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer: object | None = None
+
+    def __call__(self, checkpoint: Checkpoint) -> None:
+        from kafka import KafkaProducer
+
+        if self._producer is None:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.settings.bootstrap,
+                client_id=f"{self.settings.app_id}-integrity",
+                acks="all",
+            )
+        producer: KafkaProducer = self._producer
+        value = json.dumps(checkpoint.model_dump(mode="json")).encode()
+        producer.send(
+            self.settings.topics.checkpoints, key=checkpoint.key_id.encode(), value=value
+        ).get(timeout=10)
+
+    def close(self) -> None:
+        if self._producer is not None:
+            from kafka import KafkaProducer
+
+            producer: KafkaProducer = self._producer
+            producer.close(timeout=5)

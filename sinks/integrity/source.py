@@ -1,0 +1,105 @@
+"""What Kafka still knows, for `verify`: the store writer's committed offsets, the messages at
+offsets the store no longer chains, and the checkpoints published to the compacted topic.
+
+The store and the broker are separate: an attacker who rewrites the store's tail, rows and
+chain entries alike, leaves the broker's committed offsets and its copy of the checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from config.settings import Settings
+from sinks.ingest import Message, StoredRow, stored_rows
+from sinks.integrity.chain import chain_name
+from sinks.integrity.signing import Checkpoint
+
+READ_TIMEOUT_SECONDS = 20.0
+CONNECT_TIMEOUT_MS = 5000
+
+
+class Source(Protocol):
+    def committed(self) -> dict[str, int]:
+        """Per chain (topic:partition): the next offset the store writer will consume."""
+        ...
+
+    def rows(self, chain: str, start: int, end: int) -> list[tuple[int, list[StoredRow]]]:
+        """The rows of the messages at offsets [start, end) of a chain's topic-partition."""
+        ...
+
+    def checkpoints(self, key_id: str) -> list[Checkpoint]:
+        """The checkpoints the broker still holds for one signing key."""
+        ...
+
+
+class KafkaSource:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def committed(self) -> dict[str, int]:
+        from kafka.admin import KafkaAdminClient
+
+        with KafkaAdminClient(
+            bootstrap_servers=self.settings.bootstrap,
+            client_id=f"{self.settings.app_id}-verify",
+            bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
+        ) as admin:
+            group = f"{self.settings.app_id}-store"
+            offsets = admin.list_group_offsets(group)[group]
+        return {
+            chain_name(tp.topic, tp.partition): meta.offset
+            for tp, meta in offsets.items()
+            if meta.offset >= 0
+        }
+
+    def rows(self, chain: str, start: int, end: int) -> list[tuple[int, list[StoredRow]]]:
+        topic, partition = chain.rsplit(":", 1)
+        messages = self._read(topic, [int(partition)], start, end)
+        return [(m.offset, stored_rows(self.settings.topics, m)) for m in messages]
+
+    def checkpoints(self, key_id: str) -> list[Checkpoint]:
+        topic = self.settings.topics.checkpoints
+        found = []
+        for message in self._read(topic, None, 0, None):
+            if message.key == key_id.encode() and message.value:
+                found.append(Checkpoint.model_validate(json.loads(message.value)))
+        return found
+
+    def _read(
+        self, topic: str, partitions: Sequence[int] | None, start: int, end: int | None
+    ) -> list[Message]:
+        """Messages of `topic` from `start` to `end` (None: the current end)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer: Any = KafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap,
+            client_id=f"{self.settings.app_id}-verify",
+            enable_auto_commit=False,
+            group_id=None,
+            bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
+        )
+        try:
+            numbers = partitions or sorted(consumer.partitions_for_topic(topic) or ())
+            assigned = [TopicPartition(topic, number) for number in numbers]
+            consumer.assign(assigned)
+            ends = consumer.end_offsets(assigned)
+            stops = {tp: min(ends[tp], end) if end is not None else ends[tp] for tp in assigned}
+            for tp in assigned:
+                consumer.seek(tp, start)
+            return _poll_until(consumer, stops)
+        finally:
+            consumer.close(autocommit=False)
+
+
+def _poll_until(consumer: Any, stops: dict[Any, int]) -> list[Message]:
+    found: list[Message] = []
+    deadline = time.monotonic() + READ_TIMEOUT_SECONDS
+    while any(consumer.position(tp) < stop for tp, stop in stops.items()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"reading {sorted(str(tp) for tp in stops)} from Kafka timed out")
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            found.extend(r for r in records if r.offset < stops[tp])
+    return found
