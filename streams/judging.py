@@ -239,7 +239,7 @@ class Judge:
             for finding in step.findings:
                 violation = event_violation(finding, item.event, key, self.policy.version, at)
                 self._report(history, violation, verdicts)
-            violated = tuple(f.rule.rule_id for f in step.findings)
+            violated = tuple(f.rule.rule_id for f in step.findings) if step.findings else ()
             history.keep(
                 Kept.of(
                     item.event,
