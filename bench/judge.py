@@ -8,6 +8,10 @@ on the same messages, in rounds that alternate between the two trees. The ratio 
 CPU time per event to the baseline's is the figure to track. Parsing alone (`parse_event`) is
 also timed in each process, as a second yardstick that does not depend on the judge.
 
+Every tree, the yardstick included, runs with the garbage collector set as this tree's worker
+process sets it (`streams.worker.tune_gc`: what is loaded at start frozen, higher thresholds);
+`--gc default` keeps CPython's defaults instead.
+
     .venv/bin/python bench/judge.py --events 50000
     .venv/bin/python bench/judge.py --events 50000 --baseline none   # this tree only
 """
@@ -49,11 +53,19 @@ def main() -> None:
         help="git revision whose judge is the yardstick, or several separated by commas (the "
         "first is the yardstick of the others); 'none': this tree only",
     )
+    parser.add_argument(
+        "--gc",
+        choices=["worker", "default"],
+        default="worker",
+        help="the garbage collector as the worker process sets it, or CPython's defaults",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--gc-thresholds", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(_measure(args.child, args.batch_size)))
+        print(json.dumps(_measure(args.child, args.batch_size, args.gc_thresholds)))
         return
+    thresholds = _worker_gc_thresholds() if args.gc == "worker" else None
     with tempfile.TemporaryDirectory(prefix="privtrail-judge-bench-") as tmp:
         root = Path(tmp)
         messages = root / "messages.pickle"
@@ -66,7 +78,7 @@ def main() -> None:
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for _ in range(args.rounds):
             for name, tree in trees.items():
-                results[name].append(_run_child(tree, messages, args.batch_size))
+                results[name].append(_run_child(tree, messages, args.batch_size, thresholds))
     _report(args, subjects, results)
 
 
@@ -90,10 +102,21 @@ def _extract(revision: str, into: Path) -> Path:
     return into
 
 
-def _run_child(tree: Path, messages: Path, batch_size: int) -> dict[str, Any]:
+def _worker_gc_thresholds() -> str:
+    # This tree's setting, handed to every tree's process: the yardstick's tree predates it.
+    from streams.worker import GC_THRESHOLDS
+
+    return ",".join(map(str, GC_THRESHOLDS))
+
+
+def _run_child(
+    tree: Path, messages: Path, batch_size: int, gc_thresholds: str | None
+) -> dict[str, Any]:
     # The tree's packages first on the path, ahead of this checkout's editable install.
     env = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, __file__, "--child", str(messages), "--batch-size", str(batch_size)]
+    if gc_thresholds is not None:
+        command += ["--gc-thresholds", gc_thresholds]
     done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"measuring the judge of {tree} failed:\n{done.stderr}")
@@ -101,15 +124,20 @@ def _run_child(tree: Path, messages: Path, batch_size: int) -> dict[str, Any]:
     return result
 
 
-def _measure(messages_path: Path, batch_size: int) -> dict[str, Any]:
+def _measure(messages_path: Path, batch_size: int, gc_thresholds: str | None) -> dict[str, Any]:
     """One tree's figures; imports whichever tree is first on the path."""
     from config.settings import REPO_POLICIES
     from streams.judging import Incoming, Judge
     from streams.rules.policy import load_policy_set
 
+    policy = load_policy_set(REPO_POLICIES)
+    if gc_thresholds is not None:
+        # As streams.worker.tune_gc does once the worker has loaded its policy (this tree's
+        # function may not exist in the yardstick's).
+        gc.freeze()
+        gc.set_threshold(*map(int, gc_thresholds.split(",")))
     with messages_path.open("rb") as source:
         messages: list[tuple[int, bytes, bytes]] = pickle.load(source)
-    policy = load_policy_set(REPO_POLICIES)
     parse_cpu = _parse_cpu([value for _, _, value in messages], policy.taxonomies)
     judge = Judge(policy, PSEUDONYM_KEY)
     table: dict[str, Any] = {}
@@ -184,7 +212,8 @@ def _report(
     ]
     print(
         f"workload: {args.events} demo events, {subjects} subjects, batches of "
-        f"{args.batch_size}; {args.rounds} rounds per tree, alternating; medians"
+        f"{args.batch_size}; {args.rounds} rounds per tree, alternating; medians; garbage "
+        f"collector: {args.gc}"
     )
     if args.baseline != "none":
         print(f"trees: {', '.join(names[:-1])} (git revisions) and now ({REPO})")

@@ -131,8 +131,10 @@ class Judge:
         verdicts = Verdicts()
         received = datetime.now(UTC)
         by_subject: dict[str, list[_Accepted]] = defaultdict(list)
+        # A subject's events come in runs: its pseudonym (an HMAC) is computed once per batch.
+        pseudonyms: dict[tuple[str, str], str] = {}
         for incoming in batch:
-            accepted = self._accept(incoming, verdicts, received)
+            accepted = self._accept(incoming, verdicts, received, pseudonyms)
             if accepted is not None:
                 by_subject[accepted.pseudonym].append(accepted)
         judged_at = datetime.now(UTC)
@@ -157,12 +159,20 @@ class Judge:
         for partition in gone:
             self._partition_times.pop(partition, None)
 
-    def _accept(self, incoming: Incoming, verdicts: Verdicts, now: datetime) -> _Accepted | None:
+    def _accept(
+        self,
+        incoming: Incoming,
+        verdicts: Verdicts,
+        now: datetime,
+        pseudonyms: dict[tuple[str, str], str],
+    ) -> _Accepted | None:
         try:
             event = parse_event(incoming.value, self.policy.taxonomies, now, self.max_ahead)
             _check_key(incoming.key, event)
-            subject_id = event.data.subject.id.get_secret_value()
-            pseudonym = pseudonymise(self._pseudonym_key, event.data.org, subject_id)
+            subject = (event.data.org, event.data.subject.id.get_secret_value())
+            pseudonym = pseudonyms.get(subject)
+            if pseudonym is None:
+                pseudonym = pseudonyms[subject] = pseudonymise(self._pseudonym_key, *subject)
         except InvalidEvent as error:
             verdicts.dead_letters.append(DeadLetter(incoming, error))
             return None
@@ -229,7 +239,7 @@ class Judge:
             for finding in step.findings:
                 violation = event_violation(finding, item.event, key, self.policy.version, at)
                 self._report(history, violation, verdicts)
-            violated = tuple(f.rule.rule_id for f in step.findings)
+            violated = tuple(f.rule.rule_id for f in step.findings) if step.findings else ()
             history.keep(
                 Kept.of(
                     item.event,
