@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from config.settings import Settings
@@ -33,10 +34,10 @@ from events.outputs import (
     DLQ_TIME,
     DLQ_TOPIC,
     AuditBatch,
-    AuditRecord,
     Violation,
 )
 from sinks import Rejected
+from sinks.clickhouse.audit_columns import audit_columns, records_columns
 from sinks.clickhouse.store import Store
 from sinks.progress import Progress
 
@@ -106,7 +107,8 @@ class IngestStatus(BaseModel):
 
 @dataclass
 class _Buffer:
-    audit: list[AuditRecord] = field(default_factory=list)
+    # AuditBatch messages' records, as columns (sinks/clickhouse/audit_columns.py).
+    audit: list[pa.Table] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     # Monotonic time the oldest unwritten row arrived (None: empty).
@@ -114,7 +116,11 @@ class _Buffer:
 
     @property
     def rows(self) -> int:
-        return len(self.audit) + len(self.violations) + len(self.rejected)
+        return self.audit_rows + len(self.violations) + len(self.rejected)
+
+    @property
+    def audit_rows(self) -> int:
+        return sum(table.num_rows for table in self.audit)
 
     def mark_arrival(self) -> None:
         if self.since is None:
@@ -252,11 +258,11 @@ class Ingestor:
         if message.topic == topics.deadletter:
             self._buffer.rejected.append(rejected_from_dead_letter(message))
         elif message.topic == topics.audit:
-            batch = _decode(AuditBatch, message)
-            if isinstance(batch, AuditBatch):
-                self._buffer.audit.extend(batch.records)
+            records = _decode_audit(message)
+            if isinstance(records, pa.Table):
+                self._buffer.audit.append(records)
             else:
-                self._buffer.rejected.append(batch)
+                self._buffer.rejected.append(records)
         elif message.topic == topics.violations:
             violation = _decode(Violation, message)
             if isinstance(violation, Violation):
@@ -273,7 +279,7 @@ class Ingestor:
         if not buffer.rows:
             return True
         try:
-            self._write("events", buffer.audit, self.store.write_audit)
+            self._write("events", buffer.audit, self.store.write_audit_columns, buffer.audit_rows)
             violations = list(buffer.violations)
             self._write("violations", buffer.violations, self.store.write_violations)
             # Kept until the whole flush succeeds, so a retry after a partial failure still
@@ -292,11 +298,17 @@ class Ingestor:
             self._stored_violations = []
         return True
 
-    def _write(self, table: str, rows: list[Any], write: Callable[[Sequence[Any]], None]) -> None:
+    def _write(
+        self,
+        table: str,
+        rows: list[Any],
+        write: Callable[[Sequence[Any]], None],
+        count: int | None = None,
+    ) -> None:
         if not rows:
             return
         write(rows)
-        self._rows_written[table] += len(rows)
+        self._rows_written[table] += len(rows) if count is None else count
         # Cleared table by table: after a partial failure the retry skips what is written.
         rows.clear()
 
@@ -415,6 +427,16 @@ def rejected_message(message: Message, reason: str, field: str | None) -> Reject
         raw=message.value or b"",
         key=message.key,
     )
+
+
+def _decode_audit(message: Message) -> pa.Table | Rejected:
+    """An AuditBatch's records as columns: read straight from the worker's JSON when it is in
+    the worker's form, else validated record by record (and rejected with the reason)."""
+    records = audit_columns(message.value) if message.value is not None else None
+    if records is not None:
+        return records
+    batch = _decode(AuditBatch, message)
+    return records_columns(batch.records) if isinstance(batch, AuditBatch) else batch
 
 
 def _decode(model: type[M], message: Message) -> M | Rejected:

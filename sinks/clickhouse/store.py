@@ -16,12 +16,15 @@ from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import clickhouse_connect
+import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel
 
 from events.outputs import AuditRecord, Violation
 from sinks import LineageEdge, Rejected
-from sinks.clickhouse.arrow import arrow_rows
+from sinks.clickhouse.arrow import arrow_rows, arrow_schema
+from sinks.clickhouse.audit_columns import records_columns
 from sinks.clickhouse.counters import (
     EVENT_LATENCY,
     PIPELINE_LAG,
@@ -35,7 +38,6 @@ from sinks.clickhouse.deltas import (
     EventKey,
     ViolationKey,
     ViolationState,
-    event_key,
     first_copies,
     open_deltas,
 )
@@ -176,11 +178,27 @@ class Store:
 
     def write_audit(self, records: Sequence[AuditRecord]) -> None:
         """Insert the records, each marked `counted` if it is the first copy of its event."""
-        if not records:
+        if records:
+            self.write_audit_columns([records_columns(records)])
+
+    def write_audit_columns(self, batches: Sequence[pa.Table]) -> None:
+        """`write_audit` for records already in columns (audit_columns.AUDIT_COLUMNS), as the
+        ingest loop decodes them: one insert for all the batches."""
+        table = pa.concat_tables(batches) if len(batches) > 1 else batches[0]
+        if not table.num_rows:
             return
+        keys = list(
+            zip(
+                *(table.column(name).to_pylist() for name in ("org", "subject_pseudonym")),
+                table.column("event_id").to_pylist(),
+                strict=True,
+            )
+        )
         with self._lock:
-            counted = first_copies([event_key(r) for r in records], self._stored_events(records))
-            self._insert(EVENTS, records, [counted])
+            counted = first_copies(keys, self._stored_events(table, keys))
+            field = arrow_schema(EVENTS).field("counted")
+            data = table.append_column(field, pa.array(counted, field.type))
+            self._client.insert_arrow(EVENTS.name, data, database=self.database)
 
     def write_violations(self, violations: Sequence[Violation]) -> None:
         """Insert the violations with their change to the count of open ones."""
@@ -379,15 +397,15 @@ class Store:
         with self._lock:
             self._client.command(sql, parameters=parameters, use_database=False)
 
-    def _stored_events(self, records: Sequence[AuditRecord]) -> set[EventKey]:
+    def _stored_events(self, table: pa.Table, keys: Sequence[EventKey]) -> set[EventKey]:
         # Copies of an event share its time: the batch's time range bounds where one can be,
         # which skips the partitions (months) and parts outside it.
-        times = [_utc(r.event_time) for r in records]
+        times = pc.min_max(table.column("event_time"))
         rows = self._query(
             f"SELECT org, subject_pseudonym, event_id FROM {self._table(EVENTS)} "
             "WHERE event_time BETWEEN {first:DateTime64(6, 'UTC')} AND {last:DateTime64(6, 'UTC')} "
-            f"AND event_id IN {_any_of(r.event_id for r in records)}",
-            {"first": min(times), "last": max(times)},
+            f"AND event_id IN {_any_of(key[2] for key in keys)}",
+            {"first": _utc(times["min"].as_py()), "last": _utc(times["max"].as_py())},
         )
         return {(org, subject, event_id) for org, subject, event_id in rows}
 
