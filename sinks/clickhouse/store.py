@@ -1,8 +1,10 @@
 """The audit trail store: batched column inserts and the queries the API answers.
 
-One `Store` is shared by the ingest thread and the API's worker threads. chDB is an in-process
-engine with one engine per process and no async client, so every call goes through one lock;
-against a ClickHouse server the lock costs little next to a network round trip.
+One `Store` is shared by the ingest thread and the API's worker threads. It holds two
+connections to the same store, each used under its own lock: one writes (and reads what a write
+needs to decide, under the same lock), the other answers every query. A clickhouse-connect
+client runs one call at a time, but chDB runs calls on different connections in parallel, so a
+dashboard poll never waits behind a batch being written, nor a write behind a slow query.
 """
 
 from __future__ import annotations
@@ -146,35 +148,46 @@ def _utc(moment: datetime) -> datetime:
 
 
 class Store:
-    def __init__(self, client: Client, database: str) -> None:
+    def __init__(self, client: Client, database: str, reader: Client | None = None) -> None:
+        # Writes, the lookups they depend on, and DDL.
         self._client = client
-        self.database = database
         self._lock = threading.Lock()
+        # Queries (the same client when none is given: then they share the lock too).
+        self._reader = reader or client
+        self._read_lock = threading.Lock() if reader is not None else self._lock
+        self.database = database
 
     @classmethod
     def open(cls, dsn: str) -> Store:
         """Connect to `dsn` (chdb:///dir or http(s)://...) and create the schema if missing."""
         server_dsn, database = split_database(dsn)
+        opened: list[Client] = []
         try:
-            client = clickhouse_connect.get_client(dsn=server_dsn, tz_mode="aware")
+            for _ in ("writer", "reader"):
+                opened.append(clickhouse_connect.get_client(dsn=server_dsn, tz_mode="aware"))
         except Exception as error:
+            _close_all(opened)
             raise StoreError(f"cannot open the store at {redact(dsn)}: {error}") from error
+        writer, reader = opened
         try:
-            ensure_schema(client, database)
-            ensure_counters(client, database)
+            ensure_schema(writer, database)
+            ensure_counters(writer, database)
         except Exception as error:
-            client.close()
+            _close_all(opened)
             raise StoreError(f"cannot create the schema in {redact(dsn)}: {error}") from error
-        return cls(client, database)
+        return cls(writer, database, reader)
 
     def close(self) -> None:
+        with self._read_lock:
+            if self._reader is not self._client:
+                self._reader.close()
         with self._lock:
             self._client.close()
 
     def ping(self) -> None:
         """Raise if the store does not answer a trivial query."""
-        with self._lock:
-            self._client.command("SELECT 1", use_database=False)
+        with self._read_lock:
+            self._reader.command("SELECT 1", use_database=False)
 
     def write_audit(self, records: Sequence[AuditRecord]) -> None:
         """Insert the records, each marked `counted` if it is the first copy of its event."""
@@ -388,7 +401,7 @@ class Store:
         )
 
     def query_rows(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-        """Rows of a read by another store module (feed.py, triage.py), under the store's lock;
+        """Rows of a read by another store module (feed.py, triage.py), on the reading connection;
         its SQL names tables by `database`."""
         return self._rows(sql, parameters)
 
@@ -442,8 +455,8 @@ class Store:
         parameters: dict[str, Any],
         column_formats: ColumnFormats | None = None,
     ) -> list[dict[str, Any]]:
-        with self._lock:
-            result = self._client.query(sql, parameters=parameters, column_formats=column_formats)
+        with self._read_lock:
+            result = self._reader.query(sql, parameters=parameters, column_formats=column_formats)
         names = result.column_names
         return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
@@ -460,6 +473,11 @@ _OPEN = "status = 'open'"
 
 
 _DEFAULT_MAX_QUERY_SIZE = 262144
+
+
+def _close_all(clients: Iterable[Client]) -> None:
+    for client in clients:
+        client.close()
 
 
 def _any_of(ids: Iterable[str]) -> str:
