@@ -30,8 +30,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
+
 from config.settings import Settings
-from events.outputs import AuditBatch, AuditRecord
+from events.outputs import AuditBatch
+from sinks.clickhouse.audit_columns import audit_columns
 from sinks.clickhouse.schema import EVENTS
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor
@@ -188,20 +191,30 @@ class Bench:
 
 
 def timed_writes(bench: Bench) -> None:
-    """Add the time of each Store.write_audit call, as the ingest loop makes it, to the bench."""
-    original = bench.store.write_audit
+    """Add the time of each Store.write_audit_columns call, as the ingest loop makes it, to the
+    bench."""
+    original = bench.store.write_audit_columns
 
-    def write_audit(records: Sequence[AuditRecord]) -> None:
+    def write_audit_columns(batches: Sequence[pa.Table]) -> None:
         started = time.perf_counter()
-        original(records)
+        original(batches)
         bench.write_seconds += time.perf_counter() - started
 
-    bench.store.write_audit = write_audit  # type: ignore[method-assign]
+    bench.store.write_audit_columns = write_audit_columns  # type: ignore[method-assign]
 
 
-def raw_insert_rate(store: Store, events: Events, rows: int, batch: int) -> tuple[float, float]:
-    """Rows/s of a bare insert of the same rows into a plain MergeTree table, and rows/s of
-    decoding their messages (AuditBatch JSON -> records) alone."""
+@dataclass
+class Yardsticks:
+    raw_insert: float
+    # Decoding AuditBatch messages alone, records/s: through the models, and as the ingest
+    # loop does (straight to Arrow columns).
+    decode_models: float
+    decode_columns: float
+
+
+def yardsticks(store: Store, events: Events, rows: int, batch: int) -> Yardsticks:
+    """Rows/s of a bare insert of the same rows into a plain MergeTree table, and records/s of
+    decoding their messages alone, both ways."""
     client, db = store._client, store.database
     columns = ", ".join(f"`{name}` {kind}" for name, kind in EVENTS.columns)
     client.command(f"DROP TABLE IF EXISTS {db}.raw_events")
@@ -211,7 +224,7 @@ def raw_insert_rate(store: Store, events: Events, rows: int, batch: int) -> tupl
     )
     # Event numbers past the bench's fill, so nothing here is a copy of a stored event.
     base = 10**8
-    decoding = inserting = 0.0
+    decoding = to_columns = inserting = 0.0
     for start in range(base, base + rows, batch):
         values = [
             m.value
@@ -222,6 +235,10 @@ def raw_insert_rate(store: Store, events: Events, rows: int, batch: int) -> tupl
         began = time.perf_counter()
         records = [r for v in values for r in AuditBatch.model_validate_json(v).records]
         decoding += time.perf_counter() - began
+        began = time.perf_counter()
+        for value in values:
+            audit_columns(value)
+        to_columns += time.perf_counter() - began
         data = [[getattr(r, name) for r in records] for name in EVENTS.column_names]
         began = time.perf_counter()
         client.insert(
@@ -229,7 +246,7 @@ def raw_insert_rate(store: Store, events: Events, rows: int, batch: int) -> tupl
         )
         inserting += time.perf_counter() - began
     client.command(f"DROP TABLE {db}.raw_events")
-    return rows / inserting, rows / decoding
+    return Yardsticks(rows / inserting, rows / decoding, rows / to_columns)
 
 
 def percentiles(run: Callable[[], object], times: int) -> tuple[float, float]:
@@ -309,8 +326,13 @@ def with_poller(bench: Bench, target: int) -> float:
     finally:
         stop.set()
         poller.join()
-    slowest = max(polls) if polls else float("nan")
-    print(f"  poller: {len(polls)} polls, slowest stats()+latency() {slowest:.1f} ms")
+    if polls:
+        polls.sort()
+        p50, p99 = statistics.median(polls), polls[min(len(polls) - 1, int(len(polls) * 0.99))]
+        print(
+            f"  poller: {len(polls)} polls of stats()+latency() while ingesting: p50 {p50:.1f} ms,"
+            f" p99 {p99:.1f} ms, slowest {polls[-1]:.1f} ms"
+        )
     return rate
 
 
@@ -330,7 +352,7 @@ def fill_to(bench: Bench, done: int, size: int, deadline: float) -> int:
     stopped = "" if target == size else f" (fill time budget spent: stopped short of {size:,})"
     print(
         f"\n{target:,} events{stopped}: ingest {done:,} -> {target:,} at {rate:,.0f} rows/s "
-        f"= {rate / bench.raw_rate:.2f} x raw insert; Store.write_audit alone "
+        f"= {rate / bench.raw_rate:.2f} x raw insert; Store.write_audit_columns alone "
         f"{(target - done) / writing:,.0f} rows/s"
     )
     return target
@@ -352,10 +374,13 @@ def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
     consumer = ScriptedConsumer(events)
     settings = Settings(sink_batch_size=args.batch_size)
     ingestor = Ingestor(settings, store, consumer_factory=lambda: consumer)
-    raw, decode = raw_insert_rate(store, events, min(500_000, sizes[0]), args.batch_size)
-    print(f"yardstick: raw insert into a plain MergeTree {raw:,.0f} rows/s")
-    print(f"(decoding AuditBatch messages alone: {decode:,.0f} records/s)")
-    bench = Bench(store, ingestor, consumer, events, raw_rate=raw)
+    sticks = yardsticks(store, events, min(500_000, sizes[0]), args.batch_size)
+    print(f"yardstick: raw insert into a plain MergeTree {sticks.raw_insert:,.0f} rows/s")
+    print(
+        f"(decoding AuditBatch messages alone: {sticks.decode_columns:,.0f} records/s to Arrow "
+        f"columns as ingest does, {sticks.decode_models:,.0f} records/s to models)"
+    )
+    bench = Bench(store, ingestor, consumer, events, raw_rate=sticks.raw_insert)
     timed_writes(bench)
     deadline = time.monotonic() + args.fill_seconds
     ingestor.start()

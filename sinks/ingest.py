@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
+import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from config.settings import Settings, Topics
@@ -37,6 +38,7 @@ from events.outputs import (
     Violation,
 )
 from sinks import Rejected
+from sinks.clickhouse.audit_columns import audit_columns, records_columns
 from sinks.clickhouse.store import Store
 from sinks.integrity.ledger import Ledger
 from sinks.progress import Progress
@@ -53,6 +55,8 @@ M = TypeVar("M", bound=BaseModel)
 
 ViolationListener = Callable[[Sequence[Violation]], None]
 StoredRow = AuditRecord | Violation | Rejected
+# One consumed message's rows: an AuditBatch's records as columns, or rows as models.
+MessageRows: TypeAlias = "pa.Table | list[Violation | Rejected]"
 
 
 class Message(Protocol):
@@ -108,7 +112,8 @@ class IngestStatus(BaseModel):
 
 @dataclass
 class _Buffer:
-    audit: list[AuditRecord] = field(default_factory=list)
+    # AuditBatch messages' records, as columns (sinks/clickhouse/audit_columns.py).
+    audit: list[pa.Table] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     # Monotonic time the oldest unwritten row arrived (None: empty).
@@ -116,16 +121,25 @@ class _Buffer:
 
     @property
     def rows(self) -> int:
-        return len(self.audit) + len(self.violations) + len(self.rejected)
+        return self.audit_rows + len(self.violations) + len(self.rejected)
+
+    @property
+    def audit_rows(self) -> int:
+        return sum(table.num_rows for table in self.audit)
 
     def mark_arrival(self) -> None:
         if self.since is None:
             self.since = time.monotonic()
 
-    def add(self, row: StoredRow) -> None:
-        if isinstance(row, AuditRecord):
-            self.audit.append(row)
-        elif isinstance(row, Violation):
+    def add(self, rows: MessageRows) -> None:
+        if isinstance(rows, pa.Table):
+            self.audit.append(rows)
+        else:
+            for row in rows:
+                self._add(row)
+
+    def _add(self, row: Violation | Rejected) -> None:
+        if isinstance(row, Violation):
             self.violations.append(row)
         else:
             self.rejected.append(row)
@@ -267,9 +281,8 @@ class Ingestor:
 
     def _accept(self, message: Message) -> None:
         self._buffer.mark_arrival()
-        rows = stored_rows(self.settings.topics, message)
-        for row in rows:
-            self._buffer.add(row)
+        rows = _message_rows(self.settings.topics, message)
+        self._buffer.add(rows)
         if self.ledger is not None:
             self.ledger.observe(message.topic, message.partition, message.offset, rows)
 
@@ -290,7 +303,7 @@ class Ingestor:
             if self.ledger is not None:
                 # Entries first: no row is ever stored without the entry that chains it.
                 self.ledger.write()
-            self._write("events", buffer.audit, self.store.write_audit)
+            self._write("events", buffer.audit, self.store.write_audit_columns, buffer.audit_rows)
             violations = list(buffer.violations)
             self._write("violations", buffer.violations, self.store.write_violations)
             # Kept until the whole flush succeeds, so a retry after a partial failure still
@@ -309,11 +322,17 @@ class Ingestor:
             self._stored_violations = []
         return True
 
-    def _write(self, table: str, rows: list[Any], write: Callable[[Sequence[Any]], None]) -> None:
+    def _write(
+        self,
+        table: str,
+        rows: list[Any],
+        write: Callable[[Sequence[Any]], None],
+        count: int | None = None,
+    ) -> None:
         if not rows:
             return
         write(rows)
-        self._rows_written[table] += len(rows)
+        self._rows_written[table] += len(rows) if count is None else count
         # Cleared table by table: after a partial failure the retry skips what is written.
         rows.clear()
 
@@ -381,17 +400,31 @@ def kafka_consumer(settings: Settings) -> Consumer:
     return consumer
 
 
+def _message_rows(topics: Topics, message: Message) -> MessageRows:
+    """What the store keeps of one consumed message: an AuditBatch's records as columns when
+    it is in the worker's form (sinks/clickhouse/audit_columns.py), else rows as models."""
+    if message.topic == topics.audit:
+        records = _decode_audit(message)
+        return records if isinstance(records, pa.Table) else [records]
+    return [_single_row(topics, message)]
+
+
 def stored_rows(topics: Topics, message: Message) -> list[StoredRow]:
     """The rows the store keeps of one consumed message, in the message's order."""
-    if message.topic == topics.deadletter:
-        return [rejected_from_dead_letter(message)]
     if message.topic == topics.audit:
         batch = _decode(AuditBatch, message)
         return list(batch.records) if isinstance(batch, AuditBatch) else [batch]
+    return [_single_row(topics, message)]
+
+
+def _single_row(topics: Topics, message: Message) -> Violation | Rejected:
+    """The one row of a message from a topic other than the audit batches'."""
+    if message.topic == topics.deadletter:
+        return rejected_from_dead_letter(message)
     if message.topic == topics.violations:
-        return [_decode(Violation, message)]
+        return _decode(Violation, message)
     reason = f"message from topic {message.topic!r}, which the store does not consume"
-    return [rejected_message(message, reason, None)]
+    return rejected_message(message, reason, None)
 
 
 def rejected_from_dead_letter(message: Message) -> Rejected:
@@ -445,6 +478,16 @@ def rejected_message(message: Message, reason: str, field: str | None) -> Reject
         raw=message.value or b"",
         key=message.key,
     )
+
+
+def _decode_audit(message: Message) -> pa.Table | Rejected:
+    """An AuditBatch's records as columns: read straight from the worker's JSON when it is in
+    the worker's form, else validated record by record (and rejected with the reason)."""
+    records = audit_columns(message.value) if message.value is not None else None
+    if records is not None:
+        return records
+    batch = _decode(AuditBatch, message)
+    return records_columns(batch.records) if isinstance(batch, AuditBatch) else batch
 
 
 def _decode(model: type[M], message: Message) -> M | Rejected:

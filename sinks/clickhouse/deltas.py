@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from events.outputs import AuditRecord, Violation
+from events.outputs import Violation
 
 K = TypeVar("K", bound=Hashable)
 
@@ -26,10 +26,6 @@ class ViolationState:
 
     counted_open: int
     latest: datetime
-
-
-def event_key(record: AuditRecord) -> EventKey:
-    return (record.org, record.subject_pseudonym, record.event_id)
 
 
 def violation_key(violation: Violation) -> ViolationKey:

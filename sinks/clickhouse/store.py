@@ -1,8 +1,10 @@
 """The audit trail store: batched column inserts and the queries the API answers.
 
-One `Store` is shared by the ingest thread and the API's worker threads. chDB is an in-process
-engine with one engine per process and no async client, so every call goes through one lock;
-against a ClickHouse server the lock costs little next to a network round trip.
+One `Store` is shared by the ingest thread and the API's worker threads. It holds two
+connections to the same store, each used under its own lock: one writes (and reads what a write
+needs to decide, under the same lock), the other answers every query. A clickhouse-connect
+client runs one call at a time, but chDB runs calls on different connections in parallel, so a
+dashboard poll never waits behind a batch being written, nor a write behind a slow query.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import clickhouse_connect
 import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel
 
 from events.outputs import AuditRecord, Violation
 from sinks import LineageEdge, Rejected
-from sinks.clickhouse.arrow import arrow_rows
+from sinks.clickhouse.arrow import arrow_rows, arrow_schema
+from sinks.clickhouse.audit_columns import records_columns
 from sinks.clickhouse.counters import (
     EVENT_LATENCY,
     ORG_ROW_COUNTS,
@@ -37,7 +41,6 @@ from sinks.clickhouse.deltas import (
     EventKey,
     ViolationKey,
     ViolationState,
-    event_key,
     first_copies,
     open_deltas,
 )
@@ -146,43 +149,70 @@ def _utc(moment: datetime) -> datetime:
 
 
 class Store:
-    def __init__(self, client: Client, database: str) -> None:
+    def __init__(self, client: Client, database: str, reader: Client | None = None) -> None:
+        # Writes, the lookups they depend on, and DDL.
         self._client = client
-        self.database = database
         self._lock = threading.Lock()
+        # Queries (the same client when none is given: then they share the lock too).
+        self._reader = reader or client
+        self._read_lock = threading.Lock() if reader is not None else self._lock
+        self.database = database
 
     @classmethod
     def open(cls, dsn: str) -> Store:
         """Connect to `dsn` (chdb:///dir or http(s)://...) and create the schema if missing."""
         server_dsn, database = split_database(dsn)
+        opened: list[Client] = []
         try:
-            client = clickhouse_connect.get_client(dsn=server_dsn, tz_mode="aware")
+            for _ in ("writer", "reader"):
+                opened.append(clickhouse_connect.get_client(dsn=server_dsn, tz_mode="aware"))
         except Exception as error:
+            _close_all(opened)
             raise StoreError(f"cannot open the store at {redact(dsn)}: {error}") from error
+        writer, reader = opened
         try:
-            ensure_schema(client, database)
-            ensure_counters(client, database)
+            ensure_schema(writer, database)
+            ensure_counters(writer, database)
         except Exception as error:
-            client.close()
+            _close_all(opened)
             raise StoreError(f"cannot create the schema in {redact(dsn)}: {error}") from error
-        return cls(client, database)
+        return cls(writer, database, reader)
 
     def close(self) -> None:
+        with self._read_lock:
+            if self._reader is not self._client:
+                self._reader.close()
         with self._lock:
             self._client.close()
 
     def ping(self) -> None:
         """Raise if the store does not answer a trivial query."""
-        with self._lock:
-            self._client.command("SELECT 1", use_database=False)
+        with self._read_lock:
+            self._reader.command("SELECT 1", use_database=False)
 
     def write_audit(self, records: Sequence[AuditRecord]) -> None:
         """Insert the records, each marked `counted` if it is the first copy of its event."""
-        if not records:
+        if records:
+            self.write_audit_columns([records_columns(records)])
+
+    def write_audit_columns(self, batches: Sequence[pa.Table]) -> None:
+        """`write_audit` for records already in columns (audit_columns.AUDIT_COLUMNS), as the
+        ingest loop decodes them: one insert for all the batches."""
+        table = pa.concat_tables(batches) if len(batches) > 1 else batches[0]
+        if not table.num_rows:
             return
+        keys = list(
+            zip(
+                *(table.column(name).to_pylist() for name in ("org", "subject_pseudonym")),
+                table.column("event_id").to_pylist(),
+                strict=True,
+            )
+        )
         with self._lock:
-            counted = first_copies([event_key(r) for r in records], self._stored_events(records))
-            self._insert(EVENTS, records, [counted])
+            counted = first_copies(keys, self._stored_events(table, keys))
+            field = arrow_schema(EVENTS).field("counted")
+            data = table.append_column(field, pa.array(counted, field.type))
+            self._client.insert_arrow(EVENTS.name, data, database=self.database)
 
     def write_violations(self, violations: Sequence[Violation]) -> None:
         """Insert the violations with their change to the count of open ones."""
@@ -401,7 +431,7 @@ class Store:
         parameters: dict[str, Any],
         column_formats: ColumnFormats | None = None,
     ) -> list[dict[str, Any]]:
-        """Rows of a read by another store module (feed.py, triage.py), under the store's lock;
+        """Rows of a read by another store module (feed.py, triage.py), on the reading connection;
         its SQL names tables by `database`."""
         return self._rows(sql, parameters, column_formats)
 
@@ -415,15 +445,15 @@ class Store:
         with self._lock:
             self._client.command(sql, parameters=parameters, use_database=False)
 
-    def _stored_events(self, records: Sequence[AuditRecord]) -> set[EventKey]:
+    def _stored_events(self, table: pa.Table, keys: Sequence[EventKey]) -> set[EventKey]:
         # Copies of an event share its time: the batch's time range bounds where one can be,
         # which skips the partitions (months) and parts outside it.
-        times = [_utc(r.event_time) for r in records]
+        times = pc.min_max(table.column("event_time"))
         rows = self._query(
             f"SELECT org, subject_pseudonym, event_id FROM {self._table(EVENTS)} "
             "WHERE event_time BETWEEN {first:DateTime64(6, 'UTC')} AND {last:DateTime64(6, 'UTC')} "
-            f"AND event_id IN {_any_of(r.event_id for r in records)}",
-            {"first": min(times), "last": max(times)},
+            f"AND event_id IN {_any_of(key[2] for key in keys)}",
+            {"first": _utc(times["min"].as_py()), "last": _utc(times["max"].as_py())},
         )
         return {(org, subject, event_id) for org, subject, event_id in rows}
 
@@ -460,8 +490,8 @@ class Store:
         parameters: dict[str, Any],
         column_formats: ColumnFormats | None = None,
     ) -> list[dict[str, Any]]:
-        with self._lock:
-            result = self._client.query(sql, parameters=parameters, column_formats=column_formats)
+        with self._read_lock:
+            result = self._reader.query(sql, parameters=parameters, column_formats=column_formats)
         names = result.column_names
         return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
@@ -482,6 +512,11 @@ _OPEN = "status = 'open'"
 
 
 _DEFAULT_MAX_QUERY_SIZE = 262144
+
+
+def _close_all(clients: Iterable[Client]) -> None:
+    for client in clients:
+        client.close()
 
 
 def _any_of(ids: Iterable[str]) -> str:

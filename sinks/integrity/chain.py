@@ -15,15 +15,17 @@ offset and is chained as the new copy it is.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from events.outputs import AuditRecord, Violation
 from sinks import Rejected
+from sinks.clickhouse.audit_columns import audit_column_values
 from sinks.clickhouse.schema import EVENTS, REJECTED_EVENTS, VIOLATIONS, Table
 from sinks.integrity.canonical import (
     canonical_json,
@@ -118,17 +120,18 @@ class Chains:
         self.heads = dict(heads)
 
     def extend(
-        self, topic: str, partition: int, offset: int, rows: Sequence[BaseModel]
+        self, topic: str, partition: int, offset: int, rows: Sequence[BaseModel] | pa.Table
     ) -> list[dict[str, Any]]:
-        """The entries of one consumed message's rows; none if its offset is chained already."""
+        """The entries of one consumed message's rows (models, or an AuditBatch's records as
+        the columns the store inserts); none if its offset is chained already."""
         name = chain_name(topic, partition)
         head = self.heads.get(name) or genesis(name)
         if offset <= head.offset:
             return []
         now = datetime.now(UTC)
         entries = []
-        for row in rows:
-            entry = make_entry(name, head, offset, table_of(row), row, now)
+        for table, row in _tabled(rows):
+            entry = make_entry(name, head, offset, table, row, now)
             entries.append(entry)
             head = Head(entry["seq"], offset, entry["head"])
         # A message without rows still moves the chain's offset: it was consumed and stored.
@@ -136,8 +139,24 @@ class Chains:
         return entries
 
 
+def _tabled(
+    rows: Sequence[BaseModel] | pa.Table,
+) -> Iterator[tuple[Table, BaseModel | Mapping[str, Any]]]:
+    if isinstance(rows, pa.Table):
+        for values in audit_column_values(rows):
+            yield EVENTS, values
+    else:
+        for row in rows:
+            yield table_of(row), row
+
+
 def make_entry(
-    chain: str, previous: Head, offset: int, table: Table, row: BaseModel, now: datetime
+    chain: str,
+    previous: Head,
+    offset: int,
+    table: Table,
+    row: BaseModel | Mapping[str, Any],
+    now: datetime,
 ) -> dict[str, Any]:
     """One entry as the columns of its table (ChainEntry's fields): a plain dict, as this runs
     for every stored row."""

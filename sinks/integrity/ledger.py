@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import pyarrow as pa
 from pydantic import BaseModel
 
 from config.settings import Settings
@@ -50,7 +51,9 @@ class Ledger:
         self._last_signed = time.monotonic()
         self._unpublished: list[Checkpoint] = []
 
-    def observe(self, topic: str, partition: int, offset: int, rows: Sequence[BaseModel]) -> None:
+    def observe(
+        self, topic: str, partition: int, offset: int, rows: Sequence[BaseModel] | pa.Table
+    ) -> None:
         self._pending.extend(self._loaded().extend(topic, partition, offset, rows))
 
     def write(self) -> None:

@@ -13,13 +13,14 @@ import pytest
 from pydantic import BaseModel
 
 from config.settings import Settings
-from events.outputs import AuditRecord, Violation
+from events.outputs import AuditBatch, AuditRecord, Violation
 from sinks import Rejected
+from sinks.clickhouse.audit_columns import audit_columns
 from sinks.clickhouse.schema import EVENTS
 from sinks.clickhouse.store import Store
 from sinks.ingest import StoredRow
 from sinks.integrity.canonical import payload_digest, row_digest
-from sinks.integrity.chain import chain_name, table_of
+from sinks.integrity.chain import Chains, chain_name, table_of
 from sinks.integrity.ledger import Ledger
 from sinks.integrity.signing import Checkpoint, SigningKeyError, check_export, load_signer
 from sinks.integrity.tables import CHAIN, CHECKPOINTS, read_entries, read_rows, write_entries
@@ -356,3 +357,25 @@ def test_the_default_key_is_made_once_in_the_data_dir(
 def test_a_configured_key_that_is_missing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SigningKeyError, match=r"missing\.pem"):
         load_signer(tmp_path / "missing.pem", tmp_path)
+
+
+def test_an_audit_batch_read_as_columns_chains_as_its_records_do() -> None:
+    """The store reads the worker's AuditBatch messages straight into Arrow columns: the chain
+    entries it makes of them must be those of the same records as models, or verify would
+    name every event the fast path stored as edited."""
+    records = [
+        audit("e1", details={"why": "consent withdrawn", "at": "09:00"}),
+        audit(
+            "e2",
+            event_time=datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2))),
+        ),
+        audit("e3", violated_rules=["LX-ADNET-001"], recipient_id=None),
+    ]
+    message = AuditBatch(records=records).model_dump_json().encode()
+    columns = audit_columns(message)
+    assert columns is not None, "the worker's form takes the column path"
+    from_models = Chains({}).extend(AUDIT, 0, 5, records)
+    from_columns = Chains({}).extend(AUDIT, 0, 5, columns)
+    for entry in (*from_models, *from_columns):
+        entry.pop("chained_at")
+    assert from_columns == from_models
