@@ -48,6 +48,8 @@ class SourceRoute:
         self.app = app
         self.topic = topic
         self._queue: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=QUEUED_FETCHES)
+        # Taken from the queue, not handed to the judge yet: a fetch's rest past `max_batch`.
+        self._pending: list[Message] = []
 
     async def hand_over(self, messages: list[Message], suspended: Waitable) -> None:
         """Queue a fetch's messages for the judge, or release them if flow is suspended first
@@ -60,15 +62,14 @@ class SourceRoute:
             self.release(messages)
 
     async def take(self, max_batch: int) -> list[Message]:
-        """The next batch the judge may take: what is queued, waiting only while none is.
-
-        Whole fetches are joined until the batch holds at least `max_batch` messages or
-        nothing more is queued; each partition's messages stay in fetch order.
-        """
+        """The next batch the judge may take: up to `max_batch` of what is queued, waiting only
+        while none is. Each partition's messages stay in fetch order."""
         while True:
-            batch = await self._queue.get()
-            while len(batch) < max_batch and not self._queue.empty():
-                batch = batch + self._queue.get_nowait()
+            if not self._pending:
+                self._pending = await self._queue.get()
+            while len(self._pending) < max_batch and not self._queue.empty():
+                self._pending = self._pending + self._queue.get_nowait()
+            batch, self._pending = self._pending[:max_batch], self._pending[max_batch:]
             current = self._current(batch)
             if current:
                 self._mark_inbound(current)

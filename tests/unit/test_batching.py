@@ -69,6 +69,18 @@ def test_a_batch_is_acked_only_when_settled_and_only_what_was_judged() -> None:
     assert consumer._new_offset(PARTITION) == 84, "the commit stops at the hole"
 
 
+def test_a_batch_holds_at_most_max_batch_messages_in_fetch_order() -> None:
+    _, route = route_of_an_app()
+
+    async def scenario() -> list[list[int]]:
+        await route.hand_over(fetch(range(80, 85)), Unset())
+        await route.hand_over(fetch(range(85, 88)), Unset())
+        batches = [await asyncio.wait_for(route.take(max_batch=3), 5) for _ in range(3)]
+        return [[m.offset for m in batch] for batch in batches]
+
+    assert asyncio.run(scenario()) == [[80, 81, 82], [83, 84, 85], [86, 87]]
+
+
 def test_a_fetch_from_an_older_generation_is_released_unacked() -> None:
     app, route = route_of_an_app(generation=1)
     stale = fetch(range(80, 83), generation=1)
@@ -77,7 +89,7 @@ def test_a_fetch_from_an_older_generation_is_released_unacked() -> None:
         await route.hand_over(stale, Unset())
         app.consumer_generation_id = 2  # a rebalance: Faust seeks back to the committed offsets
         await route.hand_over(fetch(range(80, 82), generation=2), Unset())
-        return cast(list[ConsumerMessage], await asyncio.wait_for(route.take(max_batch=2), 5))
+        return cast(list[ConsumerMessage], await asyncio.wait_for(route.take(max_batch=10), 5))
 
     batch = asyncio.run(scenario())
     assert [(m.offset, m.generation_id) for m in batch] == [(80, 2), (81, 2)]
