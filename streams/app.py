@@ -109,7 +109,9 @@ class Pipeline:
         # Per source partition, the next offset to judge: no event is skipped, and partitions
         # with a backlog are told apart.
         self.positions = Positions(time.monotonic)
+        # When the judge last finished a batch, and whether it is judging one now.
         self._last_batch = time.monotonic()
+        self._judging = False
         self.offsets = OffsetsClient(settings.bootstrap, settings.app_id)
         consumer = cast(WorkerConsumer, app.consumer)
         consumer.deliver_every_message(self.source.get_topic_name())
@@ -152,12 +154,18 @@ class Pipeline:
             self.route.settle(messages)
 
     async def _judge(self, messages: Sequence[faust.types.Message]) -> None:
-        self._last_batch = time.monotonic()
-        await self._sync_generation()
-        self._refresh_deadline_index()
-        batch = await self._in_order(messages)
-        await self._publish(self.judge.judge_batch(batch, self._load, self._lagging()))
-        await self._rewind(self.positions.due_rewinds(), "messages before it never arrived")
+        self._judging = True
+        try:
+            await self._sync_generation()
+            self._refresh_deadline_index()
+            batch = await self._in_order(messages)
+            await self._publish(self.judge.judge_batch(batch, self._load, self._lagging()))
+            await self._rewind(self.positions.due_rewinds(), "messages before it never arrived")
+        finally:
+            # A batch that takes longer than STALLED_SECONDS (5,000 events on a busy machine)
+            # is no stall: counted from its start, every such batch was read again.
+            self._judging = False
+            self._last_batch = time.monotonic()
 
     async def _in_order(self, messages: Sequence[faust.types.Message]) -> list[Incoming]:
         """The messages to judge now: each partition's in offset order from its committed one.
@@ -227,7 +235,7 @@ class Pipeline:
         if self.app.rebalancing:
             return
         await self._sync_generation()
-        if time.monotonic() - self._last_batch < STALLED_SECONDS:
+        if self._judging or time.monotonic() - self._last_batch < STALLED_SECONDS:
             return
         name = self.source.get_topic_name()
         owned = self._owned_tps()
