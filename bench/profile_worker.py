@@ -45,6 +45,9 @@ PY_SPY = Path(sys.executable).with_name("py-spy")
 # (stage, file fragment, function): a sample belongs to the stage of its deepest matching frame.
 STAGES = [
     ("messages in", "streams/app.py", "_incoming"),
+    ("messages in", "streams/batching.py", ""),
+    ("messages in", "streams/transport.py", "getmany"),
+    ("offset order", "streams/app.py", "_in_order"),
     ("parsing+validation", "streams/judging.py", "_accept"),
     ("judging: rules", "streams/rules/", ""),
     ("state fold", "streams/state.py", "apply"),

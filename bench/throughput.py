@@ -167,6 +167,12 @@ def _parser() -> argparse.ArgumentParser:
         help="most events the worker judges at once (and the bare loop's batch)",
     )
     parser.add_argument(
+        "--worker-delivery",
+        choices=["batches", "events"],
+        default=defaults["worker_delivery"].default,
+        help="the worker takes the source topic in whole fetches or through Faust's stream",
+    )
+    parser.add_argument(
         "--processing-guarantee",
         choices=["at_least_once", "exactly_once"],
         default=defaults["processing_guarantee"].default,
@@ -223,6 +229,7 @@ def _settings(args: argparse.Namespace, broker: EmbeddedBroker, data_dir: Path) 
         embedded_kafka_port=broker.port,
         partitions=args.partitions,
         batch_size=args.batch_size,
+        worker_delivery=args.worker_delivery,
         processing_guarantee=args.processing_guarantee,
         api_port=free_port(),
         app_id="privtrail-bench",
@@ -435,7 +442,8 @@ def _report(
             f"partitions={settings.partitions} batch_size={settings.batch_size} "
             f"batch_window={settings.batch_window}s sink_batch_size={settings.sink_batch_size} "
             f"sink_flush_interval={settings.sink_flush_interval}s "
-            f"processing_guarantee={settings.processing_guarantee}",
+            f"processing_guarantee={settings.processing_guarantee} "
+            f"worker_delivery={settings.worker_delivery}",
         ),
         ("workload", f"{len(messages)} demo events, {average_size:.0f} B on average"),
         ("", ""),

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     # `batch_window` seconds for a batch to fill.
     batch_size: int = Field(default=5000, ge=1)
     batch_window: float = Field(default=0.5, gt=0)
+    # How the worker takes the source topic from Faust: "batches", whole fetches at once
+    # (streams/batching.py); "events", one by one through a Faust agent's stream
+    # (`batch_window` applies to this one only).
+    worker_delivery: Literal["batches", "events"] = "batches"
     # Arrival order never changes a verdict (event-contract.md, Time): each subject keeps its
     # events of this much event time (and at most `history_max_events` of them) to judge a
     # late event against the state as it was at the event's time.

@@ -1,7 +1,9 @@
 """The Faust worker: judges `privacy.events` and produces violations, audit batches, dead letters.
 
-Hot path per batch, not per event: the agent takes up to `batch_size` events, judges them in
-one go (streams/judging.py), sends all outputs, then writes each touched subject's state once.
+Hot path per batch, not per event: the worker takes up to `batch_size` source messages in whole
+fetches (streams/batching.py; or, with `worker_delivery="events"`, through a Faust agent's
+stream), judges them in one go (streams/judging.py), sends all outputs, then writes each touched
+subject's state once, and only then acks them.
 
 Delivery: the broker acknowledges the outputs *before* the state changelog is written, and both
 before the batch's offsets can be committed. A crash in between re-judges the batch against the
@@ -25,6 +27,7 @@ from faust.types import TP
 
 from config.settings import Settings
 from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
+from streams.batching import SourceRoute
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.offsets import OffsetsClient
@@ -106,10 +109,22 @@ class Pipeline:
         # Per source partition, the next offset to judge: no event is skipped, and partitions
         # with a backlog are told apart.
         self.positions = Positions(time.monotonic)
+        # When the judge last finished a batch, and whether it is judging one now.
         self._last_batch = time.monotonic()
+        self._judging = False
         self.offsets = OffsetsClient(settings.bootstrap, settings.app_id)
-        cast(WorkerConsumer, app.consumer).deliver_every_message(self.source.get_topic_name())
-        app.agent(self.source, name="privtrail.judge")(self._judge_stream)
+        consumer = cast(WorkerConsumer, app.consumer)
+        consumer.deliver_every_message(self.source.get_topic_name())
+        self.route = SourceRoute(app, self.source.get_topic_name())
+        if settings.worker_delivery == "batches":
+            consumer.route_in_batches(self.route)
+            # Subscribed through Faust's conductor, as an agent's topic would be.
+            app.topics.add(self.source)
+            # An exception here crashes the worker (Faust's task supervision): nothing of the
+            # batch is acked, and a restarted worker judges from the last committed offsets.
+            app.task(self._judge_batches)
+        else:
+            app.agent(self.source, name="privtrail.judge")(self._judge_stream)
         app.timer(DEADLINE_TICK_SECONDS, name="privtrail.deadlines")(self._deadline_tick)
         app.timer(POSITIONS_TICK_SECONDS, name="privtrail.positions")(self._watch_positions)
 
@@ -128,19 +143,37 @@ class Pipeline:
         # take_events is on the concrete Stream only; agents are always given one.
         batches = cast(faust.Stream[bytes], stream).take_events(size, within=window)
         async for events in batches:
-            self._last_batch = time.monotonic()
-            await self._sync_generation()
-            self._refresh_deadline_index()
-            batch = await self._in_order(events)
-            await self._publish(self.judge.judge_batch(batch, self._load, self._lagging()))
-            await self._rewind(self.positions.due_rewinds(), "messages before it never arrived")
+            # Faust's stream acks each event once the agent asks for the next batch.
+            await self._judge([event.message for event in events])
             yield None
 
-    async def _in_order(self, events: Sequence[faust.EventT[bytes]]) -> list[Incoming]:
-        """The events to judge now: each partition's in offset order from its committed one."""
+    async def _judge_batches(self) -> None:
+        while True:
+            messages = await self.route.take(self.settings.batch_size)
+            await self._judge(messages)
+            self.route.settle(messages)
+
+    async def _judge(self, messages: Sequence[faust.types.Message]) -> None:
+        self._judging = True
+        try:
+            await self._sync_generation()
+            self._refresh_deadline_index()
+            batch = await self._in_order(messages)
+            await self._publish(self.judge.judge_batch(batch, self._load, self._lagging()))
+            await self._rewind(self.positions.due_rewinds(), "messages before it never arrived")
+        finally:
+            # A batch that takes longer than STALLED_SECONDS (5,000 events on a busy machine)
+            # is no stall: counted from its start, every such batch was read again.
+            self._judging = False
+            self._last_batch = time.monotonic()
+
+    async def _in_order(self, messages: Sequence[faust.types.Message]) -> list[Incoming]:
+        """The messages to judge now: each partition's in offset order from its committed one.
+
+        A message left out for a hole is untracked: its ack is refused.
+        """
         batch = []
-        for event in events:
-            message = event.message
+        for message in messages:
             arrival = self.positions.admit(message.partition, message.offset)
             if arrival is Arrival.AFTER_HOLE:
                 if self.positions.held_back(message.partition) or await self._lost_before(message):
@@ -149,7 +182,7 @@ class Pipeline:
                     continue
                 arrival = await self._skip_hole(message)
             if arrival is Arrival.NEXT:
-                batch.append(_incoming(event))
+                batch.append(_incoming(message))
         return batch
 
     async def _lost_before(self, message: faust.types.Message) -> bool:
@@ -202,7 +235,7 @@ class Pipeline:
         if self.app.rebalancing:
             return
         await self._sync_generation()
-        if time.monotonic() - self._last_batch < STALLED_SECONDS:
+        if self._judging or time.monotonic() - self._last_batch < STALLED_SECONDS:
             return
         name = self.source.get_topic_name()
         owned = self._owned_tps()
@@ -379,8 +412,7 @@ def _history(entry: dict[str, Any]) -> SubjectHistory:
     return SubjectHistory.of_state(SubjectState.model_validate(entry["state"]))
 
 
-def _incoming(event: faust.EventT[bytes]) -> Incoming:
-    message = event.message
+def _incoming(message: faust.types.Message) -> Incoming:
     # Faust gives the Kafka timestamp in seconds; 0 or less means the message has none.
     timestamp = message.timestamp
     appended = datetime.fromtimestamp(timestamp, UTC) if timestamp and timestamp > 0 else None

@@ -34,11 +34,6 @@ class Message:
         return TP(self.topic, self.partition)
 
 
-@dataclass
-class Event:
-    message: Message
-
-
 class Broker:
     """Answers the probe: the first readable offset at or after a start."""
 
@@ -62,29 +57,29 @@ def pipeline() -> Pipeline:
 
 def in_order(
     pipeline: Pipeline, broker: Broker, offsets: list[int]
-) -> tuple[list[int], list[Event]]:
+) -> tuple[list[int], list[Message]]:
     pipeline.offsets = cast(Any, broker)
-    events = [Event(Message(0, offset)) for offset in offsets]
-    judged = asyncio.run(pipeline._in_order(cast(Any, events)))
-    return [incoming.offset for incoming in judged], events
+    messages = [Message(0, offset) for offset in offsets]
+    judged = asyncio.run(pipeline._in_order(cast(Any, messages)))
+    return [incoming.offset for incoming in judged], messages
 
 
 def test_events_after_lost_ones_wait_unacked_and_the_partition_is_read_again(
     pipeline: Pipeline,
 ) -> None:
     broker = Broker({0: list(range(80, 200))})
-    judged, events = in_order(pipeline, broker, [80, 81, 129, 130])
+    judged, messages = in_order(pipeline, broker, [80, 81, 129, 130])
     assert judged == [80, 81]
-    assert [e.message.tracked for e in events] == [True, True, False, False]
+    assert [m.tracked for m in messages] == [True, True, False, False]
     assert broker.probes == [(0, 82)], "one look at the broker per hole"
     assert pipeline.positions.due_rewinds() == {0: 82}
 
 
 def test_a_hole_of_transaction_markers_is_no_loss(pipeline: Pipeline) -> None:
     broker = Broker({0: [80, 81, 83, 84, 88]})  # 82: a commit marker; 85..87: an aborted one
-    judged, events = in_order(pipeline, broker, [80, 81, 83, 84, 88])
+    judged, messages = in_order(pipeline, broker, [80, 81, 83, 84, 88])
     assert judged == [80, 81, 83, 84, 88]
-    assert all(e.message.tracked for e in events)
+    assert all(m.tracked for m in messages)
     assert pipeline.positions.due_rewinds() == {}
     gaps = cast(Any, pipeline.app.consumer)._gap[TP(SOURCE, 0)]
     assert sorted((gap.begin, gap.end) for gap in gaps) == [(82, 83), (85, 88)], (
@@ -94,6 +89,6 @@ def test_a_hole_of_transaction_markers_is_no_loss(pipeline: Pipeline) -> None:
 
 def test_messages_fetched_twice_are_not_judged_twice(pipeline: Pipeline) -> None:
     broker = Broker({0: list(range(80, 200))})
-    judged, events = in_order(pipeline, broker, [80, 81, 82, 81, 82, 83, 70])
+    judged, messages = in_order(pipeline, broker, [80, 81, 82, 81, 82, 83, 70])
     assert judged == [80, 81, 82, 83]
-    assert all(e.message.tracked for e in events), "each is acked: it was judged once"
+    assert all(m.tracked for m in messages), "each is acked: it was judged once"
