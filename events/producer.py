@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kafka import KafkaProducer
 from kafka.cluster import ClusterMetadata
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaError, KafkaTimeoutError, SaslAuthenticationFailedError
 from kafka.partitioner import DefaultPartitioner
 from kafka.partitioner.default import murmur2
 
@@ -164,6 +165,31 @@ def drop_send_record_logs() -> None:
     logging.getLogger("kafka.producer.kafka").addFilter(_SEND_LOG_FILTER)
 
 
+class _RefusedLogins(logging.Handler):
+    """Keeps the SASL refusals kafka-python logs while it bootstraps. Its bootstrap retries a
+    refused login like a lost connection and ends in a bare timeout, hiding the cause."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.refusals: list[SaslAuthenticationFailedError] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        self.refusals.extend(a for a in args if isinstance(a, SaslAuthenticationFailedError))
+
+
+@contextmanager
+def refused_logins() -> Iterator[list[SaslAuthenticationFailedError]]:
+    """The SASL logins the brokers refused to kafka-python clients made inside the block."""
+    watch = _RefusedLogins()
+    logger = logging.getLogger("kafka.net")
+    logger.addHandler(watch)
+    try:
+        yield watch.refusals
+    finally:
+        logger.removeHandler(watch)
+
+
 def kafka_producer(bootstrap: str, config: Mapping[str, Any]) -> Producer:
     """A kafka-python producer with the emitter's defaults, `config` overriding them; raises
     `KafkaUnreachable` if no broker answers within the bootstrap timeout."""
@@ -174,8 +200,13 @@ def kafka_producer(bootstrap: str, config: Mapping[str, Any]) -> Producer:
         "partitioner": KeyHashPartitioner(),
     }
     try:
-        producer: Producer = KafkaProducer(bootstrap_servers=bootstrap, **settings)
+        with refused_logins() as refusals:
+            producer: Producer = KafkaProducer(bootstrap_servers=bootstrap, **settings)
     except KafkaTimeoutError:
+        if refusals:
+            raise KafkaUnreachable(
+                bootstrap, f"SASL authentication failed: {refusals[-1]}"
+            ) from None
         waited = settings["bootstrap_timeout_ms"] / 1000
         raise KafkaUnreachable(
             bootstrap, f"no broker answered within {waited:g} s (is the address right?)"

@@ -154,7 +154,8 @@ def _print_health_change(reasons: list[str] | None) -> None:
 def _run_demo(bootstrap: str, settings: Settings, count: int, seed: int, run: _Run) -> None:
     from events.emitter import Emitter
 
-    with Emitter(bootstrap, source="/privtrail/demo", topic=settings.topics.events) as emitter:
+    topic, security = settings.topics.events, settings.kafka_security.kafka_python()
+    with Emitter(bootstrap, source="/privtrail/demo", topic=topic, **security) as emitter:
         _send_demo_with_progress(emitter, count, seed, run)
 
 
@@ -261,7 +262,10 @@ def emit(
         errors.print(f"[yellow]warning:[/] sending an invalid event: {exc}")
     try:
         with Emitter(
-            settings.bootstrap, source="/privtrail/cli", topic=settings.topics.events
+            settings.bootstrap,
+            source="/privtrail/cli",
+            topic=settings.topics.events,
+            **settings.kafka_security.kafka_python(),
         ) as e:
             e.send_raw(key, raw)
             e.flush()

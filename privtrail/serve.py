@@ -48,7 +48,7 @@ def serve(settings: Settings) -> None:
     if warning is not None:
         log.warning(warning)
     settings = tuned_settings(settings)
-    store = Store.open(settings.store_dsn)
+    store = Store.open(settings.store_dsn, settings.clickhouse_verify, settings.clickhouse_ca_cert)
     ingestor = Ingestor(settings, store)
     worker = WorkerWatch(settings)
     alerts = create_alert_sink(settings)

@@ -14,6 +14,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from config.settings import Settings
+from events.producer import refused_logins
 
 RETRY_SECONDS = 0.5
 CONNECT_TIMEOUT_MS = 5000
@@ -37,9 +38,15 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            _ensure_once(settings, deadline)
+            with refused_logins() as refusals:
+                _ensure_once(settings, deadline)
             return
         except KafkaError as error:
+            if refusals:  # retrying cannot help, and the timeout would hide why
+                raise TopicError(
+                    f"cannot set up topics on Kafka at {settings.bootstrap}: "
+                    f"SASL authentication failed: {refusals[-1]}"
+                ) from error
             if not error.retriable or time.monotonic() >= deadline:
                 raise TopicError(
                     f"cannot set up topics on Kafka at {settings.bootstrap}: {error}"
@@ -53,6 +60,7 @@ def _ensure_once(settings: Settings, deadline: float) -> None:
         bootstrap_servers=settings.bootstrap,
         client_id="privtrail-topics",
         bootstrap_timeout_ms=min(CONNECT_TIMEOUT_MS, _remaining_ms(deadline)),
+        **settings.kafka_security.kafka_python(),
     ) as admin:
         _create_missing(admin, names, settings)
         admin.wait_for_topics(names, timeout_ms=_remaining_ms(deadline))

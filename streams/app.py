@@ -60,6 +60,7 @@ def create_app(settings: Settings, policy: PolicySet) -> faust.App:
         producer_linger=0.05,
         processing_guarantee=settings.processing_guarantee,
         **_client_tuning(settings),
+        **settings.kafka_security.faust(),
     )
     # Idempotent outputs and changelog writes: a retried produce request is not written twice.
     app.transport = WorkerTransport(app.conf.broker_consumer, app)
@@ -107,7 +108,7 @@ class Pipeline:
         # with a backlog are told apart.
         self.positions = Positions(time.monotonic)
         self._last_batch = time.monotonic()
-        self.offsets = OffsetsClient(settings.bootstrap, settings.app_id)
+        self.offsets = OffsetsClient(settings.bootstrap, settings.app_id, settings.kafka_security)
         cast(WorkerConsumer, app.consumer).deliver_every_message(self.source.get_topic_name())
         app.agent(self.source, name="privtrail.judge")(self._judge_stream)
         app.timer(DEADLINE_TICK_SECONDS, name="privtrail.deadlines")(self._deadline_tick)

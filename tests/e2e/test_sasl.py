@@ -1,0 +1,145 @@
+"""A SASL-secured Kafka end to end: the worker, the store writer and the emitter authenticate.
+
+One broker of its own, whose client listener takes SASL_PLAINTEXT (PLAIN) only: a client that
+forgot its credentials, or has the wrong ones, cannot reach the pipeline at all.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from config.settings import Settings
+from events.emitter import Emitter
+from events.producer import KafkaUnreachable
+from privtrail.brokers import KafkaBroker
+from privtrail.client import ApiClient, ApiError
+from privtrail.topics import TopicError, ensure_topics
+from tests.e2e.conftest import Pipeline
+from tests.support import free_port, running_process, settings_for
+
+pytestmark = pytest.mark.e2e
+USER = "privtrail_svc"
+PASSWORD = secrets.token_urlsafe(16)
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+# Far beyond the few seconds a refused login takes; only a client that hangs reaches it.
+REFUSAL_BOUND_SECONDS = 60
+
+
+@pytest.fixture(scope="module")
+def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    data_dir = tmp_path_factory.mktemp("sasl-kafka")
+    with KafkaBroker(free_port(), data_dir, sasl_users={USER: PASSWORD}) as broker:
+        yield broker
+
+
+def secured_settings(broker: KafkaBroker, tmp_path: Path, password: str) -> Settings:
+    return settings_for(broker, tmp_path).model_copy(
+        update={
+            "kafka_bootstrap": broker.bootstrap,
+            "api_port": free_port(),
+            "app_id": f"privtrail-{uuid.uuid4().hex[:8]}",
+            "kafka_security_protocol": "SASL_PLAINTEXT",
+            "kafka_sasl_mechanism": "PLAIN",
+            "kafka_sasl_username": USER,
+            "kafka_sasl_password": SecretStr(password),
+        }
+    )
+
+
+@pytest.fixture
+def sasl_pipeline(sasl_broker: KafkaBroker, tmp_path: Path) -> Iterator[Pipeline]:
+    settings = secured_settings(sasl_broker, tmp_path, PASSWORD)
+    ensure_topics(settings)
+    argv = [sys.executable, "-m", "privtrail", "serve"]
+    with running_process(argv, tmp_path / "serve.log", env=settings.as_env()) as serve:
+        running = Pipeline(settings, ApiClient(settings.api_url), [serve])
+        running.wait_for(lambda: _answers(running.api), "the query API", timeout=60)
+        yield running
+
+
+def _answers(api: ApiClient) -> bool:
+    try:
+        api.health()
+        return True
+    except ApiError:
+        return False
+
+
+def test_events_emitted_through_sasl_are_judged_and_stored(sasl_pipeline: Pipeline) -> None:
+    settings = sasl_pipeline.settings
+    with sasl_pipeline.worker():
+        with Emitter(
+            settings.bootstrap,
+            source="/e2e/sasl",
+            topic=settings.topics.events,
+            **settings.kafka_security.kafka_python(),
+        ) as emitter:
+            emitter.consent_changed(
+                org="connectx",
+                subject_id="cx-1",
+                subject_kind="customer",
+                data_use="marketing",
+                status="given",
+                time=T0,
+            )
+            ads = emitter.data_accessed(
+                org="connectx",
+                subject_id="cx-1",
+                subject_kind="customer",
+                actor_kind="service",
+                actor_id="ads-ranker",
+                data_categories=["user.content.private.whatsapp_message"],
+                data_use="marketing.advertising.first_party.targeted",
+                time=T0 + timedelta(minutes=1),
+            )
+            emitter.data_accessed(
+                org="connectx",
+                subject_id="cx-1",
+                subject_kind="customer",
+                actor_kind="service",
+                actor_id="inbox",
+                data_categories=["user.content.private"],
+                data_use="essential.service",
+                time=T0 + timedelta(minutes=2),
+            )
+        api = sasl_pipeline.api
+        sasl_pipeline.wait_for(lambda: api.stats().events >= 3, "three stored events")
+        found = sasl_pipeline.wait_for(api.violations, "the violation")
+    assert [(v.rule_id, v.event_id) for v in found] == [("CX-WA-ADS-001", ads)]
+    assert api.stats().events == 3
+
+
+def test_an_emitter_with_a_wrong_password_is_refused_naming_authentication(
+    sasl_broker: KafkaBroker,
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(KafkaUnreachable, match=r"(?i)authentication") as refused:
+        Emitter(
+            sasl_broker.bootstrap,
+            source="/e2e/sasl",
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="PLAIN",
+            sasl_plain_username=USER,
+            sasl_plain_password="not-the-password",
+        )
+    assert time.monotonic() - started < REFUSAL_BOUND_SECONDS, refused.value
+    assert "not-the-password" not in str(refused.value)
+
+
+def test_setting_up_topics_with_a_wrong_password_is_refused_naming_authentication(
+    sasl_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    settings = secured_settings(sasl_broker, tmp_path, "not-the-password")
+    started = time.monotonic()
+    with pytest.raises(TopicError, match=r"(?i)authentication"):
+        ensure_topics(settings)
+    assert time.monotonic() - started < REFUSAL_BOUND_SECONDS
