@@ -14,7 +14,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from config.settings import Settings
-from events.producer import refused_logins
+from events.producer import login_refusal
 
 RETRY_SECONDS = 0.5
 CONNECT_TIMEOUT_MS = 5000
@@ -38,14 +38,15 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with refused_logins() as refusals:
-                _ensure_once(settings, deadline)
+            _ensure_once(settings, deadline)
             return
         except KafkaError as error:
-            if refusals:  # retrying cannot help, and the timeout would hide why
+            # Retrying a refused login cannot help, and the timeout would hide why.
+            security = settings.kafka_security.kafka_python()
+            if refusal := login_refusal(settings.bootstrap, security):
                 raise TopicError(
                     f"cannot set up topics on Kafka at {settings.bootstrap}: "
-                    f"SASL authentication failed: {refusals[-1]}"
+                    f"SASL authentication failed: {refusal}"
                 ) from error
             if not error.retriable or time.monotonic() >= deadline:
                 raise TopicError(

@@ -7,7 +7,6 @@ forgot its credentials, or has the wrong ones, cannot reach the pipeline at all.
 from __future__ import annotations
 
 import secrets
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,10 +20,9 @@ from config.settings import Settings
 from events.emitter import Emitter
 from events.producer import KafkaUnreachable
 from privtrail.brokers import KafkaBroker
-from privtrail.client import ApiClient, ApiError
 from privtrail.topics import TopicError, ensure_topics
-from tests.e2e.conftest import Pipeline
-from tests.support import free_port, running_process, settings_for
+from tests.e2e.conftest import Pipeline, serving
+from tests.support import free_port, settings_for
 
 pytestmark = pytest.mark.e2e
 USER = "privtrail_svc"
@@ -59,19 +57,8 @@ def secured_settings(broker: KafkaBroker, tmp_path: Path, password: str) -> Sett
 def sasl_pipeline(sasl_broker: KafkaBroker, tmp_path: Path) -> Iterator[Pipeline]:
     settings = secured_settings(sasl_broker, tmp_path, PASSWORD)
     ensure_topics(settings)
-    argv = [sys.executable, "-m", "privtrail", "serve"]
-    with running_process(argv, tmp_path / "serve.log", env=settings.as_env()) as serve:
-        running = Pipeline(settings, ApiClient(settings.api_url), [serve])
-        running.wait_for(lambda: _answers(running.api), "the query API", timeout=60)
+    with serving(settings) as running:
         yield running
-
-
-def _answers(api: ApiClient) -> bool:
-    try:
-        api.health()
-        return True
-    except ApiError:
-        return False
 
 
 def test_events_emitted_through_sasl_are_judged_and_stored(sasl_pipeline: Pipeline) -> None:

@@ -14,11 +14,13 @@ from typer.testing import CliRunner
 
 from config.kafka_security import KafkaSecurity
 from config.settings import Settings
+from events.producer import login_refusal
 from privtrail import cli
 from privtrail.brokers.apache_kafka import BROKER_USER, check_sasl_users, server_properties
 from privtrail.brokers.base import BrokerError
 from sinks.clickhouse.store import Store, StoreError
 from sinks.clickhouse.tls import TlsMisconfigured, tls_options
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = ("config", "events", "streams", "sinks", "privtrail")
@@ -267,3 +269,10 @@ def test_the_sasl_listener_lists_every_user_and_keeps_the_controller_plaintext(
 def test_sasl_users_the_jaas_config_cannot_hold_are_refused(users: dict[str, str]) -> None:
     with pytest.raises(BrokerError, match=r"alice|al ice"):
         check_sasl_users(users)
+
+
+def test_only_a_refused_login_is_reported_as_one() -> None:
+    sasl = SCRAM.model_copy(update={"protocol": "SASL_PLAINTEXT"}).kafka_python()
+    assert login_refusal("127.0.0.1:9", KafkaSecurity().kafka_python()) is None
+    # Nothing listens on a free port: unreachable, not refused.
+    assert login_refusal(f"127.0.0.1:{free_port()}", sasl) is None
