@@ -392,10 +392,13 @@ def _ask(question: Any) -> Any:
 @app.command()
 def topics() -> None:
     """Create the topics with their partition counts (idempotent; checks existing ones)."""
-    from privtrail.topics import ensure_topics
+    from privtrail.topics import TopicError, ensure_topics
 
     settings = Settings()
-    ensure_topics(settings)
+    try:
+        ensure_topics(settings)
+    except TopicError as exc:
+        raise _fail(str(exc)) from None
     console.print(f"topics ready on {settings.bootstrap} ({settings.partitions} partitions)")
 
 
