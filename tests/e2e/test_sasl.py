@@ -13,7 +13,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,12 @@ from events.producer import KafkaUnreachable
 from privtrail.brokers import KafkaBroker
 from privtrail.topics import ensure_topics
 from tests.e2e.conftest import Pipeline, serving
+from tests.e2e.test_pipeline import emit_whatsapp_ads
 from tests.support import free_port, settings_for
 
 pytestmark = pytest.mark.e2e
 USER = "privtrail_svc"
 PASSWORD = secrets.token_urlsafe(16)
-T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 # Far beyond the few seconds a refused login takes; only a client that hangs reaches it.
 REFUSAL_BOUND_SECONDS = 60
 
@@ -73,34 +72,7 @@ def test_events_emitted_through_sasl_are_judged_and_stored(sasl_pipeline: Pipeli
             topic=settings.topics.events,
             **settings.kafka_security.kafka_python(),
         ) as emitter:
-            emitter.consent_changed(
-                org="connectx",
-                subject_id="cx-1",
-                subject_kind="customer",
-                data_use="marketing",
-                status="given",
-                time=T0,
-            )
-            ads = emitter.data_accessed(
-                org="connectx",
-                subject_id="cx-1",
-                subject_kind="customer",
-                actor_kind="service",
-                actor_id="ads-ranker",
-                data_categories=["user.content.private.whatsapp_message"],
-                data_use="marketing.advertising.first_party.targeted",
-                time=T0 + timedelta(minutes=1),
-            )
-            emitter.data_accessed(
-                org="connectx",
-                subject_id="cx-1",
-                subject_kind="customer",
-                actor_kind="service",
-                actor_id="inbox",
-                data_categories=["user.content.private"],
-                data_use="essential.service",
-                time=T0 + timedelta(minutes=2),
-            )
+            ads = emit_whatsapp_ads(emitter)
         api = sasl_pipeline.api
         sasl_pipeline.wait_for(lambda: api.stats().events >= 3, "three stored events")
         found = sasl_pipeline.wait_for(api.violations, "the violation")
