@@ -9,10 +9,11 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
+from config.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol
 from events.limits import DEFAULT_MAX_AHEAD, DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES
 
 
@@ -145,7 +146,37 @@ class Settings(BaseSettings):
     integrity_key_path: Path | None = None
     integrity_checkpoint_records: int = Field(default=10_000, ge=1)
     integrity_checkpoint_seconds: float = Field(default=60.0, gt=0)
+    # Transport security to Kafka and ClickHouse (README: Connecting to a secured Kafka /
+    # ClickHouse). Every Kafka client takes its options from `kafka_security`.
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    # For an https:// ClickHouse DSN: whether to check the server's certificate, and against
+    # which CA (unset: the system's).
+    clickhouse_verify: bool = True
+    clickhouse_ca_cert: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> Self:
+        self.kafka_security  # noqa: B018 - raises, naming the missing setting
+        return self
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password,
+            cafile=self.kafka_ssl_cafile,
+            certfile=self.kafka_ssl_certfile,
+            keyfile=self.kafka_ssl_keyfile,
+        )
 
     @property
     def bootstrap(self) -> str:

@@ -130,7 +130,9 @@ class Emitter:
     ) -> None:
         """`delivery_timeout`: seconds an event may take to be delivered, retries included
         (at least the 30 s a single request may take). `producer_config` goes to kafka-python's
-        `KafkaProducer` and overrides the emitter's defaults."""
+        `KafkaProducer` and overrides the emitter's defaults; a secured cluster's options go
+        there too (`security_protocol`, `sasl_mechanism`, `sasl_plain_username`,
+        `sasl_plain_password`, `ssl_cafile`, `ssl_certfile`, `ssl_keyfile`)."""
         fixed = sorted(FIXED_SETTINGS & producer_config.keys())
         if fixed:
             raise ValueError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import logging
@@ -9,6 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from aiokafka.conn import create_conn
+from aiokafka.errors import SaslAuthenticationFailed
+from aiokafka.helpers import create_ssl_context
 from kafka import KafkaProducer
 from kafka.cluster import ClusterMetadata
 from kafka.errors import KafkaError, KafkaTimeoutError
@@ -26,6 +30,8 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 # likely a wrong address, which the caller should hear about at once, not after kafka-python's
 # 30 s.
 BOOTSTRAP_TIMEOUT_SECONDS = 4.0
+# How long asking a broker why it refused a SASL login may take.
+LOGIN_PROBE_MS = 4000
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "client_id": "privtrail-emitter",
@@ -164,6 +170,48 @@ def drop_send_record_logs() -> None:
     logging.getLogger("kafka.producer.kafka").addFilter(_SEND_LOG_FILTER)
 
 
+def login_refusal(bootstrap: str, config: Mapping[str, Any]) -> str | None:
+    """Why the first broker of `bootstrap` refuses the SASL login in `config` (kafka-python
+    options); None if it accepts it, cannot be asked, or no SASL is configured.
+
+    For after a bootstrap timed out: kafka-python drops the broker's refusal when the
+    connection closes right behind it, and times out without a cause; aiokafka reads it."""
+    if not str(config.get("security_protocol", "")).startswith("SASL_"):
+        return None
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        return asyncio.run(_login_refusal(host.strip("[]"), int(port), config))
+    except (RuntimeError, ValueError):  # inside a running event loop, or no port
+        return None
+
+
+async def _login_refusal(host: str, port: int, config: Mapping[str, Any]) -> str | None:
+    ssl_context = None
+    if config["security_protocol"] == "SASL_SSL":
+        files = {name: config.get(f"ssl_{name}") for name in ("cafile", "certfile", "keyfile")}
+        ssl_context = create_ssl_context(**files)
+    try:
+        connection = await asyncio.wait_for(
+            create_conn(
+                host,
+                port,
+                request_timeout_ms=LOGIN_PROBE_MS,
+                security_protocol=config["security_protocol"],
+                sasl_mechanism=config.get("sasl_mechanism", "PLAIN"),
+                sasl_plain_username=config.get("sasl_plain_username"),
+                sasl_plain_password=config.get("sasl_plain_password"),
+                ssl_context=ssl_context,
+            ),
+            LOGIN_PROBE_MS / 1000,
+        )
+    except SaslAuthenticationFailed as error:
+        return str(error)
+    except Exception:
+        return None  # not a refused login: the caller's own error stands
+    connection.close()
+    return None
+
+
 def kafka_producer(bootstrap: str, config: Mapping[str, Any]) -> Producer:
     """A kafka-python producer with the emitter's defaults, `config` overriding them; raises
     `KafkaUnreachable` if no broker answers within the bootstrap timeout."""
@@ -176,6 +224,8 @@ def kafka_producer(bootstrap: str, config: Mapping[str, Any]) -> Producer:
     try:
         producer: Producer = KafkaProducer(bootstrap_servers=bootstrap, **settings)
     except KafkaTimeoutError:
+        if refusal := login_refusal(bootstrap, settings):
+            raise KafkaUnreachable(bootstrap, f"SASL authentication failed: {refusal}") from None
         waited = settings["bootstrap_timeout_ms"] / 1000
         raise KafkaUnreachable(
             bootstrap, f"no broker answered within {waited:g} s (is the address right?)"

@@ -186,7 +186,8 @@ def _print_health_change(reasons: list[str] | None) -> None:
 def _run_demo(bootstrap: str, settings: Settings, count: int, seed: int, run: _Run) -> None:
     from events.emitter import Emitter
 
-    with Emitter(bootstrap, source="/privtrail/demo", topic=settings.topics.events) as emitter:
+    topic, security = settings.topics.events, settings.kafka_security.kafka_python()
+    with Emitter(bootstrap, source="/privtrail/demo", topic=topic, **security) as emitter:
         _send_demo_with_progress(emitter, count, seed, run)
 
 
@@ -293,7 +294,10 @@ def emit(
         errors.print(f"[yellow]warning:[/] sending an invalid event: {exc}")
     try:
         with Emitter(
-            settings.bootstrap, source="/privtrail/cli", topic=settings.topics.events
+            settings.bootstrap,
+            source="/privtrail/cli",
+            topic=settings.topics.events,
+            **settings.kafka_security.kafka_python(),
         ) as e:
             e.send_raw(key, raw)
             e.flush()
@@ -494,10 +498,13 @@ def checkpoints_check(
 @app.command()
 def topics() -> None:
     """Create the topics with their partition counts (idempotent; checks existing ones)."""
-    from privtrail.topics import ensure_topics
+    from privtrail.topics import TopicError, ensure_topics
 
     settings = Settings()
-    ensure_topics(settings)
+    try:
+        ensure_topics(settings)
+    except TopicError as exc:
+        raise _fail(str(exc)) from None
     console.print(f"topics ready on {settings.bootstrap} ({settings.partitions} partitions)")
 
 

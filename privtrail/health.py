@@ -172,6 +172,7 @@ def kafka_admin(settings: Settings) -> GroupAdmin:
         client_id=f"{settings.app_id}-health",
         bootstrap_timeout_ms=PROBE_TIMEOUT_MS,
         request_timeout_ms=PROBE_TIMEOUT_MS,
+        **settings.kafka_security.kafka_python(),
     )
     return admin
 

@@ -51,7 +51,7 @@ def serve(settings: Settings) -> None:
     if warning is not None:
         log.warning(warning)
     settings = tuned_settings(settings)
-    store = Store.open(settings.store_dsn)
+    store = Store.open(settings.store_dsn, settings.clickhouse_verify, settings.clickhouse_ca_cert)
     try:
         prepare_tokens(settings, store)
     except TokenSetupError as error:

@@ -181,6 +181,7 @@ def violation_feed(
         # A fetch returns as soon as a violation arrives; the wait only bounds how often an
         # idle feed asks. At the 500 ms default, its fetches alone cost Kafka 2% of a core.
         fetch_max_wait_ms=IDLE_FETCH_WAIT_MS,
+        **settings.kafka_security.kafka_python(),
     )
     consumer.poll(timeout_ms=1000)  # joins and pins "latest" before we return
 

@@ -14,6 +14,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from config.settings import Settings
+from events.producer import login_refusal
 
 RETRY_SECONDS = 0.5
 CONNECT_TIMEOUT_MS = 5000
@@ -44,6 +45,13 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
             _ensure_once(settings, deadline)
             return
         except KafkaError as error:
+            # Retrying a refused login cannot help, and the timeout would hide why.
+            security = settings.kafka_security.kafka_python()
+            if refusal := login_refusal(settings.bootstrap, security):
+                raise TopicError(
+                    f"cannot set up topics on Kafka at {settings.bootstrap}: "
+                    f"SASL authentication failed: {refusal}"
+                ) from error
             if not error.retriable or time.monotonic() >= deadline:
                 raise TopicError(
                     f"cannot set up topics on Kafka at {settings.bootstrap}: {error}"
@@ -57,6 +65,7 @@ def _ensure_once(settings: Settings, deadline: float) -> None:
         bootstrap_servers=settings.bootstrap,
         client_id="privtrail-topics",
         bootstrap_timeout_ms=min(CONNECT_TIMEOUT_MS, _remaining_ms(deadline)),
+        **settings.kafka_security.kafka_python(),
     ) as admin:
         _create_missing(admin, names, settings)
         admin.wait_for_topics(names, timeout_ms=_remaining_ms(deadline))

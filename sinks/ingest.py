@@ -396,6 +396,7 @@ def kafka_consumer(settings: Settings) -> Consumer:
         # there is any): the 0.5 s default made the idle broker answer two fetches a second.
         fetch_max_wait_ms=IDLE_FETCH_WAIT_MS,
         **tuning,
+        **settings.kafka_security.kafka_python(),
     )
     return consumer
 

@@ -63,6 +63,7 @@ def create_app(settings: Settings, policy: PolicySet) -> faust.App:
         producer_linger=0.05,
         processing_guarantee=settings.processing_guarantee,
         **_client_tuning(settings),
+        **settings.kafka_security.faust(),
     )
     # Idempotent outputs and changelog writes: a retried produce request is not written twice.
     app.transport = WorkerTransport(app.conf.broker_consumer, app)
@@ -112,7 +113,7 @@ class Pipeline:
         # When the judge last finished a batch, and whether it is judging one now.
         self._last_batch = time.monotonic()
         self._judging = False
-        self.offsets = OffsetsClient(settings.bootstrap, settings.app_id)
+        self.offsets = OffsetsClient(settings.bootstrap, settings.app_id, settings.kafka_security)
         consumer = cast(WorkerConsumer, app.consumer)
         consumer.deliver_every_message(self.source.get_topic_name())
         self.route = SourceRoute(app, self.source.get_topic_name())

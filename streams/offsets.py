@@ -9,13 +9,16 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
+from config.kafka_security import KafkaSecurity
+
 # How long a probe waits for the first record at an offset before giving up on an answer.
 PROBE_TIMEOUT_MS = 3000
 
 
 class OffsetsClient:
-    def __init__(self, bootstrap: str, client_id: str) -> None:
+    def __init__(self, bootstrap: str, client_id: str, security: KafkaSecurity) -> None:
         self._bootstrap = bootstrap
+        self._security = security
         self._client_id = client_id
         self._client: AIOKafkaConsumer | None = None
         self._prober: AIOKafkaConsumer | None = None
@@ -58,6 +61,7 @@ class OffsetsClient:
             auto_offset_reset="earliest",
             isolation_level=isolation_level,
             client_id=client_id,
+            **self._security.aiokafka(),
         )
         await client.start()
         return client

@@ -67,6 +67,7 @@ async def missing(settings: Settings) -> str | None:
         bootstrap_servers=settings.bootstrap,
         client_id=f"{settings.app_id}-startup-probe",
         request_timeout_ms=PROBE_TIMEOUT_MS,
+        **settings.kafka_security.aiokafka(),
     )
     try:
         await client.bootstrap()

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import base64
+import secrets
 import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
+from pydantic import SecretStr
+
+from config.kafka_security import KafkaSecurity
 from config.settings import Settings
 from privtrail.brokers.base import BrokerError, EmbeddedBroker
 from privtrail.brokers.java import find_java
 from privtrail.brokers.kafka_jars import KAFKA_VERSION, LOG4J_CONFIG, default_lib_dir, missing_jars
 
 NODE_ID = 1
+# The broker's own SASL user, for its inter-broker connections and its readiness probe.
+BROKER_USER = "privtrail_broker"
 # A small heap starts fast and is plenty for one development node; the serial collector has
 # no background GC threads, which keeps an idle broker idle on a small machine.
 JVM_OPTIONS = (
@@ -47,9 +54,21 @@ class KafkaBroker(EmbeddedBroker):
         host: str = "127.0.0.1",
         binary: Path | None = None,
         lib_dir: Path | None = None,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
+        """`sasl_users` (name: password): the client listener takes SASL_PLAINTEXT with the
+        PLAIN mechanism, and only these users, instead of PLAINTEXT."""
         super().__init__(port, data_dir, host, binary)
         self.lib_dir = lib_dir if lib_dir is not None else configured_lib_dir()
+        self.sasl_users: dict[str, str] | None = None
+        if sasl_users is not None:
+            self.sasl_users = {**sasl_users, BROKER_USER: secrets.token_urlsafe(24)}
+            check_sasl_users(self.sasl_users)
+            self.security = KafkaSecurity(
+                protocol="SASL_PLAINTEXT",
+                username=BROKER_USER,
+                password=SecretStr(self.sasl_users[BROKER_USER]),
+            )
 
     @classmethod
     def default_binary(cls) -> Path:
@@ -88,7 +107,9 @@ class KafkaBroker(EmbeddedBroker):
             raise BrokerError(f"cannot start the kafka broker: {missing}")
         self.kafka_dir.mkdir(parents=True, exist_ok=True)
         self.properties_path.write_text(
-            server_properties(self.host, self.port, self._controller_port(), self.log_dirs),
+            server_properties(
+                self.host, self.port, self._controller_port(), self.log_dirs, self.sasl_users
+            ),
             encoding="utf-8",
         )
         # Formatting writes meta.properties; formatting again would fail on a used log dir.
@@ -160,17 +181,29 @@ def configured_lib_dir() -> Path:
     return Settings().kafka_lib_dir or default_lib_dir()
 
 
-def server_properties(host: str, port: int, controller_port: int, log_dirs: Path) -> str:
-    """The configuration of a single node that is its own controller quorum."""
+def server_properties(
+    host: str,
+    port: int,
+    controller_port: int,
+    log_dirs: Path,
+    sasl_users: Mapping[str, str] | None = None,
+) -> str:
+    """The configuration of a single node that is its own controller quorum.
+
+    With `sasl_users`, the client listener is SASL_PLAINTEXT (PLAIN) for those users, the
+    first of them `BROKER_USER`; the controller listener stays PLAINTEXT either way.
+    """
+    listener = "PLAINTEXT" if sasl_users is None else "SASL_PLAINTEXT"
     properties = {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         "controller.quorum.voters": f"{NODE_ID}@{host}:{controller_port}",
-        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "listeners": f"{listener}://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"{listener}://{host}:{port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": listener,
+        "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{listener}:{listener}",
+        **(sasl_properties(listener, sasl_users) if sasl_users is not None else {}),
         "log.dirs": str(log_dirs.resolve()),
         # One node: every internal topic has one replica, or it cannot be created at all.
         "offsets.topic.replication.factor": "1",
@@ -197,6 +230,33 @@ def server_properties(host: str, port: int, controller_port: int, log_dirs: Path
         "metadata.max.idle.interval.ms": "10000",
     }
     return "".join(f"{key}={value}\n" for key, value in properties.items())
+
+
+def sasl_properties(listener: str, users: Mapping[str, str]) -> dict[str, str]:
+    """PLAIN on `listener`: its JAAS config names the broker's own login and every user."""
+    accounts = " ".join(f'user_{name}="{password}"' for name, password in users.items())
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{BROKER_USER}" password="{users[BROKER_USER]}" {accounts};'
+    )
+    return {
+        "sasl.enabled.mechanisms": "PLAIN",
+        "connection.failed.authentication.delay.ms": "0",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        f"listener.name.{listener.lower()}.plain.sasl.jaas.config": jaas,
+    }
+
+
+def check_sasl_users(users: Mapping[str, str]) -> None:
+    """Refuse names and passwords the JAAS config could not hold as they are."""
+    for name, password in users.items():
+        if not name or not all(c.isalnum() or c == "_" for c in name):
+            raise BrokerError(f"SASL user name {name!r} must be letters, digits and '_'")
+        if not password or any(c in password for c in '"\\\n\r'):
+            raise BrokerError(
+                f"the password of SASL user {name!r} must be non-empty, without quotes, "
+                "backslashes or line breaks"
+            )
 
 
 def new_cluster_id() -> str:

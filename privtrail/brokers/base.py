@@ -14,6 +14,7 @@ from typing import ClassVar, Self
 
 from kafka.admin import KafkaAdminClient
 
+from config.kafka_security import KafkaSecurity
 from privtrail.processes import spawn, stop_process_group
 
 LOG_TAIL_LINES = 20
@@ -54,6 +55,8 @@ class EmbeddedBroker(ABC):
         # How long the last start() took until the broker answered.
         self.startup_seconds: float | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        # What a client needs to connect to the client listener.
+        self.security = KafkaSecurity()
 
     @classmethod
     @abstractmethod
@@ -186,6 +189,7 @@ class EmbeddedBroker(ABC):
                 bootstrap_servers=self.bootstrap,
                 bootstrap_timeout_ms=PROBE_TIMEOUT_MS,
                 request_timeout_ms=PROBE_TIMEOUT_MS,
+                **self.security.kafka_python(),
             ) as admin:
                 admin.list_topics()
                 return True

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -55,6 +56,7 @@ from sinks.clickhouse.schema import (
     check_database_name,
     ensure_schema,
 )
+from sinks.clickhouse.tls import tls_options
 
 ColumnFormats = dict[str, str | dict[str, str]]
 
@@ -159,13 +161,17 @@ class Store:
         self.database = database
 
     @classmethod
-    def open(cls, dsn: str) -> Store:
-        """Connect to `dsn` (chdb:///dir or http(s)://...) and create the schema if missing."""
+    def open(cls, dsn: str, verify: bool = True, ca_cert: Path | None = None) -> Store:
+        """Connect to `dsn` (chdb:///dir or http(s)://...) and create the schema if missing.
+
+        https:// checks the server's certificate (unless not `verify`) against `ca_cert`, or
+        the system's CAs when that is None."""
         server_dsn, database = split_database(dsn)
         opened: list[Client] = []
         try:
+            tls = tls_options(server_dsn, verify, ca_cert)
             for _ in ("writer", "reader"):
-                opened.append(clickhouse_connect.get_client(dsn=server_dsn, tz_mode="aware"))
+                opened.append(clickhouse_connect.get_client(dsn=server_dsn, tz_mode="aware", **tls))
         except Exception as error:
             _close_all(opened)
             raise StoreError(f"cannot open the store at {redact(dsn)}: {error}") from error

@@ -146,6 +146,7 @@ class KafkaPublisher:
                 bootstrap_servers=self.settings.bootstrap,
                 client_id=f"{self.settings.app_id}-integrity",
                 acks="all",
+                **self.settings.kafka_security.kafka_python(),
             )
         producer: KafkaProducer = self._producer
         value = json.dumps(checkpoint.model_dump(mode="json")).encode()

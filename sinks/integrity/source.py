@@ -46,6 +46,7 @@ class KafkaSource:
             bootstrap_servers=self.settings.bootstrap,
             client_id=f"{self.settings.app_id}-verify",
             bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
+            **self.settings.kafka_security.kafka_python(),
         ) as admin:
             group = f"{self.settings.app_id}-store"
             offsets = admin.list_group_offsets(group)[group]
@@ -80,6 +81,7 @@ class KafkaSource:
             enable_auto_commit=False,
             group_id=None,
             bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
+            **self.settings.kafka_security.kafka_python(),
         )
         try:
             numbers = partitions or sorted(consumer.partitions_for_topic(topic) or ())

@@ -88,9 +88,16 @@ def pipeline_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
 @pytest.fixture
 def pipeline(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Pipeline]:
     """The store-owning API process on the parametrized broker; workers are up to the test."""
-    settings = pipeline_settings(broker, tmp_path)
+    with serving(pipeline_settings(broker, tmp_path)) as running:
+        yield running
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[Pipeline]:
+    """`privtrail serve` with `settings`, once its API answers; workers are up to the caller."""
+    log = settings.data_dir / "serve.log"
     with running_process(
-        [sys.executable, "-m", "privtrail", "serve"], tmp_path / "serve.log", env=settings.as_env()
+        [sys.executable, "-m", "privtrail", "serve"], log, env=settings.as_env()
     ) as serve:
         running = Pipeline(settings, api_client(settings), [serve])
         running.wait_for(lambda: _healthy(running.api), "the query API", timeout=60)

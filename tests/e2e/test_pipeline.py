@@ -47,20 +47,47 @@ def producer(pipeline: Pipeline) -> Iterator[KafkaProducer]:
     producer.close()
 
 
+def emit_whatsapp_ads(emitter: Emitter) -> str:
+    """connectx's cx-1 consents to marketing; then its WhatsApp messages are read for targeted
+    ads (CX-WA-ADS-001's violation, whose event id this returns) and for the inbox (compliant)."""
+    emitter.consent_changed(
+        org="connectx",
+        subject_id="cx-1",
+        subject_kind="customer",
+        data_use="marketing",
+        status="given",
+        time=at(0),
+    )
+    ads = emitter.data_accessed(
+        org="connectx",
+        subject_id="cx-1",
+        subject_kind="customer",
+        actor_kind="service",
+        actor_id="ads-ranker",
+        data_categories=["user.content.private.whatsapp_message"],
+        data_use="marketing.advertising.first_party.targeted",
+        time=at(1),
+    )
+    emitter.data_accessed(
+        org="connectx",
+        subject_id="cx-1",
+        subject_kind="customer",
+        actor_kind="service",
+        actor_id="inbox",
+        data_categories=["user.content.private"],
+        data_use="essential.service",
+        time=at(2),
+    )
+    return ads
+
+
 def emit_mixed_traffic(pipeline: Pipeline, producer: KafkaProducer) -> dict[str, str]:
     """Good, violating, duplicated and malformed events, through the SDK and a raw producer."""
     topic = pipeline.settings.topics.events
     ids: dict[str, str] = {}
     with Emitter(pipeline.settings.bootstrap, source="/e2e", topic=topic) as emitter:
-        # Consents that make everything below compliant but for the two rules under test.
-        emitter.consent_changed(
-            org="connectx",
-            subject_id="cx-1",
-            subject_kind="customer",
-            data_use="marketing",
-            status="given",
-            time=at(0),
-        )
+        ids["ads"] = emit_whatsapp_ads(emitter)
+        # A consent that makes everything below compliant but for the rule under test.
         emitter.consent_changed(
             org="xpertaize",
             subject_id="xa-1",
@@ -68,26 +95,6 @@ def emit_mixed_traffic(pipeline: Pipeline, producer: KafkaProducer) -> dict[str,
             data_use="employment.recruitment",
             status="given",
             time=at(0),
-        )
-        ids["ads"] = emitter.data_accessed(
-            org="connectx",
-            subject_id="cx-1",
-            subject_kind="customer",
-            actor_kind="service",
-            actor_id="ads-ranker",
-            data_categories=["user.content.private.whatsapp_message"],
-            data_use="marketing.advertising.first_party.targeted",
-            time=at(1),
-        )
-        emitter.data_accessed(
-            org="connectx",
-            subject_id="cx-1",
-            subject_kind="customer",
-            actor_kind="service",
-            actor_id="inbox",
-            data_categories=["user.content.private"],
-            data_use="essential.service",
-            time=at(2),
         )
         emitter.settings_changed(
             org="xpertaize",
