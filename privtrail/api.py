@@ -28,8 +28,9 @@ from config.settings import Settings
 from events.outputs import Severity, Violation
 from events.tags import pseudonymise
 from privtrail import __version__
-from privtrail.access_api import access_router
-from privtrail.auth import CallerDep, authorize
+from privtrail.access_api import access_router, state_token_orgs
+from privtrail.allow import allow_every_method
+from privtrail.auth import CallerDep, authorize, document_access
 from privtrail.dashboard import dashboard_router
 from privtrail.filters import KnownValues, UnknownValue
 from privtrail.health import WorkerStatus, WorkerWatch
@@ -221,7 +222,11 @@ def create_app(
         caller.orgs_to_read(None)
         return [_rejected_input(row) for row in store.rejected(limit)]
 
-    @app.get("/rejected/{rejection_id}/raw", response_class=Response)
+    @app.get(
+        "/rejected/{rejection_id}/raw",
+        response_class=Response,
+        responses={404: {"description": "No rejected input of that id is stored."}},
+    )
     def rejected_raw(rejection_id: str, caller: CallerDep) -> Response:
         """A rejected input's exact bytes, as received: they can hold a subject's real id."""
         caller.orgs_to_read(None)
@@ -272,6 +277,9 @@ def create_app(
     app.include_router(dashboard_router(store, known))
     app.include_router(access_router(settings, store, known))
     describe_accepted_values(app, known.policy_orgs(), known.policy_rules())
+    state_token_orgs(app, known.policy_orgs())
+    document_access(app)
+    allow_every_method(app)
     return app
 
 
