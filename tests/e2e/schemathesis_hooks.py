@@ -3,10 +3,14 @@
 A `rule` filter must be one of the `org` filter's rules, a constraint between two parameters
 that an OpenAPI schema cannot state (tests/unit/test_api.py covers its 422). Each generated
 request that names both is sent with the org of its rule, so it keeps every other value drawn.
+
+With FUZZ_WITHOUT_TOKEN set, the run sends no token, and every operation that the schema says
+needs one must answer 401, whatever else the request holds.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import schemathesis
@@ -27,3 +31,15 @@ def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
     rule, org = query.get("rule"), query.get("org")
     if isinstance(rule, str) and rule in _ORG_OF_RULE and org in _ORG_OF_RULE.values():
         query["org"] = _ORG_OF_RULE[rule]
+
+
+@schemathesis.check
+def refused_without_token(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Without a token, an operation that declares `security` answers 401: authorization
+    comes before anything else the request could learn, even a 422."""
+    if case.method.upper() != case.operation.method.upper():
+        return None  # a method the path does not take: a 405 for anyone
+    needs_token = bool(case.operation.definition.raw.get("security"))
+    if os.environ.get("FUZZ_WITHOUT_TOKEN") and needs_token and response.status_code != 401:
+        raise AssertionError(f"answered {response.status_code} without a token, not 401")
+    return None
