@@ -19,7 +19,7 @@ from config.settings import Settings
 from events.tags import pseudonymise
 from privtrail.auth import Caller, CallerDep, Role, issue_token
 from privtrail.filters import KnownValues, UnknownValue
-from privtrail.params import edit_openapi, parse_since, time_query
+from privtrail.params import NO_ROUTE, ONE_LINE, edit_openapi, parse_since, time_query
 from sinks.access import AccessEntry, IssuedToken, TokenInfo
 from sinks.clickhouse.access import (
     EVERY_ORG,
@@ -46,7 +46,12 @@ def access_router(settings: Settings, store: Store, known: KnownValues) -> APIRo
     router = APIRouter(tags=["access"])
     key = settings.pseudonym_key.get_secret_value().encode()
 
-    @router.post("/tokens", response_model=IssuedToken, status_code=201)
+    @router.post(
+        "/tokens",
+        response_model=IssuedToken,
+        status_code=201,
+        responses={400: {"description": "The body is not JSON."}},
+    )
     def create_token(request: TokenRequest, caller: CallerDep) -> IssuedToken:
         """A new token with a role and orgs; the answer is the only time it is shown."""
         orgs = [_token_org(known, org) for org in request.orgs]
@@ -96,9 +101,15 @@ def access_router(settings: Settings, store: Store, known: KnownValues) -> APIRo
             store, _scope(caller), checked, subject_pseudonym, token_id, _since(since), limit
         )
 
-    @router.get("/access-log/subjects/{subject_id:path}", response_model=list[AccessEntry])
+    @router.get(
+        "/access-log/subjects/{subject_id:path}",
+        response_model=list[AccessEntry],
+        responses=NO_ROUTE,
+    )
     def subject_access_log(
-        subject_id: Annotated[str, PathParam(description="The subject's id in the org's systems.")],
+        subject_id: Annotated[
+            str, PathParam(description="The subject's id in the org's systems.", pattern=ONE_LINE)
+        ],
         org: Annotated[str, Query(min_length=1, description="The org the subject belongs to.")],
         caller: CallerDep,
         limit: Annotated[int, Query(ge=1, le=MAX_ACCESS_ROWS)] = 100,

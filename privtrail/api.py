@@ -34,7 +34,14 @@ from privtrail.auth import CallerDep, authorize, document_access
 from privtrail.dashboard import dashboard_router
 from privtrail.filters import KnownValues, UnknownValue
 from privtrail.health import WorkerStatus, WorkerWatch
-from privtrail.params import describe_accepted_values, in_store_range, parse_since, time_query
+from privtrail.params import (
+    NO_ROUTE,
+    ONE_LINE,
+    describe_accepted_values,
+    in_store_range,
+    parse_since,
+    time_query,
+)
 from privtrail.schemas import (
     HistoryPage,
     Latency,
@@ -191,9 +198,11 @@ def create_app(
             next_cursor=encode_cursor(last.event_time, last.event_id) if last else None,
         )
 
-    @app.get("/lineage/{subject_id:path}", response_model=Lineage)
+    @app.get("/lineage/{subject_id:path}", response_model=Lineage, responses=NO_ROUTE)
     def lineage(
-        subject_id: Annotated[str, PathParam(description="The subject's id in the org's systems.")],
+        subject_id: Annotated[
+            str, PathParam(description="The subject's id in the org's systems.", pattern=ONE_LINE)
+        ],
         org: Annotated[str, Query(min_length=1, description="The org the subject belongs to.")],
         caller: CallerDep,
     ) -> Lineage:

@@ -48,6 +48,13 @@ TIME_FORMATS: Final = (
     + "."
 )
 
+# A subject id in a path: Starlette's `path` converter takes any character but a newline, so a
+# newline in it reaches no route at all.
+ONE_LINE: Final = r"^[^\n]*$"
+NO_ROUTE: Final[dict[int | str, dict[str, Any]]] = {
+    404: {"description": "The path reaches no route: a subject id with a newline."}
+}
+
 _ISO_MATCH = re.compile(_ISO)
 _RELATIVE_MATCH = re.compile(r"([0-9]+)([smhdw])")
 

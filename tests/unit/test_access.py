@@ -426,3 +426,10 @@ def test_public_routes_are_not_logged(http: TestClient, store: Store) -> None:
 
     # Only the first access-log read itself was added.
     assert len(after) == before + 1
+
+
+def test_a_wrong_method_names_every_method_the_path_takes(http: TestClient) -> None:
+    # GET and POST /tokens are two routes: the answer names both, not the first one matched.
+    response = http.request("PUT", "/tokens")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
