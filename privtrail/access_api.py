@@ -6,10 +6,11 @@ or revokes no token that reaches beyond them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
@@ -18,6 +19,7 @@ from config.settings import Settings
 from events.tags import pseudonymise
 from privtrail.auth import Caller, CallerDep, Role, issue_token
 from privtrail.filters import KnownValues, UnknownValue
+from privtrail.params import NO_ROUTE, ONE_LINE, edit_openapi, parse_since, time_query
 from sinks.access import AccessEntry, IssuedToken, TokenInfo
 from sinks.clickhouse.access import (
     EVERY_ORG,
@@ -44,7 +46,12 @@ def access_router(settings: Settings, store: Store, known: KnownValues) -> APIRo
     router = APIRouter(tags=["access"])
     key = settings.pseudonym_key.get_secret_value().encode()
 
-    @router.post("/tokens", response_model=IssuedToken, status_code=201)
+    @router.post(
+        "/tokens",
+        response_model=IssuedToken,
+        status_code=201,
+        responses={400: {"description": "The body is not JSON."}},
+    )
     def create_token(request: TokenRequest, caller: CallerDep) -> IssuedToken:
         """A new token with a role and orgs; the answer is the only time it is shown."""
         orgs = [_token_org(known, org) for org in request.orgs]
@@ -61,7 +68,11 @@ def access_router(settings: Settings, store: Store, known: KnownValues) -> APIRo
         caller.orgs_to_read(None)
         return [_info(t) for t in all_tokens(store) if _within(caller, t.orgs)]
 
-    @router.delete("/tokens/{token_id}", response_model=TokenInfo)
+    @router.delete(
+        "/tokens/{token_id}",
+        response_model=TokenInfo,
+        responses={404: {"description": "No token of that id within this token's orgs."}},
+    )
     def revoke(token_id: str, caller: CallerDep) -> TokenInfo:
         """Revoke a token: it is refused from the next request on. Its record stays."""
         found = token_by_id(store, token_id)
@@ -78,7 +89,7 @@ def access_router(settings: Settings, store: Store, known: KnownValues) -> APIRo
             str | None, Query(description="Requests that looked at this subject.")
         ] = None,
         token_id: Annotated[str | None, Query(description="Requests by this token.")] = None,
-        since: Annotated[datetime | None, Query(description="At or after (ISO 8601).")] = None,
+        since: Annotated[str | None, time_query("At or after.")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_ACCESS_ROWS)] = 100,
     ) -> list[AccessEntry]:
         """Who called the API, newest first: token, role, route, orgs read, subject, status."""
@@ -87,12 +98,18 @@ def access_router(settings: Settings, store: Store, known: KnownValues) -> APIRo
         if subject_pseudonym is not None:
             caller.looked_at(subject_pseudonym)
         return access_entries(
-            store, _scope(caller), checked, subject_pseudonym, token_id, since, limit
+            store, _scope(caller), checked, subject_pseudonym, token_id, _since(since), limit
         )
 
-    @router.get("/access-log/subjects/{subject_id:path}", response_model=list[AccessEntry])
+    @router.get(
+        "/access-log/subjects/{subject_id:path}",
+        response_model=list[AccessEntry],
+        responses=NO_ROUTE,
+    )
     def subject_access_log(
-        subject_id: Annotated[str, PathParam(description="The subject's id in the org's systems.")],
+        subject_id: Annotated[
+            str, PathParam(description="The subject's id in the org's systems.", pattern=ONE_LINE)
+        ],
         org: Annotated[str, Query(min_length=1, description="The org the subject belongs to.")],
         caller: CallerDep,
         limit: Annotated[int, Query(ge=1, le=MAX_ACCESS_ROWS)] = 100,
@@ -105,6 +122,25 @@ def access_router(settings: Settings, store: Store, known: KnownValues) -> APIRo
         return access_entries(store, _scope(caller), checked, pseudonym, None, None, limit)
 
     return router
+
+
+def state_token_orgs(app: FastAPI, orgs: Iterable[str]) -> None:
+    """State in `app`'s OpenAPI schema the orgs a new token may be given: the policy's, or
+    `*`, as `_token_org` checks."""
+    accepted = [*sorted(orgs), EVERY_ORG]
+
+    def state_orgs(schema: dict[str, Any]) -> None:
+        request = schema["components"]["schemas"][TokenRequest.__name__]
+        request["properties"]["orgs"]["items"] = {"type": "string", "enum": accepted}
+
+    edit_openapi(app, state_orgs)
+
+
+def _since(text: str | None) -> datetime | None:
+    try:
+        return parse_since(text, datetime.now(UTC)) if text is not None else None
+    except ValueError as error:
+        raise _invalid("since", "query", str(error), text) from None
 
 
 def _scope(caller: Caller) -> list[str] | None:
@@ -133,9 +169,13 @@ def _org(
     try:
         return known.org(text) if text is not None else None
     except UnknownValue as error:
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": (where, name), "msg": str(error), "input": text}]
-        ) from None
+        raise _invalid(name, where, str(error), text) from None
+
+
+def _invalid(name: str, where: str, message: str, text: str | None) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": (where, name), "msg": message, "input": text}]
+    )
 
 
 def _info(record: TokenInfo) -> TokenInfo:

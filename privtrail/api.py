@@ -28,13 +28,21 @@ from config.settings import Settings
 from events.outputs import Severity, Violation
 from events.tags import pseudonymise
 from privtrail import __version__
-from privtrail.access_api import access_router
-from privtrail.auth import CallerDep, authorize
+from privtrail.access_api import access_router, state_token_orgs
+from privtrail.allow import allow_every_method
+from privtrail.auth import CallerDep, authorize, document_access
 from privtrail.dashboard import dashboard_router
 from privtrail.filters import KnownValues, UnknownValue
 from privtrail.health import WorkerStatus, WorkerWatch
 from privtrail.integrity_api import integrity_router
-from privtrail.params import describe_accepted_values, in_store_range, parse_since, time_query
+from privtrail.params import (
+    NO_ROUTE,
+    ONE_LINE,
+    describe_accepted_values,
+    in_store_range,
+    parse_since,
+    time_query,
+)
 from privtrail.schemas import (
     HistoryPage,
     Latency,
@@ -191,9 +199,11 @@ def create_app(
             next_cursor=encode_cursor(last.event_time, last.event_id) if last else None,
         )
 
-    @app.get("/lineage/{subject_id:path}", response_model=Lineage)
+    @app.get("/lineage/{subject_id:path}", response_model=Lineage, responses=NO_ROUTE)
     def lineage(
-        subject_id: Annotated[str, PathParam(description="The subject's id in the org's systems.")],
+        subject_id: Annotated[
+            str, PathParam(description="The subject's id in the org's systems.", pattern=ONE_LINE)
+        ],
         org: Annotated[str, Query(min_length=1, description="The org the subject belongs to.")],
         caller: CallerDep,
     ) -> Lineage:
@@ -222,7 +232,11 @@ def create_app(
         caller.orgs_to_read(None)
         return [_rejected_input(row) for row in store.rejected(limit)]
 
-    @app.get("/rejected/{rejection_id}/raw", response_class=Response)
+    @app.get(
+        "/rejected/{rejection_id}/raw",
+        response_class=Response,
+        responses={404: {"description": "No rejected input of that id is stored."}},
+    )
     def rejected_raw(rejection_id: str, caller: CallerDep) -> Response:
         """A rejected input's exact bytes, as received: they can hold a subject's real id."""
         caller.orgs_to_read(None)
@@ -274,6 +288,9 @@ def create_app(
     app.include_router(access_router(settings, store, known))
     app.include_router(integrity_router(settings, store, _since_param))
     describe_accepted_values(app, known.policy_orgs(), known.policy_rules())
+    state_token_orgs(app, known.policy_orgs())
+    document_access(app)
+    allow_every_method(app)
     return app
 
 

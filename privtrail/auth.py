@@ -14,19 +14,22 @@ so a fast hash is as safe and costs nothing per request.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal, get_args
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
+from privtrail.params import edit_openapi
 from sinks.access import AccessEntry
 from sinks.clickhouse.access import (
     EVERY_ORG,
@@ -250,3 +253,44 @@ def _entry(
 
 
 CallerDep = Annotated[Caller, Depends(authorize)]
+
+
+class Refusal(BaseModel):
+    """The body of an error answer, such as a 401 or a 403."""
+
+    detail: str
+
+
+REFUSALS: Final = {
+    "401": "No token, or an unknown, expired or revoked one: send Authorization: Bearer <token>.",
+    "403": "The token's role may not call this route, or the token does not hold the org asked "
+    "for (or every org, for a route that spans them).",
+}
+
+
+def document_access(app: FastAPI) -> None:
+    """State in `app`'s OpenAPI schema which operations need a token, through the bearer
+    scheme `authorize` declares, and their 401 and 403 answers; public ones need none."""
+    # The schema writes a path without its parameters' converters: {subject_id:path} as
+    # {subject_id}.
+    public = {
+        (method.lower(), re.sub(r":\w+}", "}", endpoint))
+        for (method, endpoint), rule in RULES.items()
+        if rule.need is Need.PUBLIC
+    }
+
+    def state_access(schema: dict[str, Any]) -> None:
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas[Refusal.__name__] = Refusal.model_json_schema()
+        body = {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{Refusal.__name__}"}}
+        }
+        for path, operations in schema["paths"].items():
+            for method, operation in operations.items():
+                if (method, path) in public:
+                    operation.pop("security", None)
+                    continue
+                for status, description in REFUSALS.items():
+                    operation["responses"][status] = {"description": description, "content": body}
+
+    edit_openapi(app, state_access)

@@ -110,10 +110,11 @@ def up(
 
 def _warn_of_insecure_settings(settings: Settings) -> None:
     # Printed here once: the worker's and the store's own warnings go to their log files.
-    from privtrail.security import InsecureSettings, pseudonym_key_warning
+    from privtrail.security import InsecureSettings
+    from privtrail.token_setup import start_warning
 
     try:
-        warning = pseudonym_key_warning(settings)
+        warning = start_warning(settings)
     except InsecureSettings as exc:
         raise _fail(str(exc)) from None
     if warning is not None:

@@ -9,7 +9,7 @@ the parameter.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -47,6 +47,13 @@ TIME_FORMATS: Final = (
     + ", ".join(f"{'9' * digits}{unit}" for unit, digits in RELATIVE_DIGITS.items())
     + "."
 )
+
+# A subject id in a path: Starlette's `path` converter takes any character but a newline, so a
+# newline in it reaches no route at all.
+ONE_LINE: Final = r"^[^\n]*$"
+NO_ROUTE: Final[dict[int | str, dict[str, Any]]] = {
+    404: {"description": "The path reaches no route: a subject id with a newline."}
+}
 
 _ISO_MATCH = re.compile(_ISO)
 _RELATIVE_MATCH = re.compile(r"([0-9]+)([smhdw])")
@@ -101,19 +108,29 @@ def _why_not_a_time(text: str) -> str:
 def describe_accepted_values(app: FastAPI, orgs: Iterable[str], rules: Iterable[str]) -> None:
     """State in `app`'s OpenAPI schema the orgs and rule ids its `org` and `rule` parameters
     take: the policy's, which the filters match in any case."""
-    build = app.openapi
     values = {"org": sorted(orgs), "rule": sorted(rules)}
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = build()
+    def state_values(schema: dict[str, Any]) -> None:
         for operations in schema["paths"].values():
             for operation in operations.values():
                 for parameter in operation.get("parameters", []):
                     if parameter["name"] in values:
                         enum = values[parameter["name"]]
                         parameter["schema"] = {"type": "string", "enum": enum}
+
+    edit_openapi(app, state_values)
+
+
+def edit_openapi(app: FastAPI, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Have `edit` change `app`'s OpenAPI schema once, when it is first built. Edits compose:
+    each wraps the schema builder before it, and all change the one schema FastAPI keeps."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        edit(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

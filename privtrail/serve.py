@@ -18,8 +18,8 @@ from config.settings import Settings
 from privtrail.api import create_app
 from privtrail.brokers import tuned_settings
 from privtrail.health import WorkerWatch
-from privtrail.security import pseudonym_key_warning, secured
-from privtrail.token_setup import TokenSetupError, prepare_tokens
+from privtrail.security import InsecureSettings, secured
+from privtrail.token_setup import prepare_tokens, start_warning
 from sinks.alerts import create_alert_sink
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor
@@ -47,16 +47,16 @@ def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then stop ingesting, flush, and close the store.
 
     InsecureSettings, before anything starts, for settings the service must not run with."""
-    warning = pseudonym_key_warning(settings)
+    warning = start_warning(settings)
     if warning is not None:
         log.warning(warning)
     settings = tuned_settings(settings)
     store = Store.open(settings.store_dsn, settings.clickhouse_verify, settings.clickhouse_ca_cert)
     try:
         prepare_tokens(settings, store)
-    except TokenSetupError as error:
+    except InsecureSettings:
         store.close()
-        raise SystemExit(f"error: {error}") from None
+        raise
     ledger = Ledger(settings, store) if settings.integrity_chain else None
     ingestor = Ingestor(settings, store, ledger=ledger)
     worker = WorkerWatch(settings)

@@ -3,13 +3,13 @@ open to a network without tokens."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from datetime import UTC, datetime
 
 from config.settings import Settings
 from privtrail.auth import hash_token, issue_token
 from privtrail.credentials import local_token, token_path, write_token
+from privtrail.security import InsecureSettings, is_loopback, pseudonym_key_warning
 from sinks.clickhouse.access import (
     EVERY_ORG,
     TokenRecord,
@@ -24,9 +24,13 @@ log = logging.getLogger(__name__)
 
 LOCAL_ADMIN = "local admin (data dir)"
 CONFIGURED_ADMIN = "PRIVTRAIL_API_TOKEN"
+TOKEN_ADVICE = (
+    "set PRIVTRAIL_API_TOKEN to a long random secret (it becomes an admin token), or serve on "
+    "127.0.0.1 once and create tokens with `privtrail token create`"
+)
 
 
-class TokenSetupError(RuntimeError):
+class TokenSetupError(InsecureSettings):
     """The API would be served beyond loopback with no token to guard it."""
 
 
@@ -41,18 +45,23 @@ def prepare_tokens(settings: Settings, store: Store) -> None:
     elif not has_valid_token(store):
         raise TokenSetupError(
             f"refusing to serve the API on {settings.api_host}, beyond loopback, with no API "
-            "token: set PRIVTRAIL_API_TOKEN to a long random secret (it becomes an admin "
-            "token), or serve on 127.0.0.1 once and create tokens with `privtrail token create`"
+            f"token: {TOKEN_ADVICE}"
         )
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def start_warning(settings: Settings) -> str | None:
+    """The warning to print at start while the development pseudonym key is in use; beyond
+    loopback, InsecureSettings that also names the token the API will need, unless one is
+    configured: both refusals in one start, before the store (which holds tokens) opens."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
+        return pseudonym_key_warning(settings)
+    except InsecureSettings as error:
+        if settings.api_token is not None:
+            raise
+        raise InsecureSettings(
+            f"{error}. Beyond loopback the API also needs a token, unless the store already "
+            f"holds one: {TOKEN_ADVICE}"
+        ) from None
 
 
 def _register(store: Store, token: str) -> None:

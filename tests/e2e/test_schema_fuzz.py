@@ -1,6 +1,12 @@
 """Schemathesis against a live `privtrail serve` on its real chDB store, with every check: each
 request the OpenAPI schema allows is answered without a server error, each it forbids is
-refused, and every answer matches the schema. The run is bounded in examples and time."""
+refused, and every answer matches the schema. The run is bounded in examples and time.
+
+It runs twice: with the admin token that serve writes to the data directory on loopback (the
+zero-config one, which every route accepts), and without a token, where every operation but
+the public ones must answer its documented 401 (schemathesis' ignored_auth check fails any
+that answers 2xx, and tests/e2e/schemathesis_hooks.py's `refused_without_token` any other
+status)."""
 
 from __future__ import annotations
 
@@ -14,20 +20,17 @@ from pathlib import Path
 import pytest
 
 from privtrail.api import encode_cursor
+from privtrail.credentials import TOKEN_FILE
 from tests.support import serving_without_broker
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_EXAMPLES = 10
+# Without a token every answer is the same 401: a few examples per operation show it.
+MAX_EXAMPLES_WITHOUT_TOKEN = 2
 # A hard stop, not a budget: schemathesis' --max-time would repeat its phases until it is spent.
 MAX_SECONDS = 300
-
-
-@pytest.fixture
-def auth_headers() -> dict[str, str]:
-    """Headers every generated request carries; none while the API takes no credentials."""
-    return {}
 
 
 @pytest.fixture
@@ -38,24 +41,27 @@ def served(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.timeout(MAX_SECONDS + 90)
-def test_the_live_api_matches_its_schema(
-    served: str, auth_headers: dict[str, str], tmp_path: Path
-) -> None:
-    headers = [arg for name, value in auth_headers.items() for arg in ("-H", f"{name}: {value}")]
+@pytest.mark.parametrize("with_token", [True, False], ids=["admin-token", "no-token"])
+def test_the_live_api_matches_its_schema(served: str, with_token: bool, tmp_path: Path) -> None:
+    if with_token:
+        token = (tmp_path / TOKEN_FILE).read_text(encoding="utf-8").strip()
+        options = [f"--max-examples={MAX_EXAMPLES}", "-H", f"Authorization: Bearer {token}"]
+    else:
+        options = [f"--max-examples={MAX_EXAMPLES_WITHOUT_TOKEN}"]
     argv = [
         str(Path(sys.executable).with_name("schemathesis")),
         f"--config-file={_config(tmp_path)}",
         "run",
         f"{served}/openapi.json",
         "--checks=all",
-        f"--max-examples={MAX_EXAMPLES}",
         "--no-color",
-        *headers,
+        *options,
     ]
     env = {
         **os.environ,
         "SCHEMATHESIS_HOOKS": "tests.e2e.schemathesis_hooks",
         "PYTHONPATH": str(REPO),
+        "FUZZ_WITHOUT_TOKEN": "" if with_token else "1",
     }
     done = subprocess.run(
         argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=MAX_SECONDS

@@ -150,6 +150,35 @@ def test_each_role_reaches_exactly_the_routes_its_rule_grants(
         assert f"role {role} may not {method} {path}" in response.json()["detail"]
 
 
+def test_the_schema_states_which_operations_need_a_token_and_how_they_refuse(
+    http: TestClient,
+) -> None:
+    schema = http.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A privtrail API token: ptk_...",
+    }
+    refusal = {"application/json": {"schema": {"$ref": "#/components/schemas/Refusal"}}}
+    documented = 0
+    for method, path in ROUTES:
+        operation = schema["paths"].get(path.replace(":path}", "}"), {}).get(method.lower())
+        if operation is None:  # left out of the schema: the dashboard's page and assets
+            continue
+        documented += 1
+        if RULES[(method, path)].need is Need.PUBLIC:
+            assert "security" not in operation, path
+            assert not {"401", "403"} & set(operation["responses"]), path
+        else:
+            assert operation["security"] == [{"HTTPBearer": []}], path
+            for status in ("401", "403"):
+                assert operation["responses"][status]["content"] == refusal, (status, path)
+    assert documented == sum(len(operations) for operations in schema["paths"].values())
+    # Stating access keeps what the schema states of the parameters' values.
+    [org] = [p for p in schema["paths"]["/violations"]["get"]["parameters"] if p["name"] == "org"]
+    assert "xpertaize" in org["schema"]["enum"]
+
+
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
 def test_without_a_valid_token_only_public_routes_answer(
     http: TestClient, method: str, path: str
@@ -397,3 +426,10 @@ def test_public_routes_are_not_logged(http: TestClient, store: Store) -> None:
 
     # Only the first access-log read itself was added.
     assert len(after) == before + 1
+
+
+def test_a_wrong_method_names_every_method_the_path_takes(http: TestClient) -> None:
+    # GET and POST /tokens are two routes: the answer names both, not the first one matched.
+    response = http.request("PUT", "/tokens")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"

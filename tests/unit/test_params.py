@@ -20,6 +20,7 @@ from privtrail.api import create_app
 from privtrail.params import STORE_FIRST, STORE_LAST, TIME_PATTERN, parse_since
 from sinks.clickhouse.store import Store
 from tests.unit.chdb_store import store_dsn
+from tests.unit.tokens import bearer
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 PATTERN = re.compile(TIME_PATTERN)
@@ -30,13 +31,15 @@ TIMED = (
     ("/stats/latency", "since"),
     ("/dashboard/violations", "since"),
     ("/dashboard/violations", "until"),
+    ("/access-log", "since"),
 )
 
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[TestClient]:
     store = Store.open(store_dsn())
-    with TestClient(create_app(Settings(pseudonym_key="test-key"), store)) as client:
+    app = create_app(Settings(pseudonym_key="test-key"), store)
+    with TestClient(app, headers=bearer(store)) as client:
         yield client
     store.close()
 

@@ -14,7 +14,8 @@ from pydantic import SecretStr
 from config.settings import Settings
 from privtrail.auth import hash_token
 from privtrail.credentials import local_token, token_path
-from privtrail.token_setup import TokenSetupError, is_loopback, prepare_tokens
+from privtrail.security import DEV_KEY_WARNING, InsecureSettings, is_loopback
+from privtrail.token_setup import TokenSetupError, prepare_tokens, start_warning
 from sinks.clickhouse.access import revoke_token, token_by_hash
 from sinks.clickhouse.store import Store
 from tests.unit.chdb_store import store_dsn
@@ -82,6 +83,22 @@ def test_a_configured_token_is_registered_once_and_a_revocation_sticks(
     with pytest.raises(TokenSetupError):
         prepare_tokens(settings, store)  # the only token is revoked: nothing guards the API
     assert not _valid(store, secret)
+
+
+def test_beyond_loopback_one_refusal_names_the_development_key_and_the_token() -> None:
+    with pytest.raises(InsecureSettings) as both:
+        start_warning(Settings(api_host="0.0.0.0"))
+    assert "PRIVTRAIL_PSEUDONYM_KEY" in str(both.value)
+    assert "also needs a token" in str(both.value) and "PRIVTRAIL_API_TOKEN" in str(both.value)
+
+    configured = Settings(api_host="0.0.0.0", api_token=SecretStr("ptk_configured"))
+    with pytest.raises(InsecureSettings) as key_only:
+        start_warning(configured)
+    assert "PRIVTRAIL_PSEUDONYM_KEY" in str(key_only.value)
+    assert "PRIVTRAIL_API_TOKEN" not in str(key_only.value)
+
+    assert start_warning(Settings(api_host="0.0.0.0", pseudonym_key="private")) is None
+    assert start_warning(Settings()) == DEV_KEY_WARNING
 
 
 @pytest.mark.parametrize(
