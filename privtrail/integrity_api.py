@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from config.settings import Settings
 from privtrail.auth import Caller, CallerDep
+from privtrail.params import time_query
 from sinks.clickhouse.store import Store
 from sinks.integrity.signing import Checkpoint, Signer, load_signer
 from sinks.integrity.source import KafkaSource
@@ -46,9 +47,9 @@ def integrity_router(
         caller: CallerDep,
         since: Annotated[
             str | None,
-            Query(
-                description="Only rows chained at or after: ISO 8601, or relative: 15m, 2h, 7d. "
-                "Rows no chain entry covers are reported whenever they are."
+            time_query(
+                "Only rows chained at or after; rows no chain entry covers are reported "
+                "whenever they are."
             ),
         ] = None,
         org: Annotated[str | None, Query(description="Only this org's rows.")] = None,

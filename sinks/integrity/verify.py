@@ -85,6 +85,10 @@ def verify(
     # committed ones has its row stored, every row read has its entry read, and every signed
     # head read has its entries read.
     committed = _committed(source, run)
+    if committed is None:
+        # Kafka did not answer: asking it again for checkpoints or cut rows would only wait
+        # out the same timeout, twice more, on every verify while the broker is down.
+        source = None
     stored = {table.name: read_rows(store, table, org) for table in _tables(org)}
     checkpoints = _checkpoints(store, public_key, key_id, source, run)
     chains = _by_chain(read_entries(store))
