@@ -129,6 +129,13 @@ class Chains:
     def __init__(self, heads: Mapping[str, Head]) -> None:
         self.heads = dict(heads)
 
+    def append(self, chain: str, row: BaseModel) -> dict[str, Any]:
+        """The entry of one row of a local chain, at the next sequence number."""
+        head = self.heads.get(chain) or genesis(chain)
+        entry = make_entry(chain, head, head.offset + 1, table_of(row), row, datetime.now(UTC))
+        self.heads[chain] = Head(entry["seq"], entry["offset"], entry["head"])
+        return entry
+
     def extend(
         self, topic: str, partition: int, offset: int, rows: Sequence[BaseModel]
     ) -> list[dict[str, Any]]:
@@ -146,13 +153,6 @@ class Chains:
         # A message without rows still moves the chain's offset: it was consumed and stored.
         self.heads[name] = Head(head.seq, offset, head.head)
         return entries
-
-    def append(self, chain: str, row: BaseModel) -> dict[str, Any]:
-        """The entry of one row of a local chain, at the next sequence number."""
-        head = self.heads.get(chain) or genesis(chain)
-        entry = make_entry(chain, head, head.offset + 1, table_of(row), row, datetime.now(UTC))
-        self.heads[chain] = Head(entry["seq"], entry["offset"], entry["head"])
-        return entry
 
 
 def make_entry(

@@ -9,7 +9,8 @@ What a finding means (`kind`):
 - truncated: rows the store took from Kafka (its committed offsets, or a signed head, say so)
   whose entries and rows are both gone from the end of a chain, named from Kafka's copy; for
   the access log's chain, which no Kafka topic copies, rows past its signed head named from the
-  running Ledger's memory when verify runs in the serve process (`live`), else by number;
+  running Ledger's memory when it is a source (GET /verify in the serve process), else by
+  their chain positions;
 - checkpoint: a stored or published checkpoint whose signature, number or link to the
   previous one does not hold.
 """
