@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from typing import Annotated, Any, Final, Literal, get_args
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -39,6 +40,8 @@ from sinks.clickhouse.access import (
     token_by_hash,
 )
 from sinks.clickhouse.store import Store
+from sinks.integrity.chain import ACCESS_CHAIN
+from sinks.integrity.ledger import Ledger
 
 Role = Literal["analyst", "auditor", "engineer", "admin"]
 ROLES: Final = get_args(Role)
@@ -205,7 +208,16 @@ def authorize(
         status = 500
         raise
     finally:
-        append_access(store, _entry(request, caller, method, endpoint, status))
+        _log_access(request, store, _entry(request, caller, method, endpoint, status))
+
+
+def _log_access(request: Request, store: Store, entry: AccessEntry) -> None:
+    """Write the access-log row, chained when the process keeps the hash chains."""
+    ledger: Ledger | None = getattr(request.app.state, "ledger", None)
+    if ledger is None:
+        append_access(store, entry)
+    else:
+        ledger.append(ACCESS_CHAIN, entry, partial(append_access, store))
 
 
 def _identify(store: Store, credentials: HTTPAuthorizationCredentials | None) -> Caller:

@@ -6,15 +6,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from config.settings import Settings
 from privtrail.auth import Caller, CallerDep
 from privtrail.params import time_query
 from sinks.clickhouse.store import Store
+from sinks.integrity.ledger import Ledger
 from sinks.integrity.signing import Checkpoint, Signer, load_signer
-from sinks.integrity.source import KafkaSource
+from sinks.integrity.source import KafkaSource, Source, Sources
 from sinks.integrity.tables import ensure_integrity_schema, read_checkpoints
 from sinks.integrity.verify import VerifyReport, verify
 
@@ -44,6 +45,7 @@ def integrity_router(
 
     @router.get("/verify", response_model=VerifyReport)
     def verify_trail(
+        request: Request,
         caller: CallerDep,
         since: Annotated[
             str | None,
@@ -59,7 +61,7 @@ def integrity_router(
         start = since_param(since) if since is not None else None
         key = signing()
         scope = _verified_org(caller, org)
-        return verify(store, key.public_key, key.key_id, KafkaSource(settings), start, scope)
+        return verify(store, key.public_key, key.key_id, _source(request), start, scope)
 
     @router.get("/checkpoints", response_model=CheckpointExport)
     def checkpoints() -> CheckpointExport:
@@ -71,6 +73,12 @@ def integrity_router(
             public_key=key.public_pem(),
             checkpoints=[row.checkpoint() for row in stored],
         )
+
+    def _source(request: Request) -> Source:
+        # The running Ledger knows the access log's chain beyond what the store holds.
+        ledger: Ledger | None = getattr(request.app.state, "ledger", None)
+        kafka = KafkaSource(settings)
+        return kafka if ledger is None else Sources(kafka, ledger)
 
     return router
 

@@ -63,8 +63,10 @@ def serve(settings: Settings) -> None:
     alerts = create_alert_sink(settings)
     if alerts is not None:
         ingestor.listeners.append(alerts.send)
+    app = create_app(settings, store, ingestor, worker)
+    app.state.ledger = ledger  # chains the access log (privtrail/auth.py)
     config = uvicorn.Config(
-        secured(create_app(settings, store, ingestor, worker), settings),
+        secured(app, settings),
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level,

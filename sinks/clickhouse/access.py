@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sinks.access import AccessEntry, TokenInfo
-from sinks.clickhouse.schema import LABEL, LABELS, TIME
+from sinks.clickhouse.schema import LABEL, LABELS, TIME, Table
 from sinks.clickhouse.store import Store, _utc
 
 TOKENS: Final = "api_tokens"
@@ -44,6 +44,11 @@ _ACCESS_COLUMNS: Final = (
     ("status", "Int16"),
     ("client", "String"),
 )
+
+
+# The access log's columns as the hash chain digests them (sinks/integrity). Its table is a plain
+# MergeTree made by `ensure_access_tables`, not from this; `access_id` alone names a row.
+ACCESS = Table(name=ACCESS_LOG, columns=_ACCESS_COLUMNS, order_by=("access_id",), replacing=False)
 
 
 class TokenRecord(TokenInfo):

@@ -46,6 +46,8 @@ class Table:
     # Rows per granule, the unit a query reads (ClickHouse's default: 8192). Set when the table
     # is created: a store made before keeps its granules.
     index_granularity: int | None = None
+    # False: a plain MergeTree, append-only, whose rows are never replaced (no FINAL to read).
+    replacing: bool = True
 
     @property
     def column_names(self) -> list[str]:
@@ -62,7 +64,7 @@ class Table:
             [f"`{name}` {kind}" for name, kind in every_column]
             + [f"INDEX {name} {index}" for name, index in self.indexes]
         )
-        engine = f"ReplacingMergeTree({self.version or ''})"
+        engine = f"ReplacingMergeTree({self.version or ''})" if self.replacing else "MergeTree"
         partition = f"\nPARTITION BY {self.partition_by}" if self.partition_by else ""
         granularity = self.index_granularity
         settings = f"\nSETTINGS index_granularity = {granularity}" if granularity else ""

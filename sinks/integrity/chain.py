@@ -10,6 +10,11 @@ The offsets of a topic-partition are the one order that never changes: a message
 again (a store killed between insert and commit) is at an offset already chained and is not
 chained again, while a copy the worker sends again (a worker crash) is a new message at a new
 offset and is chained as the new copy it is.
+
+The API's access log has no Kafka offsets: the serve process writes its rows itself, so its chain
+(`api/access_log`, a name no topic-partition can have) is numbered by that process, whose Ledger
+serialises the appends: an entry's offset is its sequence number from 0, and the chain's order
+is the order in which the rows were written.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from pydantic import BaseModel, ConfigDict
 
 from events.outputs import AuditRecord, Violation
 from sinks import Rejected
+from sinks.access import AccessEntry
+from sinks.clickhouse.access import ACCESS
 from sinks.clickhouse.audit_columns import audit_column_values
 from sinks.clickhouse.schema import EVENTS, REJECTED_EVENTS, VIOLATIONS, Table
 from sinks.integrity.canonical import (
@@ -36,7 +43,10 @@ from sinks.integrity.canonical import (
 )
 
 # The tables whose rows are chained, by name.
-CHAINED: Mapping[str, Table] = {t.name: t for t in (EVENTS, VIOLATIONS, REJECTED_EVENTS)}
+CHAINED: Mapping[str, Table] = {t.name: t for t in (EVENTS, VIOLATIONS, REJECTED_EVENTS, ACCESS)}
+# The chain the serve process numbers itself ("/" is not allowed in a Kafka topic's name).
+ACCESS_CHAIN = "api/access_log"
+LOCAL_CHAINS = frozenset({ACCESS_CHAIN})
 _KEY_SEPARATOR = "\x1f"
 
 
@@ -80,6 +90,8 @@ def table_of(row: BaseModel) -> Table:
         return VIOLATIONS
     if isinstance(row, Rejected):
         return REJECTED_EVENTS
+    if isinstance(row, AccessEntry):
+        return ACCESS
     raise TypeError(f"no chained table stores a {type(row).__name__}")
 
 
@@ -118,6 +130,13 @@ class Chains:
 
     def __init__(self, heads: Mapping[str, Head]) -> None:
         self.heads = dict(heads)
+
+    def append(self, chain: str, row: BaseModel) -> dict[str, Any]:
+        """The entry of one row of a local chain, at the next sequence number."""
+        head = self.heads.get(chain) or genesis(chain)
+        entry = make_entry(chain, head, head.offset + 1, table_of(row), row, datetime.now(UTC))
+        self.heads[chain] = Head(entry["seq"], entry["offset"], entry["head"])
+        return entry
 
     def extend(
         self, topic: str, partition: int, offset: int, rows: Sequence[BaseModel] | pa.Table

@@ -4,23 +4,28 @@ The ingest loop calls `observe` for each consumed message, `write` before it sto
 rows (the entries go first, so a row is never stored without its entry), and `tick` once per
 loop turn, which signs a checkpoint once `integrity_checkpoint_records` entries or
 `integrity_checkpoint_seconds` have passed since the last one.
+
+The serve process's API threads call `append` for each access-log row, beside the ingest loop:
+a lock serialises every call, so an access entry is numbered, stored and then its row written
+as one step, and a checkpoint signs heads no other thread is moving.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel
 
 from config.settings import Settings
 from sinks.clickhouse.store import Store
-from sinks.integrity.chain import Chains
+from sinks.integrity.chain import LOCAL_CHAINS, Chains
 from sinks.integrity.signing import Checkpoint, SignedHead, Signer, load_signer
 from sinks.integrity.tables import (
     ensure_integrity_schema,
@@ -31,6 +36,8 @@ from sinks.integrity.tables import (
 )
 
 log = logging.getLogger(__name__)
+
+Row = TypeVar("Row", bound=BaseModel)
 
 
 class Publisher(Protocol):
@@ -50,33 +57,72 @@ class Ledger:
         self._unsigned = 0
         self._last_signed = time.monotonic()
         self._unpublished: list[Checkpoint] = []
+        self._lock = threading.RLock()
+        # The local chains' rows since the last checkpoint, by offset: what names the rows of
+        # an unsigned tail cut from the store (`rows`), as Kafka's copy does for the topics.
+        self._recent: dict[str, dict[int, BaseModel]] = {}
 
     def observe(
         self, topic: str, partition: int, offset: int, rows: Sequence[BaseModel] | pa.Table
     ) -> None:
-        self._pending.extend(self._loaded().extend(topic, partition, offset, rows))
+        with self._lock:
+            self._pending.extend(self._loaded().extend(topic, partition, offset, rows))
 
     def write(self) -> None:
         """Store the pending entries; raises (entries kept) if the store fails."""
-        write_entries(self.store, self._pending)
-        self._unsigned += len(self._pending)
-        self._pending = []
+        with self._lock:
+            write_entries(self.store, self._pending)
+            self._unsigned += len(self._pending)
+            self._pending = []
+
+    def append(self, chain: str, row: Row, store_row: Callable[[Row], None]) -> None:
+        """Chain one row of a local chain and store it with `store_row`, the entry first (as
+        `write` does), so a row is never stored without its entry."""
+        with self._lock:
+            entry = self._loaded().append(chain, row)
+            write_entries(self.store, [entry])
+            self._unsigned += 1
+            self._recent.setdefault(chain, {})[entry["offset"]] = row
+            store_row(row)
+
+    def committed(self) -> dict[str, int]:
+        """Per local chain: the offset after the last row appended (its entry and row stored)."""
+        with self._lock:
+            heads = self._loaded().heads
+            return {name: heads[name].offset + 1 for name in LOCAL_CHAINS if name in heads}
+
+    def rows(self, chain: str, start: int, end: int) -> list[tuple[int, list[BaseModel]]]:
+        """The rows of a local chain at offsets [start, end) appended since the last checkpoint."""
+        with self._lock:
+            recent = self._recent.get(chain, {})
+            return [(offset, [recent[offset]]) for offset in range(start, end) if offset in recent]
+
+    def checkpoints(self, key_id: str) -> list[Checkpoint]:
+        return []  # published to Kafka, read from there
 
     def tick(self) -> None:
         """Sign a checkpoint if one is due, and publish those Kafka has not taken yet."""
-        if self._checkpoint_due():
-            self.checkpoint()
+        with self._lock:
+            if self._checkpoint_due():
+                self._sign()
+        # Outside the lock, so a broker that is down never holds up the API's requests: only
+        # the ingest loop signs and publishes.
         self._publish_waiting()
 
     def close(self) -> None:
         """Sign what is stored and unsigned, publish what waits, close the producer."""
-        if not self._pending and self._unsigned:
-            self.checkpoint()
+        with self._lock:
+            if not self._pending and self._unsigned:
+                self._sign()
         self._publish_waiting()
         self._publish.close()
 
     def checkpoint(self) -> Checkpoint:
         """Sign the heads of every chain as stored now, and keep the checkpoint in the store."""
+        with self._lock:
+            return self._sign()
+
+    def _sign(self) -> Checkpoint:
         chains = self._loaded()
         last = self._last
         unsigned = Checkpoint(
@@ -94,6 +140,7 @@ class Ledger:
         write_checkpoint(self.store, signed)
         self._last = signed
         self._unsigned = 0
+        self._recent = {}
         self._last_signed = time.monotonic()
         self._unpublished.append(signed)
         return signed

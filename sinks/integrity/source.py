@@ -12,9 +12,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
 from config.settings import Settings
 from sinks.ingest import Message, StoredRow, stored_rows
-from sinks.integrity.chain import chain_name
+from sinks.integrity.chain import LOCAL_CHAINS, chain_name
 from sinks.integrity.signing import Checkpoint
 
 READ_TIMEOUT_SECONDS = 20.0
@@ -26,7 +28,7 @@ class Source(Protocol):
         """Per chain (topic:partition): the next offset the store writer will consume."""
         ...
 
-    def rows(self, chain: str, start: int, end: int) -> list[tuple[int, list[StoredRow]]]:
+    def rows(self, chain: str, start: int, end: int) -> Sequence[tuple[int, Sequence[BaseModel]]]:
         """The rows of the messages at offsets [start, end) of a chain's topic-partition."""
         ...
 
@@ -57,6 +59,8 @@ class KafkaSource:
         }
 
     def rows(self, chain: str, start: int, end: int) -> list[tuple[int, list[StoredRow]]]:
+        if chain in LOCAL_CHAINS:
+            return []  # no topic holds them
         topic, partition = chain.rsplit(":", 1)
         messages = self._read(topic, [int(partition)], start, end)
         return [(m.offset, stored_rows(self.settings.topics, m)) for m in messages]
@@ -94,6 +98,24 @@ class KafkaSource:
             return _poll_until(consumer, stops)
         finally:
             consumer.close(autocommit=False)
+
+
+class Sources:
+    """Kafka for the consumed topic-partitions, and the serve process's running Ledger for the
+    chains it numbers itself: what it appended, whatever the store holds now."""
+
+    def __init__(self, kafka: Source, local: Source) -> None:
+        self.kafka = kafka
+        self.local = local
+
+    def committed(self) -> dict[str, int]:
+        return self.kafka.committed() | self.local.committed()
+
+    def rows(self, chain: str, start: int, end: int) -> Sequence[tuple[int, Sequence[BaseModel]]]:
+        return (self.local if chain in LOCAL_CHAINS else self.kafka).rows(chain, start, end)
+
+    def checkpoints(self, key_id: str) -> list[Checkpoint]:
+        return self.kafka.checkpoints(key_id)
 
 
 def _poll_until(consumer: Any, stops: dict[Any, int]) -> list[Message]:

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
+from sinks.clickhouse.access import ensure_access_tables
 from sinks.clickhouse.arrow import arrow_rows, arrow_schema
 from sinks.clickhouse.schema import LABEL, TIME, Table
 from sinks.clickhouse.store import Store
@@ -79,6 +80,7 @@ class StoredCheckpoint(BaseModel):
 def ensure_integrity_schema(store: Store) -> None:
     for table in (CHAIN, CHECKPOINTS):
         store.command(table.ddl(store.database))
+    ensure_access_tables(store)  # a chained table that verify reads, whether or not any API ran
 
 
 def write_entries(store: Store, entries: Sequence[Mapping[str, Any]]) -> None:
@@ -131,8 +133,9 @@ def read_rows(store: Store, table: Table, org: str | None) -> list[dict[str, Any
     """The rows of a chained table as queries see them (FINAL), bytes columns as bytes."""
     where = "org = {org:String}" if org is not None else "1"
     formats: dict[str, str | dict[str, str]] = dict.fromkeys(table.bytes_columns, "bytes")
+    final = " FINAL" if table.replacing else ""
     return store.query_rows(
-        f"SELECT {_columns(table)} FROM {store.database}.{table.name} FINAL WHERE {where}",
+        f"SELECT {_columns(table)} FROM {store.database}.{table.name}{final} WHERE {where}",
         {"org": org} if org is not None else {},
         formats,
     )

@@ -7,7 +7,10 @@ What a finding means (`kind`):
 - inserted: a stored row no chain entry covers;
 - reordered: a chain's entries no longer follow their topic-partition's offsets;
 - truncated: rows the store took from Kafka (its committed offsets, or a signed head, say so)
-  whose entries and rows are both gone from the end of a chain, named from Kafka's copy;
+  whose entries and rows are both gone from the end of a chain, named from Kafka's copy; for
+  the access log's chain, which no Kafka topic copies, rows past its signed head named from the
+  running Ledger's memory when it is a source (GET /verify in the serve process), else by
+  their chain positions;
 - checkpoint: a stored or published checkpoint whose signature, number or link to the
   previous one does not hold.
 """
@@ -26,10 +29,19 @@ from pydantic import BaseModel
 from sinks.clickhouse.schema import Table
 from sinks.clickhouse.store import Store
 from sinks.integrity.canonical import payload_digest, payload_removed, row_digest
-from sinks.integrity.chain import CHAINED, ChainEntry, genesis, link, row_id, row_key, table_of
+from sinks.integrity.chain import (
+    CHAINED,
+    LOCAL_CHAINS,
+    ChainEntry,
+    genesis,
+    link,
+    row_id,
+    row_key,
+    table_of,
+)
 from sinks.integrity.signing import Checkpoint, signature_valid
 from sinks.integrity.source import Source
-from sinks.integrity.tables import read_checkpoints, read_entries, read_rows
+from sinks.integrity.tables import load_heads, read_checkpoints, read_entries, read_rows
 
 FindingKind = Literal["edited", "deleted", "inserted", "reordered", "truncated", "checkpoint"]
 
@@ -84,7 +96,7 @@ def verify(
     # so that what is read while it writes is consistent: an entry at an offset below the
     # committed ones has its row stored, every row read has its entry read, and every signed
     # head read has its entries read.
-    committed = _committed(source, run)
+    committed = _committed(store, source, run)
     if committed is None:
         # Kafka did not answer: asking it again for checkpoints or cut rows would only wait
         # out the same timeout, twice more, on every verify while the broker is down.
@@ -116,15 +128,21 @@ def verify(
     )
 
 
-def _committed(source: Source | None, run: _Run) -> dict[str, int] | None:
+def _committed(store: Store, source: Source | None, run: _Run) -> dict[str, int] | None:
+    """Per chain, the offset below which every row is stored: Kafka's committed offsets, and
+    for a local chain the entries stored now (each row is written right after its entry)."""
     if source is None:
         run.notes.append("Kafka not consulted: rows cut from the end of a chain are not looked for")
         return None
     try:
-        return source.committed()
+        committed = source.committed()
     except Exception as error:
         run.notes.append(f"cannot read the store writer's committed offsets from Kafka: {error}")
         return None
+    # Without the running Ledger, the local chains' ends are those stored.
+    heads = load_heads(store)
+    stored = {name: heads[name].offset + 1 for name in LOCAL_CHAINS if name in heads}
+    return stored | committed
 
 
 def _by_chain(entries: Iterable[ChainEntry]) -> dict[str, list[ChainEntry]]:
@@ -276,8 +294,8 @@ def _name_cut_rows(
             "truncated",
             None,
             where,
-            "signed by a checkpoint, then cut from the end of the chain (Kafka no longer "
-            "holds these messages to name their rows)",
+            "signed by a checkpoint, then cut from the end of the chain (no copy outside the "
+            "store holds these rows to name them)",
         )
     for offset, rows in messages:
         for row in rows:
@@ -292,8 +310,8 @@ def _name_cut_rows(
 
 
 def _tables(org: str | None) -> list[Table]:
-    # Rejected inputs belong to no org.
-    return [t for t in CHAINED.values() if org is None or not t.bytes_columns]
+    # Rejected inputs and the access log belong to no one org.
+    return [t for t in CHAINED.values() if org is None or "org" in t.column_names]
 
 
 def _check_rows(
