@@ -22,10 +22,11 @@ def tamper(store: Store) -> dict[str, Any]:
     def rows(sql: str) -> list[dict[str, Any]]:
         return store.query_rows(sql, {})
 
-    # The newest rows: the last message of the longest audit chain, rows and entries alike.
+    # The newest rows: the last message of the audit chain with the most messages, rows and
+    # entries alike.
     chain = rows(
-        f"SELECT chain, count() AS n FROM {db}.integrity_chain FINAL WHERE table = 'events' "
-        "GROUP BY chain ORDER BY n DESC, chain LIMIT 1"
+        f"SELECT chain, uniqExact(`offset`) AS n FROM {db}.integrity_chain FINAL "
+        "WHERE table = 'events' GROUP BY chain HAVING n > 1 ORDER BY n DESC, chain LIMIT 1"
     )[0]["chain"]
     where = f"chain = '{chain}' AND `offset` = (SELECT max(`offset`) FROM {db}.integrity_chain "
     where += f"WHERE chain = '{chain}')"
