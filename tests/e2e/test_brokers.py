@@ -459,7 +459,8 @@ def test_ensure_topics_creates_all_topics_and_is_idempotent(
     ensure_topics(settings)
     ensure_topics(settings)
 
-    assert len(names) == 4
+    # events, violations, deadletter, audit, and the signed integrity checkpoints.
+    assert len(names) == 5
     assert partition_counts(broker.bootstrap, names) == dict.fromkeys(names, 3)
 
 
