@@ -286,7 +286,9 @@ def create_app(
 
     app.include_router(dashboard_router(store, known))
     app.include_router(access_router(settings, store, known))
-    app.include_router(integrity_router(settings, store, _since_param))
+    app.include_router(
+        integrity_router(settings, store, _since_param, lambda text: _org_param(known, text))
+    )
     describe_accepted_values(app, known.policy_orgs(), known.policy_rules())
     state_token_orgs(app, known.policy_orgs())
     document_access(app)

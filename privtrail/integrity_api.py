@@ -31,8 +31,13 @@ class CheckpointExport(BaseModel):
 
 
 def integrity_router(
-    settings: Settings, store: Store, since_param: Callable[[str], datetime]
+    settings: Settings,
+    store: Store,
+    since_param: Callable[[str], datetime],
+    org_param: Callable[[str], str],
 ) -> APIRouter:
+    """`since_param` and `org_param` check a query's values as every other route does: a
+    422 naming the parameter, an org in any case."""
     router = APIRouter(tags=["integrity"])
     signer: list[Signer] = []
 
@@ -59,6 +64,7 @@ def integrity_router(
         """Recompute every hash chain and signed checkpoint and compare them with the stored
         rows: each edited, deleted, inserted, reordered or cut-off row is named by its id."""
         start = since_param(since) if since is not None else None
+        org = org_param(org) if org is not None else None
         key = signing()
         scope = _verified_org(caller, org)
         return verify(store, key.public_key, key.key_id, _source(request), start, scope)
