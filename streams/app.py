@@ -263,7 +263,9 @@ class Pipeline:
         for partition, offset in sorted(starts.items()):
             log.warning("partition %d: reading again from offset %d: %s", partition, offset, why)
             self.positions.rewinding(partition)
-            await self.app.consumer.seek(TP(name, partition), offset)
+            # On the consumer's own thread: a seek from here lands while aiokafka's fetcher
+            # walks its records on that thread, and crashes it.
+            await self.app.consumer.seek_wait({TP(name, partition): offset})
 
     async def _deadline_tick(self) -> None:
         """Once everything is read, deadlines still fall due: on the wall clock.

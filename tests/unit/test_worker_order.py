@@ -13,7 +13,7 @@ from faust.types import TP
 from config.settings import Settings
 from streams.app import Pipeline
 from streams.rules.policy import load_policy_set
-from streams.transport import WorkerTransport
+from streams.transport import LongPollConsumerThread, WorkerTransport
 
 SETTINGS = Settings(pseudonym_key="test-key")
 SOURCE = SETTINGS.topics.events
@@ -92,3 +92,48 @@ def test_messages_fetched_twice_are_not_judged_twice(pipeline: Pipeline) -> None
     judged, messages = in_order(pipeline, broker, [80, 81, 82, 81, 82, 83, 70])
     assert judged == [80, 81, 82, 83]
     assert all(m.tracked for m in messages), "each is acked: it was judged once"
+
+
+class FetchingConsumer:
+    """An aiokafka consumer that records the loop each seek was made on."""
+
+    def __init__(self) -> None:
+        self.seeks: list[tuple[TP, int, asyncio.AbstractEventLoop]] = []
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset, asyncio.get_running_loop()))
+
+    async def position(self, tp: TP) -> int:
+        return next(offset for seen, offset, _ in reversed(self.seeks) if seen == tp)
+
+
+class ConsumerThreadWithoutBroker(LongPollConsumerThread):
+    def _create_consumer(self, loop: asyncio.AbstractEventLoop) -> Any:
+        return FetchingConsumer()
+
+
+def test_a_partition_is_read_again_by_a_seek_on_the_consumer_thread(pipeline: Pipeline) -> None:
+    consumer = cast(Any, pipeline.app.consumer)
+
+    async def rewind() -> asyncio.AbstractEventLoop:
+        consumer._thread = ConsumerThreadWithoutBroker(
+            consumer, loop=asyncio.get_running_loop(), beacon=consumer.beacon
+        )
+        thread = consumer._thread
+        await thread.start()
+        try:
+            await pipeline._rewind({0: 82}, "messages before it never arrived")
+        finally:
+            await thread.stop()
+        return asyncio.get_running_loop()
+
+    caller = asyncio.run(rewind())
+    thread = consumer._thread
+    [(tp, offset, loop)] = thread._consumer.seeks
+    assert (tp, offset) == (TP(SOURCE, 0), 82)
+    # aiokafka's fetcher walks its records on that loop: a seek from another thread breaks it.
+    assert loop is thread.thread_loop and loop is not caller
