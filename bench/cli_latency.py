@@ -36,7 +36,7 @@ from config.settings import Settings
 from events.emitter import Emitter
 from privtrail.brokers import embedded_broker
 from privtrail.brokers.apache_kafka import free_port
-from privtrail.credentials import api_client
+from privtrail.credentials import api_client, local_token
 from privtrail.demo import default_start, demo_events
 from privtrail.stack import Stack
 
@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             settings = Settings.model_validate({"data_dir": Path(tmp), **fields})
             with Stack(settings, say=print) as stack:
                 subject, org = store_demo(stack, options.events)
-                commands = commands_to_time(settings.api_url, subject, org, options.compare)
+                token = local_token(stack.settings)
+                commands = commands_to_time(settings.api_url, token, subject, org, options.compare)
                 load_before = os.getloadavg()[0]
                 timings = time_rounds(commands, options.runs, stack.settings.as_env())
                 load_after = os.getloadavg()[0]
@@ -101,11 +102,16 @@ Command = tuple[list[str], Path]  # argv, and the directory it runs in
 
 
 def commands_to_time(
-    api_url: str, subject: str, org: str, compare: Path | None
+    api_url: str, token: str | None, subject: str, org: str, compare: Path | None
 ) -> dict[str, Command]:
     python = sys.executable
     url = f"{api_url}/violations?limit={VIOLATIONS_LIMIT}"
-    bare = f"import urllib.request; urllib.request.urlopen({url!r}).read()"
+    # The same request the CLI sends, with the stack's API token.
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    bare = (
+        "import urllib.request; urllib.request.urlopen("
+        f"urllib.request.Request({url!r}, headers={headers!r})).read()"
+    )
     queries = {
         "privtrail violations": [python, "-m", "privtrail", "violations"],
         "privtrail lineage": [python, "-m", "privtrail", "lineage", subject, "--org", org],

@@ -15,7 +15,7 @@ structured-mode JSON value, keyed by the subject id. Delivery is asynchronous an
 `flush()` and `close()` raise `EmitError` if any event could not be delivered. Sends retry with
 backoff until `delivery_timeout` (120 s by default, Kafka's `delivery.timeout.ms`), so a broker
 outage shorter than that loses nothing and reports nothing. A broker that never answered is
-another matter: `Emitter(...)` raises `KafkaUnreachable`, naming the address, within 4 s.
+another matter: `Emitter(...)` raises `KafkaUnreachable`, naming the address, within 3 s.
 
 Partitioning: messages are keyed by subject id and MUST be partitioned with Kafka's default
 murmur2 key hash (the Java client's and kafka-python's default). That is what keeps one subject's

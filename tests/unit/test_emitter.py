@@ -518,7 +518,7 @@ def test_no_broker_at_the_address_fails_within_seconds_naming_it() -> None:
     assert time.monotonic() - started < 2 * BOOTSTRAP_TIMEOUT_SECONDS
     assert isinstance(error.value, EmitError) and error.value.bootstrap == address
     assert str(error.value) == (
-        f"cannot reach Kafka at {address}: no broker answered within 4 s (is the address right?)"
+        f"cannot reach Kafka at {address}: no broker answered within 3 s (is the address right?)"
     )
 
 
