@@ -47,6 +47,8 @@ def secured_settings(broker: KafkaBroker, tmp_path: Path, password: str) -> Sett
             "kafka_bootstrap": broker.bootstrap,
             "api_port": free_port(),
             "app_id": f"privtrail-{uuid.uuid4().hex[:8]}",
+            # Registered by serve as it starts; the test's client sends it from the start.
+            "api_token": SecretStr(f"ptk_{secrets.token_urlsafe(32)}"),
             "kafka_security_protocol": "SASL_PLAINTEXT",
             "kafka_sasl_mechanism": "PLAIN",
             "kafka_sasl_username": USER,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from events.emitter import Emitter
 from privtrail.brokers import embedded_broker
@@ -29,6 +31,8 @@ def test_a_worker_started_before_its_broker_judges_once_the_broker_is_up(tmp_pat
             "kafka_bootstrap": broker.bootstrap,
             "api_port": free_port(),
             "app_id": f"privtrail-{uuid.uuid4().hex[:8]}",
+            # Registered by serve as it starts, and sent by the test's client from the start.
+            "api_token": SecretStr(f"ptk_{secrets.token_urlsafe(32)}"),
         }
     )
     worker_log = settings.data_dir / "worker.log"
