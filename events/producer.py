@@ -10,9 +10,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka.conn import create_conn
-from aiokafka.errors import SaslAuthenticationFailed
-from aiokafka.helpers import create_ssl_context
 from kafka import KafkaProducer
 from kafka.cluster import ClusterMetadata
 from kafka.errors import KafkaError, KafkaTimeoutError
@@ -186,6 +183,12 @@ def login_refusal(bootstrap: str, config: Mapping[str, Any]) -> str | None:
 
 
 async def _login_refusal(host: str, port: int, config: Mapping[str, Any]) -> str | None:
+    # Imported here: only a SASL bootstrap that failed asks, and every emitter (each service's
+    # SDK, `privtrail emit`) would otherwise load aiokafka to send its first event.
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import SaslAuthenticationFailed
+    from aiokafka.helpers import create_ssl_context
+
     ssl_context = None
     if config["security_protocol"] == "SASL_SSL":
         files = {name: config.get(f"ssl_{name}") for name in ("cafile", "certfile", "keyfile")}
