@@ -70,17 +70,26 @@ class Pipeline:
         )
 
 
-def pipeline_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
-    """Settings of a pipeline on `broker`, with an admin API token that the store/API process
-    registers as it starts (PRIVTRAIL_API_TOKEN) and the test's client sends."""
-    settings = settings_for(broker, tmp_path).model_copy(
+def unstarted_pipeline_settings(
+    broker: EmbeddedBroker, tmp_path: Path, **overrides: object
+) -> Settings:
+    """Settings of a pipeline on `broker` (which may not be running yet), with an admin API
+    token that the store/API process registers as it starts (PRIVTRAIL_API_TOKEN) and the
+    test's client sends from the start."""
+    return settings_for(broker, tmp_path).model_copy(
         update={
             "kafka_bootstrap": broker.bootstrap,
             "api_port": free_port(),
             "app_id": f"privtrail-{uuid.uuid4().hex[:8]}",
             "api_token": SecretStr(f"ptk_{secrets.token_urlsafe(32)}"),
+            **overrides,
         }
     )
+
+
+def pipeline_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    """`unstarted_pipeline_settings` on a running broker, with the pipeline's topics made."""
+    settings = unstarted_pipeline_settings(broker, tmp_path)
     ensure_topics(settings)
     return settings
 

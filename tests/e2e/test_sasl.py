@@ -11,7 +11,6 @@ import secrets
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +22,9 @@ from events.emitter import Emitter
 from events.producer import KafkaUnreachable
 from privtrail.brokers import KafkaBroker
 from privtrail.topics import ensure_topics
-from tests.e2e.conftest import Pipeline, serving
+from tests.e2e.conftest import Pipeline, serving, unstarted_pipeline_settings
 from tests.e2e.test_pipeline import emit_whatsapp_ads
-from tests.support import free_port, settings_for
+from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
 USER = "privtrail_svc"
@@ -42,18 +41,13 @@ def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroke
 
 
 def secured_settings(broker: KafkaBroker, tmp_path: Path, password: str) -> Settings:
-    return settings_for(broker, tmp_path).model_copy(
-        update={
-            "kafka_bootstrap": broker.bootstrap,
-            "api_port": free_port(),
-            "app_id": f"privtrail-{uuid.uuid4().hex[:8]}",
-            # Registered by serve as it starts; the test's client sends it from the start.
-            "api_token": SecretStr(f"ptk_{secrets.token_urlsafe(32)}"),
-            "kafka_security_protocol": "SASL_PLAINTEXT",
-            "kafka_sasl_mechanism": "PLAIN",
-            "kafka_sasl_username": USER,
-            "kafka_sasl_password": SecretStr(password),
-        }
+    return unstarted_pipeline_settings(
+        broker,
+        tmp_path,
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="PLAIN",
+        kafka_sasl_username=USER,
+        kafka_sasl_password=SecretStr(password),
     )
 
 

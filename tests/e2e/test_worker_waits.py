@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import secrets
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from events.emitter import Emitter
 from privtrail.brokers import embedded_broker
 from privtrail.credentials import api_client
 from privtrail.demo import default_start, demo_events
 from privtrail.topics import ensure_topics
-from tests.e2e.conftest import Pipeline, _healthy
-from tests.support import free_port, log_tail, running_process, settings_for
+from tests.e2e.conftest import Pipeline, _healthy, unstarted_pipeline_settings
+from tests.support import free_port, log_tail, running_process
 
 pytestmark = pytest.mark.e2e
 EVENTS = 300
@@ -26,15 +23,7 @@ WAIT_SECONDS = 30
 
 def test_a_worker_started_before_its_broker_judges_once_the_broker_is_up(tmp_path: Path) -> None:
     broker = embedded_broker("kafka", free_port(), tmp_path / "kafka")
-    settings = settings_for(broker, tmp_path / "pipeline").model_copy(
-        update={
-            "kafka_bootstrap": broker.bootstrap,
-            "api_port": free_port(),
-            "app_id": f"privtrail-{uuid.uuid4().hex[:8]}",
-            # Registered by serve as it starts, and sent by the test's client from the start.
-            "api_token": SecretStr(f"ptk_{secrets.token_urlsafe(32)}"),
-        }
-    )
+    settings = unstarted_pipeline_settings(broker, tmp_path / "pipeline")
     worker_log = settings.data_dir / "worker.log"
     argv = [sys.executable, "-m", "privtrail"]
     with running_process([*argv, "worker"], worker_log, env=settings.as_env()) as worker:
