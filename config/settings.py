@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     clickhouse_verify: bool = True
     clickhouse_ca_cert: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Erasure (README: Erasure by crypto-shredding). The raw bytes of rejected inputs hold
+    # subject ids: the store drops them this long after they were received.
+    rejected_raw_ttl: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
+    # A shredded subject key stays in the key topic's log until compaction cleans it out,
+    # which it does within this long.
+    subject_key_compaction: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
 
     @model_validator(mode="after")
     def _kafka_security_complete(self) -> Self:
