@@ -88,3 +88,12 @@ def test_the_same_events_in_one_batch_break_the_same_rules() -> None:
     in_two = broken(split.run(ERASURE)) | broken(split.run([AFTER]))
 
     assert broken(whole.run([*ERASURE, AFTER])) == in_two
+
+
+def test_a_subject_acting_on_its_own_data_is_stored_by_its_pseudonym() -> None:
+    own = {**ACCESS, "actor": {"kind": "member", "id": "cust-7"}}
+    verdicts = Worker().run([connectx("c-self", "privacy.data.accessed", 0, **own)])
+
+    (record,) = verdicts.audit
+    assert record.actor_id == record.subject_pseudonym
+    assert "cust-7" not in record.model_dump_json()
