@@ -92,8 +92,8 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     topics: Topics = Field(default_factory=Topics)
     policies_dir: Path = REPO_POLICIES
-    # Keys the subject pseudonyms; set a private value in production so pseudonyms can't be
-    # recomputed from guessed ids by anyone who reads the store.
+    # Keys where each subject's own pseudonym key is kept (events/pseudonyms.py); set a private
+    # value in production so no one who reads the key topic can find a guessed id's key.
     pseudonym_key: SecretStr = SecretStr("privtrail-dev-key")
     # Worker batching: the agent judges up to `batch_size` events at once, waiting at most
     # `batch_window` seconds for a batch to fill.

@@ -1,7 +1,8 @@
 """The query API: violations, a subject's data lineage, rejected inputs and store statistics.
 
 Subjects are only ever named by their keyed pseudonym in answers: `/lineage/{subject_id}` takes
-the real id, pseudonymises it with the deployment's key and never echoes it back.
+the real id, finds its pseudonym through the subject keys (events/key_directory.py), or that it
+was erased, and never echoes it back.
 """
 
 from __future__ import annotations
