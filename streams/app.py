@@ -366,10 +366,10 @@ class Pipeline:
         return entry
 
     async def _publish(self, verdicts: Verdicts) -> None:
+        # New subject keys first: a replay must find the secrets behind pseudonyms already sent.
+        await self._delivered(self._persist_keys())
         # Every output is fitted to the message limit: one the broker refuses would stop the
         # agent, and the same batch would be refused again after each restart.
-        # A replay must find the secrets behind the pseudonyms already sent.
-        await self._delivered(self._persist_keys())
         now = datetime.now(UTC)
         limit = self.settings.max_message_bytes
         sent: list[asyncio.Future[Any]] = []
