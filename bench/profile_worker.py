@@ -42,9 +42,12 @@ CATCH_UP_TIMEOUT = 600.0
 BROKER_START_TIMEOUT = 180.0
 PY_SPY = Path(sys.executable).with_name("py-spy")
 
+# Faust's offset commit, from its commit timer (aiokafka's requests included).
+COMMITS = ("commit", "_commit", "_commit_tps", "_commit_offsets", "force_commit")
 # (stage, file fragment, function): a sample belongs to the stage of its deepest matching frame.
 STAGES = [
     ("messages in", "streams/app.py", "_incoming"),
+    ("acks", "streams/batching.py", "settle"),
     ("messages in", "streams/batching.py", ""),
     ("messages in", "streams/transport.py", "getmany"),
     ("offset order", "streams/app.py", "_in_order"),
@@ -57,6 +60,10 @@ STAGES = [
     ("produce", "streams/app.py", "_publish"),
     ("produce", "aiokafka/producer", ""),
     ("changelog", "streams/app.py", "_persist"),
+    ("changelog", "streams/app.py", "changelog_value"),
+    *(("commit", "faust/transport/consumer.py", name) for name in COMMITS),
+    # What is left of the worker's own code: generation, deadline index, lag, rewinds.
+    ("worker bookkeeping", "streams/app.py", ""),
 ]
 DELIVERY = ("faust/", "mode/", "aiokafka/", "asyncio/", "kafka/")
 DELIVERY_STAGE = "Faust/aiokafka delivery"

@@ -390,14 +390,16 @@ class Pipeline:
         sent: list[asyncio.Future[Any]] = []
         for key, (partition, history) in verdicts.histories.items():
             self.states.data[key] = _Entry(partition, history)
-            # The changelog partition follows the source partition, as Faust does per event;
-            # the value is the JSON a recovering worker's table decodes back into a dict.
-            value = b'{"partition":%d,"history":%s}' % (
-                partition,
-                history.model_dump_json().encode(),
-            )
+            # The changelog partition follows the source partition, as Faust does per event.
+            value = changelog_value(partition, history)
             sent.append(self.states.send_changelog(partition, key, value, value_serializer="raw"))
         return sent
+
+
+def changelog_value(partition: int, history: SubjectHistory) -> bytes:
+    """A subject's entry as the changelog carries it: the JSON a recovering worker's table
+    decodes back into a dict."""
+    return b'{"partition":%d,"history":%s}' % (partition, history.model_dump_json().encode())
 
 
 @dataclass
