@@ -77,15 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="privtrail-profile-"))
+    in_temporary_dir("privtrail-profile-", args.keep, lambda root: _run(args, root))
+    return 0
+
+
+def in_temporary_dir(prefix: str, keep: bool, run: Callable[[Path], None]) -> None:
+    """`run` in a new temporary directory, removed afterwards unless `keep`."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        _run(args, root)
+        run(root)
     finally:
-        if args.keep:
+        if keep:
             print(f"kept {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)
-    return 0
 
 
 def _run(args: argparse.Namespace, root: Path) -> None:

@@ -22,10 +22,8 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,7 +32,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka import KafkaAdminClient
-from profile_worker import BROKER_START_TIMEOUT, PY_SPY, _committed, _settings
+from profile_worker import BROKER_START_TIMEOUT, PY_SPY, _committed, _settings, in_temporary_dir
 
 from config.settings import REPO_POLICIES, Settings
 from privtrail.brokers import embedded_broker
@@ -70,14 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="py-spy the recovering worker")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="privtrail-recovery-"))
-    try:
-        _run(args, root)
-    finally:
-        if args.keep:
-            print(f"kept {root}", file=sys.stderr)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    in_temporary_dir("privtrail-recovery-", args.keep, lambda root: _run(args, root))
     return 0
 
 
