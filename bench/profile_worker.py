@@ -42,9 +42,12 @@ CATCH_UP_TIMEOUT = 600.0
 BROKER_START_TIMEOUT = 180.0
 PY_SPY = Path(sys.executable).with_name("py-spy")
 
+# Faust's offset commit, from its commit timer (aiokafka's requests included).
+COMMITS = ("commit", "_commit", "_commit_tps", "_commit_offsets", "force_commit")
 # (stage, file fragment, function): a sample belongs to the stage of its deepest matching frame.
 STAGES = [
     ("messages in", "streams/app.py", "_incoming"),
+    ("acks", "streams/batching.py", "settle"),
     ("messages in", "streams/batching.py", ""),
     ("messages in", "streams/transport.py", "getmany"),
     ("offset order", "streams/app.py", "_in_order"),
@@ -57,6 +60,10 @@ STAGES = [
     ("produce", "streams/app.py", "_publish"),
     ("produce", "aiokafka/producer", ""),
     ("changelog", "streams/app.py", "_persist"),
+    ("changelog", "streams/app.py", "changelog_value"),
+    *(("commit", "faust/transport/consumer.py", name) for name in COMMITS),
+    # What is left of the worker's own code: generation, deadline index, lag, rewinds.
+    ("worker bookkeeping", "streams/app.py", ""),
 ]
 DELIVERY = ("faust/", "mode/", "aiokafka/", "asyncio/", "kafka/")
 DELIVERY_STAGE = "Faust/aiokafka delivery"
@@ -70,15 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="privtrail-profile-"))
+    in_temporary_dir("privtrail-profile-", args.keep, lambda root: _run(args, root))
+    return 0
+
+
+def in_temporary_dir(prefix: str, keep: bool, run: Callable[[Path], None]) -> None:
+    """`run` in a new temporary directory, removed afterwards unless `keep`."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        _run(args, root)
+        run(root)
     finally:
-        if args.keep:
+        if keep:
             print(f"kept {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)
-    return 0
 
 
 def _run(args: argparse.Namespace, root: Path) -> None:

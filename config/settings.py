@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # (streams/batching.py); "events", one by one through a Faust agent's stream
     # (`batch_window` applies to this one only).
     worker_delivery: Literal["batches", "events"] = "batches"
+    # The worker's table holds each subject's state as its changelog JSON; this many subjects
+    # judged lately are also kept parsed (memory against parsing again: bench/README.md).
+    worker_parsed_subjects: int = Field(default=20000, ge=0)
     # Arrival order never changes a verdict (event-contract.md, Time): each subject keeps its
     # events of this much event time (and at most `history_max_events` of them) to judge a
     # late event against the state as it was at the event's time.

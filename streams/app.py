@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+import orjson
 from faust.types import TP
 
 from config.settings import Settings
@@ -113,12 +115,14 @@ class Pipeline:
         self.violations = self._raw_topic(topics.violations)
         self.deadletter = self._raw_topic(topics.deadletter)
         self.audit = self._raw_topic(topics.audit)
-        # Keyed by subject pseudonym, so the changelog never carries a raw subject id.
+        # Keyed by subject pseudonym, so the changelog never carries a raw subject id. Values
+        # stay the changelog's JSON bytes: a million subjects parsed would not fit in memory.
         self.states = app.Table(
             "subject-state",
             partitions=settings.partitions,
-            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+            schema=faust.Schema(key_serializer="json", value_serializer="raw"),
         )
+        self._parsed = ParsedEntries(settings.worker_parsed_subjects)
         # The source partitions whose subjects' deadlines the judge has indexed.
         self._indexed: set[int] | None = None
         # Per source partition, the next offset to judge: no event is skipped, and partitions
@@ -358,12 +362,11 @@ class Pipeline:
         return entry.history if entry else None
 
     def _entry(self, key: str) -> _Entry | None:
-        """A subject's table entry, parsed once: recovery fills the table with changelog JSON."""
-        entry = self.states.data.get(key)
-        if isinstance(entry, dict):
-            entry = _Entry(entry["partition"], _history(entry))
-            self.states.data[key] = entry
-        return entry
+        """A subject's table entry, parsed from its changelog JSON unless kept parsed."""
+        raw = self.states.data.get(key)
+        if raw is None:
+            return None
+        return self._parsed.get(key, raw)
 
     async def _publish(self, verdicts: Verdicts) -> None:
         # New subject keys first: a replay must find the secrets behind pseudonyms already sent.
@@ -406,13 +409,10 @@ class Pipeline:
     def _persist(self, verdicts: Verdicts) -> list[asyncio.Future[Any]]:
         sent: list[asyncio.Future[Any]] = []
         for key, (partition, history) in verdicts.histories.items():
-            self.states.data[key] = _Entry(partition, history)
-            # The changelog partition follows the source partition, as Faust does per event;
-            # the value is the JSON a recovering worker's table decodes back into a dict.
-            value = b'{"partition":%d,"history":%s}' % (
-                partition,
-                history.model_dump_json().encode(),
-            )
+            # The changelog partition follows the source partition, as Faust does per event.
+            value = changelog_value(partition, history)
+            self.states.data[key] = value
+            self._parsed.keep(key, value, _Entry(partition, history))
             sent.append(self.states.send_changelog(partition, key, value, value_serializer="raw"))
         return sent
 
@@ -434,12 +434,44 @@ class Pipeline:
         ]
 
 
+def changelog_value(partition: int, history: SubjectHistory) -> bytes:
+    """A subject's entry as the changelog carries it: the JSON a recovering worker's table
+    decodes back into a dict."""
+    return b'{"partition":%d,"history":%s}' % (partition, history.model_dump_json().encode())
+
+
 @dataclass
 class _Entry:
     """A subject's state in the table, as this worker holds it in memory."""
 
     partition: int
     history: SubjectHistory
+
+
+class ParsedEntries:
+    """The table entries parsed lately, each with the changelog bytes it was parsed from: an
+    entry whose bytes the table no longer holds (recovered or replaced since) is parsed again."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[bytes, _Entry]] = OrderedDict()
+
+    def get(self, key: str, raw: bytes) -> _Entry:
+        kept = self._entries.get(key)
+        if kept is not None and kept[0] is raw:
+            self._entries.move_to_end(key)
+            return kept[1]
+        fields = orjson.loads(raw)
+        entry = _Entry(fields["partition"], _history(fields))
+        self.keep(key, raw, entry)
+        return entry
+
+    def keep(self, key: str, raw: bytes, entry: _Entry) -> None:
+        entries = self._entries
+        entries[key] = (raw, entry)
+        entries.move_to_end(key)
+        if len(entries) > self.size:
+            entries.popitem(last=False)
 
 
 def _history(entry: dict[str, Any]) -> SubjectHistory:
