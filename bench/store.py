@@ -19,6 +19,7 @@ Figures printed, each with its same-run yardstick:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -297,6 +298,12 @@ def final_stats(store: Store) -> None:
     )
 
 
+def load_average() -> str:
+    """The machine's load, printed beside the figures: the machine may be shared."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} (1 / 5 / 15 min)"
+
+
 def measure_queries(bench: Bench, size: int, times: int) -> None:
     store, events = bench.store, bench.events
     rng = random.Random(size)
@@ -319,6 +326,7 @@ def measure_queries(bench: Bench, size: int, times: int) -> None:
         store.violations(org=org, rule=rng.choice(RULES[org]), since=since)
 
     lineage_found = sum(len(store.lineage(*events.subject(i))) for i in range(20))
+    print(f"  {load_average()}")
     print(f"  ({lineage_found} lineage edges for 20 subjects; stats {store.stats()['tables']})")
     rows: list[tuple[str, Callable[[], object], int]] = [
         ("SELECT 1 (yardstick)", store.ping, times),
@@ -380,7 +388,7 @@ def fill_to(bench: Bench, done: int, size: int, deadline: float) -> int:
     print(
         f"\n{target:,} events{stopped}: ingest {done:,} -> {target:,} at {rate:,.0f} rows/s "
         f"= {rate / bench.raw_rate:.2f} x raw insert; Store.write_audit_columns alone "
-        f"{(target - done) / writing:,.0f} rows/s"
+        f"{(target - done) / writing:,.0f} rows/s; {load_average()}"
     )
     return target
 
@@ -402,7 +410,10 @@ def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
     settings = Settings(sink_batch_size=args.batch_size)
     ingestor = Ingestor(settings, store, consumer_factory=lambda: consumer)
     sticks = yardsticks(store, events, min(500_000, sizes[0]), args.batch_size)
-    print(f"yardstick: raw insert into a plain MergeTree {sticks.raw_insert:,.0f} rows/s")
+    print(
+        f"yardstick: raw insert into a plain MergeTree {sticks.raw_insert:,.0f} rows/s; "
+        f"{load_average()}"
+    )
     print(
         f"(decoding AuditBatch messages alone: {sticks.decode_columns:,.0f} records/s to Arrow "
         f"columns as ingest does, {sticks.decode_models:,.0f} records/s to models)"
@@ -423,6 +434,7 @@ def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
         ingestor.stop()
         store.close()
     print(f"\nmessage making excluded from the rates: {consumer.generating:.0f} s in total")
+    print(load_average())
 
 
 def main() -> None:
