@@ -19,6 +19,7 @@ Figures printed, each with its same-run yardstick:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -51,6 +52,38 @@ RETRACT_EVERY = 100  # one violation in a hundred is retracted, 50,000 events la
 RETRACT_AFTER = 50_000
 
 
+def _audit_template(kind: str, categories: Sequence[str]) -> str:
+    """One audit record's JSON with %-placeholders for what varies from event to event: made
+    once per kind and category count, so a 10M-event fill does not spend minutes formatting."""
+    listed = ",".join(f'"{c}"' for c in categories)
+    shared = kind == "privacy.data.shared"
+    recipient = (
+        '"adnet-7","recipient_kind":"ad_network","recipient_country":"FR"'
+        if shared
+        else 'null,"recipient_kind":null,"recipient_country":null'
+    )
+    return (
+        f'{{"event_id":"ev-%012d","event_type":"{kind}","source":"/%s/app",'
+        '"org":"%s","event_time":"%sZ","judged_at":"%sZ",'
+        '"subject_pseudonym":"%s","subject_kind":"customer",'
+        f'"actor_kind":"service","actor_id":"svc-%d","data_categories":[{listed}],'
+        '"data_use":"marketing.advertising","legal_basis":"consent",'
+        f'"recipient_id":{recipient}'
+        ',"encrypted":true,"safeguard":null,"aggregated":null,"explicit_consent":null,'
+        '"details":{},"policy_version":"2025.1","violated_rules":[],'
+        '"partition":%d,"offset":%d}'
+    )
+
+
+# Event n's record is template n % 30: its kind is KINDS[n % 10], its categories the first
+# 1 + n % 3.
+_AUDIT_TEMPLATES = tuple(
+    _audit_template(KINDS[k % len(KINDS)], CATEGORIES[: 1 + k % 3]) for k in range(30)
+)
+_NAIVE_T0 = T0.replace(tzinfo=None)
+_JUDGING = timedelta(seconds=1)
+
+
 @dataclass(frozen=True)
 class Message:
     topic: str
@@ -76,23 +109,18 @@ class Events:
 
     def audit_json(self, n: int) -> str:
         org, pseudonym = self.subject(n % self.subjects)
-        kind = KINDS[n % len(KINDS)]
-        at = self.time(n)
-        categories = ",".join(f'"{c}"' for c in CATEGORIES[: 1 + n % 3])
-        shared = kind == "privacy.data.shared"
-        recipient = '"adnet-7","recipient_kind":"ad_network","recipient_country":"FR"'
-        return (
-            f'{{"event_id":"ev-{n:012d}","event_type":"{kind}","source":"/{org}/app",'
-            f'"org":"{org}","event_time":"{at:%Y-%m-%dT%H:%M:%S}Z",'
-            f'"judged_at":"{at + timedelta(seconds=1):%Y-%m-%dT%H:%M:%S}Z",'
-            f'"subject_pseudonym":"{pseudonym}","subject_kind":"customer",'
-            f'"actor_kind":"service","actor_id":"svc-{n % 17}","data_categories":[{categories}],'
-            f'"data_use":"marketing.advertising","legal_basis":"consent",'
-            f'"recipient_id":{recipient if shared else "null"}'
-            + ("" if shared else ',"recipient_kind":null,"recipient_country":null')
-            + ',"encrypted":true,"safeguard":null,"aggregated":null,"explicit_consent":null,'
-            f'"details":{{}},"policy_version":"2025.1","violated_rules":[],'
-            f'"partition":{n % 4},"offset":{n}}}'
+        at = _NAIVE_T0 + n * EVENT_SPACING
+        judged = at + _JUDGING
+        return _AUDIT_TEMPLATES[n % len(_AUDIT_TEMPLATES)] % (
+            n,
+            org,
+            org,
+            at.isoformat(),
+            judged.isoformat(),
+            pseudonym,
+            n % 17,
+            n % 4,
+            n,
         )
 
     def violation_json(self, n: int, status: str = "open") -> bytes:
@@ -270,6 +298,12 @@ def final_stats(store: Store) -> None:
     )
 
 
+def load_average() -> str:
+    """The machine's load, printed beside the figures: the machine may be shared."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} (1 / 5 / 15 min)"
+
+
 def measure_queries(bench: Bench, size: int, times: int) -> None:
     store, events = bench.store, bench.events
     rng = random.Random(size)
@@ -292,6 +326,7 @@ def measure_queries(bench: Bench, size: int, times: int) -> None:
         store.violations(org=org, rule=rng.choice(RULES[org]), since=since)
 
     lineage_found = sum(len(store.lineage(*events.subject(i))) for i in range(20))
+    print(f"  {load_average()}")
     print(f"  ({lineage_found} lineage edges for 20 subjects; stats {store.stats()['tables']})")
     rows: list[tuple[str, Callable[[], object], int]] = [
         ("SELECT 1 (yardstick)", store.ping, times),
@@ -353,7 +388,7 @@ def fill_to(bench: Bench, done: int, size: int, deadline: float) -> int:
     print(
         f"\n{target:,} events{stopped}: ingest {done:,} -> {target:,} at {rate:,.0f} rows/s "
         f"= {rate / bench.raw_rate:.2f} x raw insert; Store.write_audit_columns alone "
-        f"{(target - done) / writing:,.0f} rows/s"
+        f"{(target - done) / writing:,.0f} rows/s; {load_average()}"
     )
     return target
 
@@ -375,7 +410,10 @@ def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
     settings = Settings(sink_batch_size=args.batch_size)
     ingestor = Ingestor(settings, store, consumer_factory=lambda: consumer)
     sticks = yardsticks(store, events, min(500_000, sizes[0]), args.batch_size)
-    print(f"yardstick: raw insert into a plain MergeTree {sticks.raw_insert:,.0f} rows/s")
+    print(
+        f"yardstick: raw insert into a plain MergeTree {sticks.raw_insert:,.0f} rows/s; "
+        f"{load_average()}"
+    )
     print(
         f"(decoding AuditBatch messages alone: {sticks.decode_columns:,.0f} records/s to Arrow "
         f"columns as ingest does, {sticks.decode_models:,.0f} records/s to models)"
@@ -396,6 +434,7 @@ def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
         ingestor.stop()
         store.close()
     print(f"\nmessage making excluded from the rates: {consumer.generating:.0f} s in total")
+    print(load_average())
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ dashboard poll never waits behind a batch being written, nor a write behind a sl
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,8 +18,10 @@ from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import clickhouse_connect
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel
 
@@ -235,8 +236,9 @@ class Store:
             ids = [row.rejection_id for row in rejected]
             stored = self._query(
                 f"SELECT rejection_id FROM {self._table(REJECTED_EVENTS)} "
-                f"WHERE rejection_id IN {_any_of(ids)}",
+                f"WHERE rejection_id IN {_BATCH_IDS}",
                 {},
+                ids,
             )
             counted = first_copies(ids, {row[0] for row in stored})
             self._insert(REJECTED_EVENTS, rejected, [counted])
@@ -458,8 +460,9 @@ class Store:
         rows = self._query(
             f"SELECT org, subject_pseudonym, event_id FROM {self._table(EVENTS)} "
             "WHERE event_time BETWEEN {first:DateTime64(6, 'UTC')} AND {last:DateTime64(6, 'UTC')} "
-            f"AND event_id IN {_any_of(key[2] for key in keys)}",
+            f"AND event_id IN {_BATCH_IDS}",
             {"first": _utc(times["min"].as_py()), "last": _utc(times["max"].as_py())},
+            (key[2] for key in keys),
         )
         return {(org, subject, event_id) for org, subject, event_id in rows}
 
@@ -469,9 +472,10 @@ class Store:
         rows = self._query(
             "SELECT org, rule_id, violation_id, sum(counted_open), max(latest) "
             f"FROM {self.database}.{VIOLATION_STATES.name} "
-            f"WHERE violation_id IN {_any_of(v.violation_id for v in violations)} "
+            f"WHERE violation_id IN {_BATCH_IDS} "
             "GROUP BY org, rule_id, violation_id",
             {},
+            (v.violation_id for v in violations),
         )
         return {
             (org, rule, vid): ViolationState(counted_open=int(counted), latest=latest)
@@ -485,10 +489,24 @@ class Store:
         data = arrow_rows(table, rows, bookkeeping)
         self._client.insert_arrow(table.name, data, database=self.database)
 
-    def _query(self, sql: str, parameters: dict[str, Any]) -> Sequence[Sequence[Any]]:
-        """Rows of a lookup run while the caller holds the lock; its SQL carries a batch's ids."""
-        settings = {"max_query_size": max(len(sql) + 1024, _DEFAULT_MAX_QUERY_SIZE)}
-        return self._client.query(sql, parameters=parameters, settings=settings).result_rows
+    def _query(
+        self, sql: str, parameters: dict[str, Any], ids: Iterable[str]
+    ) -> list[tuple[Any, ...]]:
+        """Rows of a lookup run while the caller holds the lock, for a batch's `ids` (the set
+        `_BATCH_IDS` in its SQL).
+
+        A raw query read as Arrow: `query` would scan the SQL, long with the ids, with regular
+        expressions in Python (about a third of the lookup), where `raw_query` only tokenises
+        it, skipping over the literal in C.
+        """
+        literal = _ids_literal(ids)
+        final = sql.replace(_BATCH_IDS, literal)
+        settings = {"max_query_size": max(len(final) + 1024, _DEFAULT_MAX_QUERY_SIZE)}
+        data = self._client.raw_query(
+            final, parameters=parameters, settings=settings, fmt="ArrowStream"
+        )
+        columns = [_text(column).to_pylist() for column in ipc.open_stream(data).read_all().columns]
+        return list(zip(*columns, strict=True))
 
     def _rows(
         self,
@@ -525,14 +543,23 @@ def _close_all(clients: Iterable[Client]) -> None:
         client.close()
 
 
-def _any_of(ids: Iterable[str]) -> str:
+# Where a lookup's SQL takes the batch's ids (`Store._query`).
+_BATCH_IDS = "{batch_ids}"
+
+
+def _ids_literal(ids: Iterable[str]) -> str:
     """A set of ids to write in SQL: a JSON array, hex-encoded, so no id can break out of it.
 
     Bound as a parameter, clickhouse-connect escapes strings one character at a time in
     Python: 0.2 s for a batch of 20,000 ids, more than the lookup itself.
     """
-    encoded = json.dumps(sorted(set(ids))).encode().hex()
+    encoded = orjson.dumps(list(set(ids))).hex()
     return f"(SELECT arrayJoin(JSONExtract(unhex('{encoded}'), 'Array(String)')))"
+
+
+def _text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    # A server may send String columns as Arrow binary, however they hold text.
+    return column.cast(pa.string()) if pa.types.is_binary(column.type) else column
 
 
 def _positive(limit: int) -> int:

@@ -287,6 +287,26 @@ def counted_with_final(store: Store) -> tuple[dict[str, int], list[tuple[str, st
     return tables, [tuple(row) for row in by_rule]
 
 
+def test_a_replay_is_found_whatever_characters_its_ids_hold(store: Store) -> None:
+    # The lookup before each insert writes the batch's ids into its SQL.
+    ids = ["q'uote", "back\\slash", "{batch_ids}", "$ids$", "new\nline", "é€😀", "e1"]
+    events = [audit(i, subject_pseudonym=f"p-{n}") for n, i in enumerate(ids)]
+    violations = [violation(i) for i in ids]
+    rejections = [rejected(i) for i in ids]
+    for _ in range(2):
+        store.write_audit(events)
+        store.write_violations(violations)
+        store.write_rejected(rejections)
+
+    assert counted_by_stats(store) == counted_with_final(store)
+    assert store.stats()["tables"] == {
+        "events": len(ids),
+        "violations": len(ids),
+        "lineage_edges": 2 * len(ids),
+        "rejected_events": len(ids),
+    }
+
+
 def counted_by_stats(store: Store) -> tuple[dict[str, int], list[tuple[str, str, int]]]:
     stats = store.stats()
     return stats["tables"], [
