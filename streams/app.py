@@ -392,10 +392,7 @@ class Pipeline:
             self.states.data[key] = _Entry(partition, history)
             # The changelog partition follows the source partition, as Faust does per event;
             # the value is the JSON a recovering worker's table decodes back into a dict.
-            value = b'{"partition":%d,"history":%s}' % (
-                partition,
-                history.model_dump_json().encode(),
-            )
+            value = b'{"partition":%d,"history":%s}' % (partition, history.changelog_json())
             sent.append(self.states.send_changelog(partition, key, value, value_serializer="raw"))
         return sent
 
