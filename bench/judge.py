@@ -73,7 +73,7 @@ def main() -> None:
         trees = {}
         if args.baseline != "none":
             for revision in args.baseline.split(","):
-                trees[revision] = _extract(revision, root / revision)
+                trees[revision] = extract_tree(revision, root / revision)
         trees["now"] = REPO
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for _ in range(args.rounds):
@@ -91,7 +91,7 @@ def _write_messages(path: Path, count: int) -> int:
     return len({e.key for e in events})
 
 
-def _extract(revision: str, into: Path) -> Path:
+def extract_tree(revision: str, into: Path) -> Path:
     """The tree at `revision`, by `git archive`: the repository's worktrees and index untouched."""
     into.mkdir()
     archive = into.with_suffix(".tar")
@@ -156,7 +156,7 @@ def _measure(messages_path: Path, batch_size: int, gc_thresholds: str | None) ->
         written = getattr(verdicts, "histories", None) or verdicts.states
         for key, (_, value) in written.items():
             table[key] = value
-            changelog_bytes += len(value.model_dump_json())  # as the worker's changelog
+            changelog_bytes += len(_changelog_value(value))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {
         "events": len(messages),
@@ -170,6 +170,13 @@ def _measure(messages_path: Path, batch_size: int, gc_thresholds: str | None) ->
         "kept_per_subject": sum(len(getattr(v, "window", ())) for v in table.values()) / len(table),
         "rss_per_subject": (_rss_bytes() - rss_before) / len(table),
     }
+
+
+def _changelog_value(value: Any) -> bytes:
+    # As the worker encodes it for its changelog (trees before `changelog_json` dumped the model).
+    encode = getattr(value, "changelog_json", None)
+    encoded: bytes = encode() if encode is not None else value.model_dump_json().encode()
+    return encoded
 
 
 def _parse_cpu(values: Sequence[bytes], taxonomies: Any) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Annotated, Literal
 
 import pycountry
@@ -162,9 +162,16 @@ class Recipient(_Strict):
         # not slip past a rule about "FR".
         if not _COUNTRY_CODE.fullmatch(value):
             raise ValueError("must be an ISO 3166-1 alpha-2 country code: two upper-case letters")
-        if pycountry.countries.get(alpha_2=value) is None:
+        if not _is_country(value):
             raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
         return value
+
+
+# Unbounded: only two upper-case letters reach it, so at most 676 codes. pycountry's look-up
+# costs more than the rest of a shared event's validation of the recipient.
+@cache
+def _is_country(code: str) -> bool:
+    return pycountry.countries.get(alpha_2=code) is not None
 
 
 class Transfer(_Strict):

@@ -437,7 +437,7 @@ class Pipeline:
 def changelog_value(partition: int, history: SubjectHistory) -> bytes:
     """A subject's entry as the changelog carries it: the JSON a recovering worker's table
     decodes back into a dict."""
-    return b'{"partition":%d,"history":%s}' % (partition, history.model_dump_json().encode())
+    return b'{"partition":%d,"history":%s}' % (partition, history.changelog_json())
 
 
 @dataclass

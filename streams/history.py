@@ -16,11 +16,11 @@ older than `since` is judged against `base`, the oldest state kept.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter
 
 from events.models import DataAccessed, EventType, PrivacyEvent
 from events.outputs import Violation
@@ -59,6 +59,11 @@ class Kept:
     # parsing it again (about half the events; accesses change no state, and are not kept
     # parsed). Not in the changelog: after a recovery, `parse` reads the text again.
     parsed: Annotated[PrivacyEvent | None, Field(exclude=True)] = None
+    # Its changelog JSON, and the `violated` it was encoded with: a kept event is written at
+    # every batch that touches its subject, and only `violated` ever changes.
+    encoded: Annotated[tuple[tuple[str, ...], bytes] | None, Field(exclude=True)] = field(
+        default=None, compare=False, repr=False
+    )
 
     @classmethod
     def of(
@@ -84,6 +89,13 @@ class Kept:
     def order(self) -> tuple[datetime, str]:
         return (self.time, self.id)
 
+    def changelog_json(self) -> bytes:
+        """The JSON the history's `model_dump_json` gives for this event, encoded once."""
+        encoded = self.encoded
+        if encoded is None or encoded[0] != self.violated:
+            encoded = self.encoded = (self.violated, _KEPT.dump_json(self))
+        return encoded[1]
+
     def parse(self, subject_id: str) -> PrivacyEvent:
         """The event again, with the subject's real id.
 
@@ -95,6 +107,9 @@ class Kept:
         return parse_accepted(
             self.event.replace(SUBJECT_PLACEHOLDER, _json_string(subject_id)).encode()
         )
+
+
+_KEPT = TypeAdapter(Kept)
 
 
 def _without_subject_id(text: str, subject_id: str) -> str:
@@ -174,6 +189,9 @@ class SubjectHistory(BaseModel):
     fired_until: datetime | None = None
     # Ids of the window's events, for dedup; rebuilt from the window, never serialized.
     ids: set[str] = Field(default_factory=set, exclude=True)
+    # `base` as the changelog encodes it, while `base` is unchanged: it changes only when
+    # events are folded into it (`trim`, `changing_base`), far less often than it is written.
+    _base_json: bytes | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any) -> None:
         self.ids = {kept.id for kept in self.window}
@@ -189,6 +207,26 @@ class SubjectHistory(BaseModel):
     def of_state(cls, state: SubjectState) -> SubjectHistory:
         """A history with nothing in its window, e.g. from a changelog written before windows."""
         return cls(base=state.model_copy(deep=True), state=state, since=state.last_event_time)
+
+    def changelog_json(self) -> bytes:
+        """`model_dump_json()` as bytes, each kept event's part encoded once and reused: the
+        window is most of the value, and it is written at every batch that touches the subject.
+        """
+        base = self._base_json
+        if base is None:
+            base = self._base_json = self.base.__pydantic_serializer__.to_json(self.base)
+        serializer = self.__pydantic_serializer__
+        # The fields between `base` and the window, and those after the window (in the order
+        # they are declared).
+        middle = serializer.to_json(self, exclude=_NOT_MIDDLE)
+        tail = serializer.to_json(self, include=_AFTER_WINDOW)
+        window = b",".join([kept.changelog_json() for kept in self.window])
+        return b'{"base":%s,%s,"window":[%s],%s' % (base, middle[1:-1], window, tail[1:])
+
+    def changing_base(self) -> SubjectState:
+        """`base`, to be changed in place (by an event older than the window)."""
+        self._base_json = None
+        return self.base
 
     def seen(self, event_id: str) -> bool:
         return event_id in self.ids or self.base.seen(event_id)
@@ -239,6 +277,7 @@ class SubjectHistory(BaseModel):
         if drop == 0:
             return
         trimmed = self.window[:drop]
+        self._base_json = None
         # Parsed first, so a failure cannot leave events folded into both; applying cannot
         # fail, each of them was applied once already when it was judged.
         parsed = {k.id: k.parse(subject_id) for k in trimmed if k.type not in _ACCESS_TYPES}
@@ -266,3 +305,7 @@ class SubjectHistory(BaseModel):
             while drop < len(window) and window[drop].time < cutoff:
                 drop += 1
         return drop
+
+
+_AFTER_WINDOW = {"reported", "fired_until"}
+_NOT_MIDDLE = {"base", "window", *_AFTER_WINDOW}

@@ -370,10 +370,11 @@ class Judge:
             f" (arrived after the lateness horizon of {_span(self.horizon)}: judged against "
             f"the subject's state as of {since.isoformat()})"
         )
+        base = history.changing_base()
         try:
-            findings = self.policy.judge(item.event, history.base)
-            history.base.apply(item.event)
-            missed = report_missed(self.policy, history.base, since)
+            findings = self.policy.judge(item.event, base)
+            base.apply(item.event)
+            missed = report_missed(self.policy, base, since)
         except Exception as error:
             self._reject_internal(item.incoming, error, verdicts)
             return
@@ -383,9 +384,7 @@ class Judge:
                 violation.model_copy(update={"explanation": violation.explanation + note})
             )
         for finding in missed:
-            verdicts.violations.append(
-                deadline_violation(finding, history.base, key, self.policy, at)
-            )
+            verdicts.violations.append(deadline_violation(finding, base, key, self.policy, at))
         violated = tuple(f.rule.rule_id for f in findings)
         verdicts.audit.append(
             audit_record(item.event, item.origin, violated, self.policy.version, at)

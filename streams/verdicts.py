@@ -155,11 +155,7 @@ def audit_record(
     access = data if isinstance(data, DataAccessed) else None
     share = data if isinstance(data, DataShared) else None
     # State-changing events keep their own fields (status, right, settings...) as details.
-    details = (
-        {}
-        if access
-        else data.model_dump(mode="json", exclude={"org", "subject"}, exclude_none=True)
-    )
+    details = {} if access else _details(data)
     # Built without validation: one record per event, every value taken from a validated event
     # and of the field's type already (tests/unit/test_verdicts.py checks that validating the
     # record changes nothing).
@@ -185,7 +181,7 @@ def audit_record(
             "safeguard": share.transfer.safeguard if share else None,
             "aggregated": share.aggregated if share else None,
             "explicit_consent": share.explicit_consent if share else None,
-            "details": {k: v if isinstance(v, str) else json.dumps(v) for k, v in details.items()},
+            "details": details,
             "policy_version": version,
             "violated_rules": list(violated),
             "partition": origin.partition,
@@ -193,3 +189,16 @@ def audit_record(
             "appended_at": origin.appended_at,
         }
     )
+
+
+_NOT_DETAILS = {"org", "subject"}
+
+
+def _details(data: EventData) -> dict[str, str]:
+    """A state change's own fields, each a string: JSON for those that are not strings."""
+    # Most state changes hold strings only (a status, a request id): their values as they are,
+    # without dumping the model.
+    fields = {k: v for k, v in data.__dict__.items() if k not in _NOT_DETAILS and v is not None}
+    if any(type(v) is not str for v in fields.values()):
+        fields = data.model_dump(mode="json", exclude=_NOT_DETAILS, exclude_none=True)
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}

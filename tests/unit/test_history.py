@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import codecs
 import json
+from datetime import timedelta
 from typing import Any
 
 from events.outputs import Violation
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge
-from tests.unit.test_replay import EVERY_TYPE, KEY, POLICY
+from tests.unit.test_replay import ACCESS, EVERY_TYPE, KEY, POLICY, at, raw_event
+
+CONSENT = "privacy.consent.changed"
+ACCESSED = "privacy.data.accessed"
 
 
 def judged_late(documents: list[dict[str, Any]], prefix: bytes) -> tuple[dict[str, Any], ...]:
@@ -39,3 +43,50 @@ def test_events_that_arrived_with_a_byte_order_mark_are_judged_again_the_same() 
     documents = [{**d, "id": f"{d['id']}-bom"} for d in EVERY_TYPE]
 
     assert judged_late(documents, codecs.BOM_UTF8) == judged_late(documents, b"")
+
+
+def test_the_changelog_value_is_the_history_dumped_when_a_late_event_changes_a_verdict() -> None:
+    # The targeted ad use breaks LX-ADS-002 (consent withdrawn) until the consent given after
+    # the withdrawal and before the use arrives, late: the kept use's `violated` changes, and
+    # its JSON must not be reused as it was.
+    use = "marketing.advertising.first_party.targeted"
+    documents = [
+        raw_event("c-withdrawn", CONSENT, "s1", at(0.2), data_use=use, status="withdrawn"),
+        raw_event("c-access", ACCESSED, "s1", at(1), **{**ACCESS, "data_use": use}),
+        raw_event("c-given", CONSENT, "s1", at(0.6), data_use=use, status="given"),
+    ]
+    judge = Judge(POLICY, KEY)
+    table: dict[str, SubjectHistory] = {}
+    violated = []
+    for offset, document in enumerate(documents):
+        incoming = Incoming("privacy.events", 0, offset, b"s1", json.dumps(document).encode())
+        verdicts = judge.judge_batch([incoming], table.get)
+        ((key, (_, history)),) = verdicts.histories.items()
+        table[key] = history
+        value = history.changelog_json()
+
+        assert value == history.model_dump_json().encode()
+        assert SubjectHistory.model_validate_json(value).changelog_json() == value
+        violated += [k.violated for k in history.window if k.id == "c-access"]
+    assert violated[0] and not violated[-1]
+
+
+def test_the_changelog_value_is_the_history_dumped_when_events_are_folded_into_the_base() -> None:
+    # Trimming folds old events into the base, and an event older than the window is folded
+    # into the base directly: either way the base's JSON must be encoded again.
+    judge = Judge(POLICY, KEY, horizon=timedelta(days=1))
+    table: dict[str, SubjectHistory] = {}
+    documents = [
+        {**d, "id": f"{d['id']}-{i}", "time": at(3 * i).isoformat()}
+        for i, d in enumerate(EVERY_TYPE)
+    ]
+    # The second arrives when there is nothing to trim.
+    late = [{**EVERY_TYPE[2], "id": f"beyond-{i}", "time": at(1 + i).isoformat()} for i in (0, 1)]
+    for offset, document in enumerate([*documents, *late]):
+        incoming = Incoming("privacy.events", 0, offset, b"s1", json.dumps(document).encode())
+        verdicts = judge.judge_batch([incoming], table.get)
+        ((key, (_, history)),) = verdicts.histories.items()
+        table[key] = history
+
+        assert history.changelog_json() == history.model_dump_json().encode()
+    assert history.base.seen("beyond-1")

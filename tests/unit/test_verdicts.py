@@ -3,11 +3,13 @@ validation would give."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from events.models import DataAccessed
 from events.outputs import AuditRecord
 from streams.verdicts import Origin, audit_record
 from tests.unit.test_replay import EVERY_TYPE, SPARSE, parsed
@@ -45,3 +47,18 @@ def test_an_audit_record_does_not_share_the_lists_it_was_given() -> None:
 
     assert record.violated_rules == ["R-1"]
     assert record.data_categories is not event.data.categories
+
+
+@pytest.mark.parametrize("document", [*EVERY_TYPE, *SPARSE], ids=lambda d: d["id"])
+def test_an_audit_records_details_are_a_state_changes_own_fields(document: dict[str, Any]) -> None:
+    event = parsed(document)
+    record = audit_record(event, Origin("pseudonym", 0, 0), [], "v1", JUDGED_AT)
+    own = event.data.model_dump(mode="json", exclude={"org", "subject"}, exclude_none=True)
+
+    if isinstance(event.data, DataAccessed):
+        assert record.details == {}
+    else:
+        assert list(record.details.items()) == [
+            (name, value if isinstance(value, str) else json.dumps(value))
+            for name, value in own.items()
+        ]
