@@ -37,8 +37,12 @@ unit: install
 e2e: install
 	$(BIN)/pytest -m e2e $(ARGS)
 
+# The e2e tests mostly wait (on outages, timed traffic, JVMs and processes starting), so more
+# worker processes than cores finish sooner; tests/parallel.py says what they share.
+TEST_WORKERS ?= 3
+
 test: lint
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(ARGS)
 
 bench: install
 	$(BIN)/python bench/throughput.py $(ARGS)

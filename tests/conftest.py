@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from privtrail.brokers import EmbeddedBroker, embedded_broker
+from tests import parallel
 from tests.support import free_port
+
+# What the xdist controller runs for its workers (tests/parallel.py), while it runs.
+_controller: dict[str, Any] = {}
 
 
 def _running_broker(kind: str, data_dir: Path) -> Iterator[EmbeddedBroker]:
@@ -20,9 +27,49 @@ def _running_broker(kind: str, data_dir: Path) -> Iterator[EmbeddedBroker]:
         broker.stop()
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.option.dist not in ("load", "loadgroup"):
+        return None
+    return parallel.GroupedScheduling(config, log, _groups_dir())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    if "kafka" not in _controller:
+        _controller["kafka"] = parallel.SharedKafka()
+    parallel.configure_node(node, _controller["kafka"], _groups_dir())
+
+
+def _groups_dir() -> Path:
+    if "groups" not in _controller:
+        _controller["groups"] = Path(tempfile.mkdtemp(prefix="privtrail-groups-"))
+    groups: Path = _controller["groups"]
+    return groups
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "kafka" in _controller:
+        _controller.pop("kafka").close()
+    if "groups" in _controller:
+        shutil.rmtree(_controller.pop("groups"), ignore_errors=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    parallel.group_and_order(config, items)
+
+
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """One Kafka broker for the whole run; tests keep apart by using their own topic names."""
+def kafka_broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmbeddedBroker]:
+    """One Kafka broker for the whole run; tests keep apart by using their own topic names.
+    On xdist workers, the controller's, which they share and never stop."""
+    shared = parallel.shared_kafka(request.config)
+    if shared is not None:
+        yield shared
+        return
     yield from _running_broker("kafka", tmp_path_factory.mktemp("kafka"))
 
 

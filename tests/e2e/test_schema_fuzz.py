@@ -34,18 +34,24 @@ MAX_SECONDS = 300
 REQUEST_TIMEOUT_SECONDS = 60
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[str]:
-    """The base URL of `privtrail serve` over a real chDB store, on a free port."""
-    with serving_without_broker(tmp_path) as url:
-        yield url
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The base URL of `privtrail serve` over a real chDB store, on a free port, and its data
+    directory. Both runs fuzz the same server: without a token nothing can change it, and with
+    one, every answer must match the schema whatever the store holds."""
+    data_dir = tmp_path_factory.mktemp("served")
+    with serving_without_broker(data_dir) as url:
+        yield url, data_dir
 
 
 @pytest.mark.timeout(MAX_SECONDS + 90)
 @pytest.mark.parametrize("with_token", [True, False], ids=["admin-token", "no-token"])
-def test_the_live_api_matches_its_schema(served: str, with_token: bool, tmp_path: Path) -> None:
+def test_the_live_api_matches_its_schema(
+    served: tuple[str, Path], with_token: bool, tmp_path: Path
+) -> None:
+    served_url, data_dir = served
     if with_token:
-        token = (tmp_path / TOKEN_FILE).read_text(encoding="utf-8").strip()
+        token = (data_dir / TOKEN_FILE).read_text(encoding="utf-8").strip()
         options = [f"--max-examples={MAX_EXAMPLES}", "-H", f"Authorization: Bearer {token}"]
     else:
         options = [f"--max-examples={MAX_EXAMPLES_WITHOUT_TOKEN}"]
@@ -53,7 +59,7 @@ def test_the_live_api_matches_its_schema(served: str, with_token: bool, tmp_path
         str(Path(sys.executable).with_name("schemathesis")),
         f"--config-file={_config(tmp_path)}",
         "run",
-        f"{served}/openapi.json",
+        f"{served_url}/openapi.json",
         "--checks=all",
         "--no-color",
         # GET /verify recomputes every chain and asks Kafka (which this server has none of)
