@@ -120,6 +120,7 @@ class Pipeline:
         self.states = app.Table(
             "subject-state",
             partitions=settings.partitions,
+            value_type=bytes,
             schema=faust.Schema(key_serializer="json", value_serializer="raw"),
         )
         self._parsed = ParsedEntries(settings.worker_parsed_subjects)

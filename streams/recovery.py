@@ -14,7 +14,6 @@ as a standby, past the last offset it recorded there.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from typing import Any, cast
 
@@ -40,7 +39,7 @@ def apply_changelog(app: AppT, messages: list[Message]) -> None:
         fresh = [m for m in fetched if seen is None or m.offset > seen]
         if not fresh:
             continue
-        _store(recovery.tp_to_table[tp], fresh)
+        _store(app, recovery.tp_to_table[tp], fresh)
         offsets[tp] = fresh[-1].offset
     if recovery.in_recovery and not recovery.need_recovery():
         # What Faust's recovery loop does once nothing is left to read.
@@ -49,17 +48,19 @@ def apply_changelog(app: AppT, messages: list[Message]) -> None:
         recovery.signal_recovery_end.set()
 
 
-def _store(table: Any, messages: list[Message]) -> None:
-    """Each message's value under its key, or the key deleted for a tombstone, in order."""
+def _store(app: AppT, table: Any, messages: list[Message]) -> None:
+    """Each message's value under its key, or the key deleted for a tombstone, in order,
+    decoded by the table's own schema, as Faust's conductor would (the state table keeps raw
+    bytes, the key table JSON)."""
     store = table.data
     data, partitions = store.data, store._key_partition
-    decode_value = table._to_value
+    schema = table.schema
+    to_key, to_value = table._to_key, table._to_value
     for message in messages:
-        # The table's key serializer is JSON; its value serializer is raw bytes.
-        key = table._to_key(json.loads(message.key or b"null"))
+        key = to_key(schema.loads_key(app, message))
         if message.value is None:
             data.pop(key, None)
             partitions.pop(key, None)
         else:
-            data[key] = decode_value(message.value)
+            data[key] = to_value(schema.loads_value(app, message))
             partitions[key] = message.partition

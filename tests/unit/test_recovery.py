@@ -31,6 +31,7 @@ def recovering_app() -> tuple[Any, Any]:
     table = app.Table(
         "subject-state",
         partitions=2,
+        value_type=bytes,
         schema=faust.Schema(key_serializer="json", value_serializer="raw"),
     )
     recovery = cast(Any, app.tables).recovery
@@ -66,6 +67,19 @@ def test_a_fetch_is_applied_in_offset_order_with_its_tombstones() -> None:
     assert recovery.active_offsets[ACTIVE] == 3
     assert recovery.standby_offsets[STANDBY] == 0
     assert recovery.in_recovery, "offsets 4..9 are still to read"
+
+
+def test_a_json_valued_table_gets_its_values_decoded() -> None:
+    # The subject-key table's values are JSON: the key resolver reads dicts, never bytes.
+    app, _ = recovering_app()
+    keys = app.Table(
+        "subject-keys",
+        partitions=2,
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+    )
+    cast(Any, app.tables).recovery.tp_to_table[ACTIVE] = keys
+    apply_changelog(app, [entry(0, "lookup", b'{"secret":"ab","erased_at":null}')])
+    assert keys.data.data == {"lookup": {"secret": "ab", "erased_at": None}}
 
 
 def test_offsets_already_applied_are_not_applied_again() -> None:
