@@ -51,7 +51,7 @@ def apply_changelog(app: AppT, messages: list[Message]) -> None:
 def _store(app: AppT, table: Any, messages: list[Message]) -> None:
     """Each message's value under its key, or the key deleted for a tombstone, in order,
     decoded by the table's own schema, as Faust's conductor would (the state table keeps raw
-    bytes, the key table JSON)."""
+    bytes; a table of JSON values gets them decoded)."""
     store = table.data
     data, partitions = store.data, store._key_partition
     schema = table.schema

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from events.models import DataAccessed, DataShared, PrivacyEvent
+from events.models import DataAccessed, DataShared, EventData, PrivacyEvent
 from events.outputs import (
     DLQ_FIELD,
     DLQ_OFFSET,

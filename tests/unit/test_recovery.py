@@ -70,10 +70,10 @@ def test_a_fetch_is_applied_in_offset_order_with_its_tombstones() -> None:
 
 
 def test_a_json_valued_table_gets_its_values_decoded() -> None:
-    # The subject-key table's values are JSON: the key resolver reads dicts, never bytes.
+    # Every table but the subject state keeps Faust's JSON values: its readers get dicts.
     app, _ = recovering_app()
     keys = app.Table(
-        "subject-keys",
+        "json-valued",
         partitions=2,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
