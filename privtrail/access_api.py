@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from config.settings import Settings
 from events.tags import pseudonymise
@@ -34,10 +34,13 @@ MAX_ACCESS_ROWS = 10_000
 
 
 class TokenRequest(BaseModel):
+    # A misspelt field or `true` for a number is the caller's mistake, not a default to apply.
+    model_config = ConfigDict(extra="forbid")
+
     role: Role
     orgs: list[str] = Field(min_length=1, description="Org names, or `*` for every org.")
     name: str = Field(min_length=1, max_length=200, description="Whose token, or what for.")
-    expires_in_days: float | None = Field(
+    expires_in_days: Annotated[float, Strict()] | None = Field(
         default=90, gt=0, le=36_500, description="Days until it expires; null: never."
     )
 

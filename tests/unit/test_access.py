@@ -19,7 +19,7 @@ from events.tags import pseudonymise
 from privtrail.api import create_app
 from privtrail.auth import GRANTS, ROLES, RULES, Need, hash_token
 from sinks import Rejected
-from sinks.clickhouse.access import TOKENS
+from sinks.clickhouse.access import TOKENS, all_tokens
 from sinks.clickhouse.store import Store
 from tests.unit.chdb_store import T0, audit, store_dsn, violation
 from tests.unit.tokens import bearer, token_id
@@ -354,6 +354,19 @@ def test_a_bad_token_request_names_the_problem(http: TestClient, store: Store) -
 
     assert unknown.status_code == 422 and "unknown org 'nosuch'" in unknown.text
     assert bad_role.status_code == 422 and "role" in bad_role.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("expires_in_days", True), ("expires_in_days", "30"), ("expires", 30)]
+)
+def test_a_token_request_with_a_wrong_type_or_unknown_field_is_refused(
+    http: TestClient, store: Store, field: str, value: object
+) -> None:
+    body = {"role": "analyst", "orgs": ["*"], "name": "x", field: value}
+    refused = http.post("/tokens", headers=bearer(store), json=body)
+
+    assert refused.status_code == 422 and field in refused.text
+    assert all(token.name != "x" for token in all_tokens(store))
 
 
 def test_the_access_log_answers_who_looked_at_a_subjects_lineage(
