@@ -236,9 +236,8 @@ class Store:
             ids = [row.rejection_id for row in rejected]
             stored = self._query(
                 f"SELECT rejection_id FROM {self._table(REJECTED_EVENTS)} "
-                f"WHERE rejection_id IN {_BATCH_IDS}",
+                f"WHERE rejection_id IN {_ids_literal(ids)}",
                 {},
-                ids,
             )
             counted = first_copies(ids, {row[0] for row in stored})
             self._insert(REJECTED_EVENTS, rejected, [counted])
@@ -460,9 +459,8 @@ class Store:
         rows = self._query(
             f"SELECT org, subject_pseudonym, event_id FROM {self._table(EVENTS)} "
             "WHERE event_time BETWEEN {first:DateTime64(6, 'UTC')} AND {last:DateTime64(6, 'UTC')} "
-            f"AND event_id IN {_BATCH_IDS}",
+            f"AND event_id IN {_ids_literal(key[2] for key in keys)}",
             {"first": _utc(times["min"].as_py()), "last": _utc(times["max"].as_py())},
-            (key[2] for key in keys),
         )
         return {(org, subject, event_id) for org, subject, event_id in rows}
 
@@ -472,10 +470,9 @@ class Store:
         rows = self._query(
             "SELECT org, rule_id, violation_id, sum(counted_open), max(latest) "
             f"FROM {self.database}.{VIOLATION_STATES.name} "
-            f"WHERE violation_id IN {_BATCH_IDS} "
+            f"WHERE violation_id IN {_ids_literal(v.violation_id for v in violations)} "
             "GROUP BY org, rule_id, violation_id",
             {},
-            (v.violation_id for v in violations),
         )
         return {
             (org, rule, vid): ViolationState(counted_open=int(counted), latest=latest)
@@ -489,21 +486,16 @@ class Store:
         data = arrow_rows(table, rows, bookkeeping)
         self._client.insert_arrow(table.name, data, database=self.database)
 
-    def _query(
-        self, sql: str, parameters: dict[str, Any], ids: Iterable[str]
-    ) -> list[tuple[Any, ...]]:
-        """Rows of a lookup run while the caller holds the lock, for a batch's `ids` (the set
-        `_BATCH_IDS` in its SQL).
+    def _query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Rows of a lookup run while the caller holds the lock; its SQL carries a batch's ids.
 
         A raw query read as Arrow: `query` would scan the SQL, long with the ids, with regular
         expressions in Python (about a third of the lookup), where `raw_query` only tokenises
         it, skipping over the literal in C.
         """
-        literal = _ids_literal(ids)
-        final = sql.replace(_BATCH_IDS, literal)
-        settings = {"max_query_size": max(len(final) + 1024, _DEFAULT_MAX_QUERY_SIZE)}
+        settings = {"max_query_size": max(len(sql) + 1024, _DEFAULT_MAX_QUERY_SIZE)}
         data = self._client.raw_query(
-            final, parameters=parameters, settings=settings, fmt="ArrowStream"
+            sql, parameters=parameters, settings=settings, fmt="ArrowStream"
         )
         columns = [_text(column).to_pylist() for column in ipc.open_stream(data).read_all().columns]
         return list(zip(*columns, strict=True))
@@ -541,10 +533,6 @@ _DEFAULT_MAX_QUERY_SIZE = 262144
 def _close_all(clients: Iterable[Client]) -> None:
     for client in clients:
         client.close()
-
-
-# Where a lookup's SQL takes the batch's ids (`Store._query`).
-_BATCH_IDS = "{batch_ids}"
 
 
 def _ids_literal(ids: Iterable[str]) -> str:
