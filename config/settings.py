@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # `batch_window` seconds for a batch to fill.
     batch_size: int = Field(default=5000, ge=1)
     batch_window: float = Field(default=0.5, gt=0)
+    # Seconds between the worker's commits of judged source offsets (Faust's default). A
+    # crashed worker judges again what it judged since its last commit: shorter costs more
+    # commits, longer more events judged twice (never stored twice).
+    commit_interval: float = Field(default=2.8, gt=0)
     # How the worker takes the source topic from Faust: "batches", whole fetches at once
     # (streams/batching.py); "events", one by one through a Faust agent's stream
     # (`batch_window` applies to this one only).

@@ -64,6 +64,7 @@ def create_app(settings: Settings, policy: PolicySet) -> faust.App:
         # Outputs and changelog writes are sent per batch: let them share produce requests.
         producer_linger=0.05,
         processing_guarantee=settings.processing_guarantee,
+        broker_commit_interval=settings.commit_interval,
         **_client_tuning(settings),
         **settings.kafka_security.faust(),
     )
