@@ -29,7 +29,10 @@ from faust.types import TP
 
 from config.settings import Settings
 from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
+from events.key_directory import KEY_TABLE
+from events.pseudonyms import SubjectKeys
 from streams.batching import SourceRoute
+from streams.erasure import erasures, key_topic_configs
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.offsets import OffsetsClient
@@ -89,9 +92,20 @@ class Pipeline:
     def __init__(self, app: faust.App, settings: Settings, policy: PolicySet) -> None:
         self.app = app
         self.settings = settings
+        # Lookup id -> the subject's secret behind its pseudonym (events/pseudonyms.py). The
+        # compacted changelog is where the keys live: shredding one overwrites it there.
+        self.keys_table = app.Table(
+            KEY_TABLE,
+            partitions=settings.partitions,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+            extra_topic_configs=key_topic_configs(settings),
+        )
+        self.keys = SubjectKeys(
+            settings.pseudonym_key.get_secret_value().encode(), self.keys_table.data
+        )
         self.judge = Judge(
             policy,
-            settings.pseudonym_key.get_secret_value().encode(),
+            self.keys,
             horizon=settings.lateness_horizon,
             max_kept=settings.history_max_events,
             max_ahead=settings.max_event_skew,
@@ -356,6 +370,8 @@ class Pipeline:
         return self._parsed.get(key, raw)
 
     async def _publish(self, verdicts: Verdicts) -> None:
+        # New subject keys first: a replay must find the secrets behind pseudonyms already sent.
+        await self._delivered(self._persist_keys())
         # Every output is fitted to the message limit: one the broker refuses would stop the
         # agent, and the same batch would be refused again after each restart.
         now = datetime.now(UTC)
@@ -377,6 +393,7 @@ class Pipeline:
             sent.append(self.audit.send_soon(value=value))
         await self._delivered(sent)
         await self._delivered(self._persist(verdicts))
+        await self._delivered(self._shred(verdicts))
 
     async def _delivered(self, sent: list[asyncio.Future[Any]]) -> None:
         """Wait until the broker has acknowledged every message in `sent`.
@@ -399,6 +416,23 @@ class Pipeline:
             self._parsed.keep(key, value, _Entry(partition, history))
             sent.append(self.states.send_changelog(partition, key, value, value_serializer="raw"))
         return sent
+
+    def _shred(self, verdicts: Verdicts) -> list[asyncio.Future[Any]]:
+        """Erase the subjects whose erasure was fulfilled, once all else of theirs is written:
+        a crash before it judges them again under the same pseudonym."""
+        erased = sum(self.keys.erase(pseudonym, at) for pseudonym, at in erasures(verdicts.audit))
+        if erased:
+            log.info("shredded the keys of %d erased subject(s)", erased)
+        self.keys.forget_resolved()
+        return self._persist_keys()
+
+    def _persist_keys(self) -> list[asyncio.Future[Any]]:
+        return [
+            self.keys_table.send_changelog(
+                partition, lookup, key.model_dump_json().encode(), value_serializer="raw"
+            )
+            for lookup, (partition, key) in self.keys.take_pending().items()
+        ]
 
 
 def changelog_value(partition: int, history: SubjectHistory) -> bytes:

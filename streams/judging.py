@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from events.limits import DEFAULT_MAX_AHEAD
 from events.models import PrivacyEvent
 from events.outputs import Violation
-from events.tags import pseudonymise
 from events.validation import InvalidEvent, parse_event
+from streams.erasure import DeploymentKeyed, Pseudonyms, start_history
 from streams.history import Kept, SubjectHistory, fold, ordering
 from streams.rules import Finding, PolicySet
 from streams.rules.replay import report_missed
@@ -91,7 +91,7 @@ class Judge:
     def __init__(
         self,
         policy: PolicySet,
-        pseudonym_key: bytes,
+        pseudonyms: bytes | Pseudonyms,
         horizon: timedelta = DEFAULT_HORIZON,
         max_kept: int = DEFAULT_MAX_KEPT,
         max_ahead: timedelta = DEFAULT_MAX_AHEAD,
@@ -100,7 +100,11 @@ class Judge:
         self.horizon = horizon
         self.max_kept = max_kept
         self.max_ahead = max_ahead
-        self._pseudonym_key = pseudonym_key
+        self._pseudonyms = (
+            DeploymentKeyed(pseudonyms) if isinstance(pseudonyms, bytes) else pseudonyms
+        )
+        # Pseudonym -> erasure day, of subjects seen again after their erasure (this batch).
+        self._erased: dict[str, datetime] = {}
         # Source partition -> newest event time read from it.
         self._partition_times: dict[int, datetime] = {}
         # The latest "now" deadlines were judged at: the lateness horizon ends there.
@@ -133,6 +137,7 @@ class Judge:
         by_subject: dict[str, list[_Accepted]] = defaultdict(list)
         # A subject's events come in runs: its pseudonym (an HMAC) is computed once per batch.
         pseudonyms: dict[tuple[str, str], str] = {}
+        self._erased.clear()
         for incoming in batch:
             accepted = self._accept(incoming, verdicts, received, pseudonyms)
             if accepted is not None:
@@ -172,7 +177,10 @@ class Judge:
             subject = (event.data.org, event.data.subject.id.get_secret_value())
             pseudonym = pseudonyms.get(subject)
             if pseudonym is None:
-                pseudonym = pseudonyms[subject] = pseudonymise(self._pseudonym_key, *subject)
+                pseudonym, erased = self._pseudonyms.resolve(*subject, incoming.partition)
+                pseudonyms[subject] = pseudonym
+                if erased is not None:
+                    self._erased[pseudonym] = erased
         except InvalidEvent as error:
             verdicts.dead_letters.append(DeadLetter(incoming, error))
             return None
@@ -197,7 +205,7 @@ class Judge:
         history = touched[1] if touched else load(key)
         if history is None:
             first = items[0].event.data
-            history = SubjectHistory.start(first.org, first.subject.kind)
+            history = start_history(first.org, first.subject.kind, self._erased.get(key))
         subject_id = _subject_id(items[0].event)
         fresh = _fresh(sorted(items, key=lambda a: ordering(a.event)), history)
         partition = items[-1].incoming.partition
