@@ -2,12 +2,18 @@
 
 A subject's pseudonym is an HMAC of its id under a random secret of its own. The secrets are
 kept by lookup id, itself an HMAC of the id under the deployment's pseudonym key (with its own
-domain tag, so it never equals a pseudonym). Erasure replaces the secret by the day it happened:
-no one, holding the deployment's key or not, can compute the old pseudonym from the id any more,
-so the rows stored under it stay as evidence of what happened without saying to whom.
+domain tag, so it never equals a pseudonym). Erasure takes the secret away and keeps the day it
+happened: no one, holding the deployment's key or not, can compute the old pseudonym from the id
+any more, so the rows stored under it stay as evidence of what happened without saying to whom.
 
-An id seen again after its erasure gets a new secret, hence a new pseudonym, whose trail starts
-with the erasure day (so processing after an erasure is still caught).
+Which secret an event is judged under depends on its source offset alone, never on batching or
+on when the worker crashed: an erasure fulfilled at offset `o` of partition `p` retires the
+secret for the subject's events after `o`, but keeps it ("retiring", with `p` and `o`) until the
+group's committed offset of `p` has passed `o`. Up to then a batch judged again after a crash
+gives the events up to `o` the old pseudonym, byte for byte as before; after it, nothing will
+judge them again and the secret is dropped. An id seen after its erasure gets a new secret,
+hence a new pseudonym, whose trail starts with the erasure day (so processing after an erasure
+is still caught).
 """
 
 from __future__ import annotations
@@ -15,11 +21,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import UTC, datetime, time
-from typing import Any
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from events.tags import pseudonymise
 
@@ -27,16 +33,39 @@ SECRET_BYTES = 32
 _LOOKUP_TAG = "privtrail:subject-key"
 
 
+class Retiring(BaseModel):
+    """A secret an erasure took away, kept until the erasure's source offset is committed."""
+
+    secret: str
+    erased_at: datetime | None = None  # the erasure day before this one
+    partition: int
+    offset: int  # the fulfilment's: the last event judged under this secret
+
+    def holds(self, partition: int, offset: int) -> bool:
+        return partition == self.partition and offset <= self.offset
+
+
 class SubjectKey(BaseModel):
-    """One subject's entry: its secret (hex) while it has one, the day of its last erasure."""
+    """One subject's entry: its secret (hex) while it has one, the day of its last erasure, and
+    the secrets erasures took away that a batch judged again may still need (oldest first)."""
 
     secret: str | None = None
     erased_at: datetime | None = None
+    retiring: list[Retiring] = Field(default_factory=list)
 
     def pseudonym(self, org: str, subject_id: str) -> str:
         if self.secret is None:
             raise ValueError("an erased subject has no pseudonym")
         return pseudonymise(bytes.fromhex(self.secret), org, subject_id)
+
+
+class Resolved(NamedTuple):
+    """A subject's pseudonym at a source offset, the day of its erasure before then (None:
+    never), and the last offset of that partition it holds for (None: all later ones)."""
+
+    pseudonym: str
+    erased_at: datetime | None
+    until: int | None
 
 
 def lookup_id(master: bytes, org: str, subject_id: str) -> str:
@@ -62,12 +91,21 @@ def parse_key(value: Any) -> SubjectKey | None:
     return SubjectKey.model_validate(value)
 
 
+def _retiring_partitions(value: Any) -> set[int]:
+    """The partitions of a table value's retiring secrets; most values hold none, and are
+    told apart without parsing them."""
+    if isinstance(value, dict) and not value.get("retiring"):
+        return set()
+    key = parse_key(value)
+    return {old.partition for old in key.retiring} if key else set()
+
+
 class SubjectKeys:
     """The worker's view of the key table: resolves subjects to pseudonyms, erases them.
 
     `entries` is the table's mapping (lookup id -> key); every change is also queued in
     `pending`, by lookup id with its source partition, for the caller to write to the table's
-    changelog: new secrets before any output that uses them, erasures after.
+    changelog before any output that depends on it.
     """
 
     def __init__(
@@ -80,40 +118,73 @@ class SubjectKeys:
         self._entries = entries
         self._new_secret = new_secret
         self.pending: dict[str, tuple[int, SubjectKey]] = {}
-        # Pseudonym -> (lookup id, partition) of subjects resolved since `forget_resolved`:
-        # what an erasure, known from an audit record by pseudonym only, needs.
-        self._resolved: dict[str, tuple[str, int]] = {}
+        # Lookup ids whose entries hold retiring secrets, of the partitions last indexed.
+        self._retiring: set[str] = set()
 
-    def resolve(self, org: str, subject_id: str, partition: int) -> tuple[str, datetime | None]:
-        """The subject's pseudonym (a new secret if it has none) and its last erasure day."""
+    def resolve(self, org: str, subject_id: str, partition: int, offset: int) -> Resolved:
+        """The pseudonym of the subject's event at `offset` of `partition`; a new secret if the
+        subject has none there."""
+        lookup = lookup_id(self._master, org, subject_id)
+        key = parse_key(self._entries.get(lookup))
+        for old in key.retiring if key else ():
+            if old.holds(partition, offset):
+                secret = bytes.fromhex(old.secret)
+                return Resolved(pseudonymise(secret, org, subject_id), old.erased_at, old.offset)
+        if key is None or key.secret is None:
+            fresh = self._new_secret().hex()
+            key = key.model_copy(update={"secret": fresh}) if key else SubjectKey(secret=fresh)
+            self._put(lookup, partition, key)
+        return Resolved(key.pseudonym(org, subject_id), key.erased_at, None)
+
+    def erase(self, org: str, subject_id: str, partition: int, offset: int, at: datetime) -> None:
+        """Erase the subject by its fulfilment at `offset` of `partition`: its secret retires
+        there. Judging the fulfilment again changes nothing."""
         lookup = lookup_id(self._master, org, subject_id)
         key = parse_key(self._entries.get(lookup))
         if key is None or key.secret is None:
-            erased = key.erased_at if key else None
-            key = SubjectKey(secret=self._new_secret().hex(), erased_at=erased)
-            self._put(lookup, partition, key)
-        pseudonym = key.pseudonym(org, subject_id)
-        self._resolved[pseudonym] = (lookup, partition)
-        return pseudonym, key.erased_at
-
-    def erase(self, pseudonym: str, at: datetime) -> bool:
-        """Shred the secret behind a pseudonym resolved since `forget_resolved`.
-
-        False when it was not (already erased, or not this worker's subject).
-        """
-        found = self._resolved.pop(pseudonym, None)
-        if found is None:
-            return False
-        lookup, partition = found
-        previous = parse_key(self._entries.get(lookup))
+            return  # never resolved here: nothing to erase
+        if any(old.partition == partition and old.offset >= offset for old in key.retiring):
+            return  # erased at this offset already, by this batch's first judging
         day = erasure_day(at)
-        if previous is not None and previous.erased_at is not None:
-            day = max(day, previous.erased_at)
-        self._put(lookup, partition, SubjectKey(erased_at=day))
-        return True
+        if key.erased_at is not None:
+            day = max(day, key.erased_at)
+        old = Retiring(
+            secret=key.secret, erased_at=key.erased_at, partition=partition, offset=offset
+        )
+        self._put(lookup, partition, SubjectKey(erased_at=day, retiring=[*key.retiring, old]))
+        self._retiring.add(lookup)
 
-    def forget_resolved(self) -> None:
-        self._resolved.clear()
+    @property
+    def retiring(self) -> bool:
+        """Whether retiring secrets wait for their erasure's offset to be committed."""
+        return bool(self._retiring)
+
+    def index_retiring(self, partitions: set[int]) -> None:
+        """Find the retiring secrets of these partitions (after a restart or a rebalance)."""
+        self._retiring = {
+            lookup
+            for lookup, value in self._entries.items()
+            if _retiring_partitions(value) & partitions
+        }
+
+    def drop_committed(self, committed: Mapping[int, int]) -> int:
+        """Drop the retiring secrets whose erasure is behind the committed offset of its
+        partition (partition -> next offset to read); returns how many were dropped."""
+        dropped = 0
+        for lookup in list(self._retiring):
+            key = parse_key(self._entries.get(lookup))
+            if key is None:
+                self._retiring.discard(lookup)
+                continue
+            done = [old for old in key.retiring if committed.get(old.partition, -1) > old.offset]
+            if not done:
+                continue
+            kept = [old for old in key.retiring if old not in done]
+            self._put(lookup, done[0].partition, key.model_copy(update={"retiring": kept}))
+            dropped += len(done)
+            if not kept:
+                self._retiring.discard(lookup)
+        return dropped
 
     def take_pending(self) -> dict[str, tuple[int, SubjectKey]]:
         pending, self.pending = self.pending, {}

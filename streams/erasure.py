@@ -1,22 +1,24 @@
-"""The worker's side of erasure: which pseudonym a subject is judged under, and which judged
-events shred a subject's key (events/pseudonyms.py holds the keys themselves)."""
+"""The worker's side of erasure: which pseudonym a subject's event is judged under, and which
+events erase a subject (events/pseudonyms.py holds the keys themselves)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
 from config.settings import Settings
-from events.models import EventType
-from events.outputs import AuditRecord
+from events.models import PrivacyEvent, RequestFulfilledEvent
+from events.pseudonyms import Resolved
 from events.tags import pseudonymise
 from streams.history import SubjectHistory
 
 
 class Pseudonyms(Protocol):
-    def resolve(self, org: str, subject_id: str, partition: int) -> tuple[str, datetime | None]:
-        """The subject's pseudonym, and the day it was last erased (None: never)."""
+    def resolve(self, org: str, subject_id: str, partition: int, offset: int) -> Resolved:
+        """The pseudonym of the subject's event at `offset` of source partition `partition`."""
+
+    def erase(self, org: str, subject_id: str, partition: int, offset: int, at: datetime) -> None:
+        """The subject's erasure was fulfilled at that offset, at time `at`."""
 
 
 class DeploymentKeyed:
@@ -26,8 +28,11 @@ class DeploymentKeyed:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
-    def resolve(self, org: str, subject_id: str, partition: int) -> tuple[str, datetime | None]:
-        return pseudonymise(self._key, org, subject_id), None
+    def resolve(self, org: str, subject_id: str, partition: int, offset: int) -> Resolved:
+        return Resolved(pseudonymise(self._key, org, subject_id), None, None)
+
+    def erase(self, org: str, subject_id: str, partition: int, offset: int, at: datetime) -> None:
+        pass  # no key of the subject's own to take away
 
 
 def start_history(org: str, subject_kind: str, erased_at: datetime | None) -> SubjectHistory:
@@ -38,14 +43,10 @@ def start_history(org: str, subject_kind: str, erased_at: datetime | None) -> Su
     return history
 
 
-def erasures(audit: Iterable[AuditRecord]) -> list[tuple[str, datetime]]:
-    """(pseudonym, event time) of each fulfilled erasure request among the judged events."""
-    return [
-        (record.subject_pseudonym, record.event_time)
-        for record in audit
-        if record.event_type == EventType.REQUEST_FULFILLED
-        and record.details.get("right") == "erasure"
-    ]
+def fulfils_erasure(event: PrivacyEvent) -> bool:
+    """Whether the event erases its subject: every valid fulfilment of an erasure request,
+    whatever its verdict, as the subject's right does not wait on the rules."""
+    return isinstance(event, RequestFulfilledEvent) and event.data.right == "erasure"
 
 
 def key_topic_configs(settings: Settings) -> dict[str, str]:

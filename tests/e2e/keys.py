@@ -34,6 +34,14 @@ def subjects_by_pseudonym(
     return found
 
 
+def newest_key(settings: Settings, org: str, subject_id: str) -> SubjectKey | None:
+    """The subject's entry as the key topic holds it last: what a recovering worker gets."""
+    master = settings.pseudonym_key.get_secret_value().encode()
+    wanted = json.dumps(lookup_id(master, org, subject_id)).encode()
+    values = [value for key, value in key_log(settings) if key == wanted]
+    return SubjectKey.model_validate_json(values[-1]) if values and values[-1] else None
+
+
 def key_log(settings: Settings) -> list[tuple[bytes, bytes | None]]:
     """Every (key, value) of the worker's key topic, from its start to its end now."""
     topic = key_topic(settings.app_id)

@@ -19,11 +19,13 @@ from kafka import KafkaConsumer, TopicPartition
 from config.settings import Settings
 from events.emitter import Emitter
 from events.key_directory import key_topic
+from events.pseudonyms import SubjectKey
 from events.tags import pseudonymise
 from privtrail.brokers import EmbeddedBroker
 from privtrail.topics import ensure_topics
 from sinks.clickhouse.store import Store
 from tests.e2e.conftest import Pipeline, serving, unstarted_pipeline_settings
+from tests.e2e.keys import newest_key
 from tests.unit.test_replay import ACCESS, SHARE, raw_event
 
 pytestmark = pytest.mark.e2e
@@ -188,7 +190,15 @@ def test_an_erased_subject_can_no_longer_be_linked_and_the_trail_still_verifies(
                 [(KEPT, event("k-later", "privacy.data.accessed", KEPT, 30, **ACCESS))],
             )
             again = wait_lineage(pipeline, KEPT, lambda answer: events_in(answer) == 3)
+            # The old secret was kept while the fulfilment could be judged again; once its
+            # offset is committed, a worker (this one, after a restart) shreds it.
+            shredded = pipeline.wait_for(
+                lambda: settled_key(settings),
+                "the erased subject's retired secret to be shredded",
+                timeout=120,
+            )
         assert again.subject_pseudonym == kept.subject_pseudonym
+        assert shredded == SubjectKey(erased_at=after.erased_at)
 
         checked = cli(settings, "verify", "--json")
         assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -204,6 +214,12 @@ def test_an_erased_subject_can_no_longer_be_linked_and_the_trail_still_verifies(
     for log in sorted(settings.data_dir.glob("*.log")):
         text = log.read_text(errors="replace")
         assert ERASED not in text and deployment_keyed not in text, log.name
+
+
+def settled_key(settings: Settings) -> SubjectKey | None:
+    """The erased subject's newest key entry, once it holds no secret, retiring or not."""
+    key = newest_key(settings, ORG, ERASED)
+    return key if key is not None and key.secret is None and not key.retiring else None
 
 
 def wait_lineage(pipeline: Pipeline, subject: str, done: Any) -> Any:
