@@ -2,7 +2,7 @@
 with the judge's in memory (which know subjects by id).
 
 The worker keys each subject with a random secret (events/pseudonyms.py): the pseudonyms are
-found by reading every secret its key topic still holds, the shredded ones too, which
+found by reading every secret its key topic still holds, retiring and shredded ones too, which
 compaction has not cleaned out yet in a test's minutes.
 """
 
@@ -27,10 +27,12 @@ def subjects_by_pseudonym(
     found: dict[str, str] = {}
     for key, value in key_log(settings):
         if key in wanted and value is not None:
-            secret = SubjectKey.model_validate_json(value)
-            if secret.secret is not None:
-                org, sid = wanted[key]
-                found[secret.pseudonym(org, sid)] = sid
+            entry = SubjectKey.model_validate_json(value)
+            # A secret made and retired in one batch is written as retiring only.
+            held = [entry.secret, *(old.secret for old in entry.retiring)]
+            org, sid = wanted[key]
+            for secret in filter(None, held):
+                found[SubjectKey(secret=secret).pseudonym(org, sid)] = sid
     return found
 
 
