@@ -37,8 +37,10 @@ from store_plans import read_summary
 from config.settings import Settings
 from events.outputs import AuditBatch
 from sinks.clickhouse.audit_columns import audit_columns
+from sinks.clickhouse.feed import FeedFilter, feed_page, violations_over_time
 from sinks.clickhouse.schema import EVENTS
 from sinks.clickhouse.store import Store
+from sinks.clickhouse.triage import ensure_triage
 from sinks.ingest import Ingestor
 
 RECORDS_PER_MESSAGE = 500  # the worker's AUDIT_RECORDS_PER_MESSAGE (streams/app.py)
@@ -304,6 +306,11 @@ def final_stats(store: Store) -> None:
     )
 
 
+def chart(store: Store, end: datetime) -> None:
+    """The dashboard's 7-day chart of open violations by hour, ending at `end`."""
+    violations_over_time(store, FeedFilter(), end, timedelta(days=7), timedelta(hours=1))
+
+
 def load_average() -> str:
     """The machine's load, printed beside the figures: the machine may be shared."""
     one, five, fifteen = os.getloadavg()
@@ -344,6 +351,8 @@ def measure_queries(bench: Bench, size: int, times: int) -> None:
         ("violations(org, rule, since 7 d)", by_rule, times),
         ("stats() from counters", store.stats, times),
         ("latency() from counters", store.latency, times),
+        ("dashboard chart, 7 d by hour (counter)", lambda: chart(store, events.time(size)), times),
+        ("dashboard feed, newest 50 (FINAL)", lambda: feed_page(store, FeedFilter(), None, 50), 20),
         ("stats() the old way, FINAL (yardstick)", lambda: final_stats(store), 3),
     ]
     for name, run, count in rows:
@@ -415,6 +424,7 @@ def compare_poller(bench: Bench, done: int, rows: int) -> int:
 def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
     began = time.perf_counter()
     store = Store.open(f"chdb://{directory}")
+    ensure_triage(store)  # the dashboard's, which its feed reads
     stored = store.stats()["tables"]["events"]
     print(
         f"store opened in {time.perf_counter() - began:.1f} s (schema and counters checked, "
