@@ -13,6 +13,11 @@ Figures printed, each with its same-run yardstick:
   next to a trivial `SELECT 1` and to stats() computed the old way (every table with FINAL);
 - ingest rows/s with and without a dashboard poller calling stats() and latency() each second.
 
+With `--quick-fill N`, the sizes after the first are reached through the store's own writes in
+N-event batches without making or decoding messages (store_fill.py), and the ingest loop runs
+again at each size for the poller segments. Each filtered query's reads (EXPLAIN indexes = 1)
+are printed beside the times (store_plans.py).
+
     .venv/bin/python bench/store.py --sizes 1000000,10000000
 """
 
@@ -452,7 +457,12 @@ def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
     done = stored
     try:
         for size in (s for s in sizes if s >= done):
-            if size > done:
+            if size > done and args.quick_fill and done >= sizes[0]:
+                # Imported here: store_fill takes the history's constants from this module.
+                from store_fill import quick_fill_to
+
+                done = quick_fill_to(bench, done, size, deadline, args.quick_fill)
+            elif size > done:
                 done = fill_to(bench, done, size, deadline)
             measure_queries(bench, done, args.runs)
             done = compare_poller(bench, done, args.poll_rows)
@@ -473,6 +483,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="runs per query")
     parser.add_argument(
         "--fill-seconds", type=float, default=900, help="stop filling after this long"
+    )
+    parser.add_argument(
+        "--quick-fill",
+        type=int,
+        default=0,
+        metavar="EVENTS",
+        help="past the first size, fill through Store writes of this many events, without "
+        "messages (store_fill.py); the ingest loop still runs at each size's poller segments",
     )
     parser.add_argument(
         "--dir",
