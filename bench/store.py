@@ -13,6 +13,11 @@ Figures printed, each with its same-run yardstick:
   next to a trivial `SELECT 1` and to stats() computed the old way (every table with FINAL);
 - ingest rows/s with and without a dashboard poller calling stats() and latency() each second.
 
+With `--quick-fill N`, the sizes after the first are reached through the store's own writes in
+N-event batches without making or decoding messages (store_fill.py), and the ingest loop runs
+again at each size for the poller segments. Each filtered query's reads (EXPLAIN indexes = 1)
+are printed beside the times (store_plans.py).
+
     .venv/bin/python bench/store.py --sizes 1000000,10000000
 """
 
@@ -32,12 +37,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+from store_plans import read_summary
 
 from config.settings import Settings
 from events.outputs import AuditBatch
 from sinks.clickhouse.audit_columns import audit_columns
+from sinks.clickhouse.feed import FeedFilter, feed_page, violations_over_time
 from sinks.clickhouse.schema import EVENTS
 from sinks.clickhouse.store import Store
+from sinks.clickhouse.triage import ensure_triage
 from sinks.ingest import Ingestor
 
 RECORDS_PER_MESSAGE = 500  # the worker's AUDIT_RECORDS_PER_MESSAGE (streams/app.py)
@@ -201,15 +209,20 @@ class Bench:
     events: Events
     raw_rate: float
     write_seconds: float = 0.0
+    # Events the store held when the bench opened it (--dir of an earlier run).
+    stored_before: int = 0
+
+    def written(self) -> int:
+        return self.stored_before + self.ingestor.status().rows_written["events"]
 
     def fill(self, target: int) -> float:
         """Ingest events up to `target`; rows/s of the ingest loop (message making excluded)."""
-        written = self.ingestor.status().rows_written["events"]
+        written = self.written()
         generating = self.consumer.generating
         started = time.perf_counter()
         with self.consumer.lock:
             self.consumer.allowed = target
-        while self.ingestor.status().rows_written["events"] < target:
+        while self.written() < target:
             problem = self.ingestor.status().last_error
             if problem:
                 raise SystemExit(f"ingest failed: {problem}")
@@ -298,6 +311,11 @@ def final_stats(store: Store) -> None:
     )
 
 
+def chart(store: Store, end: datetime) -> None:
+    """The dashboard's 7-day chart of open violations by hour, ending at `end`."""
+    violations_over_time(store, FeedFilter(), end, timedelta(days=7), timedelta(hours=1))
+
+
 def load_average() -> str:
     """The machine's load, printed beside the figures: the machine may be shared."""
     one, five, fifteen = os.getloadavg()
@@ -328,6 +346,9 @@ def measure_queries(bench: Bench, size: int, times: int) -> None:
     lineage_found = sum(len(store.lineage(*events.subject(i))) for i in range(20))
     print(f"  {load_average()}")
     print(f"  ({lineage_found} lineage edges for 20 subjects; stats {store.stats()['tables']})")
+    for name, call in (("lineage", lineage), ("subject's violations", subject_violations)):
+        print(f"  {name} reads: {read_summary(store, call)}")
+    print(f"  violations by org + rule + since reads: {read_summary(store, by_rule)}")
     rows: list[tuple[str, Callable[[], object], int]] = [
         ("SELECT 1 (yardstick)", store.ping, times),
         ("lineage(org, subject)", lineage, times),
@@ -335,6 +356,8 @@ def measure_queries(bench: Bench, size: int, times: int) -> None:
         ("violations(org, rule, since 7 d)", by_rule, times),
         ("stats() from counters", store.stats, times),
         ("latency() from counters", store.latency, times),
+        ("dashboard chart, 7 d by hour (counter)", lambda: chart(store, events.time(size)), times),
+        ("dashboard feed, newest 50 (FINAL)", lambda: feed_page(store, FeedFilter(), None, 50), 20),
         ("stats() the old way, FINAL (yardstick)", lambda: final_stats(store), 3),
     ]
     for name, run, count in rows:
@@ -404,9 +427,16 @@ def compare_poller(bench: Bench, done: int, rows: int) -> int:
 
 
 def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
+    began = time.perf_counter()
     store = Store.open(f"chdb://{directory}")
+    ensure_triage(store)  # the dashboard's, which its feed reads
+    stored = store.stats()["tables"]["events"]
+    print(
+        f"store opened in {time.perf_counter() - began:.1f} s (schema and counters checked, "
+        f"upgraded where older) holding {stored:,} events; {load_average()}"
+    )
     events = Events(subjects=max(sizes) // 10)
-    consumer = ScriptedConsumer(events)
+    consumer = ScriptedConsumer(events, allowed=stored, next_event=stored)
     settings = Settings(sink_batch_size=args.batch_size)
     ingestor = Ingestor(settings, store, consumer_factory=lambda: consumer)
     sticks = yardsticks(store, events, min(500_000, sizes[0]), args.batch_size)
@@ -418,14 +448,22 @@ def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
         f"(decoding AuditBatch messages alone: {sticks.decode_columns:,.0f} records/s to Arrow "
         f"columns as ingest does, {sticks.decode_models:,.0f} records/s to models)"
     )
-    bench = Bench(store, ingestor, consumer, events, raw_rate=sticks.raw_insert)
+    bench = Bench(
+        store, ingestor, consumer, events, raw_rate=sticks.raw_insert, stored_before=stored
+    )
     timed_writes(bench)
     deadline = time.monotonic() + args.fill_seconds
     ingestor.start()
-    done = 0
+    done = stored
     try:
-        for size in (s for s in sizes if s > done):
-            done = fill_to(bench, done, size, deadline)
+        for size in (s for s in sizes if s >= done):
+            if size > done and args.quick_fill and done >= sizes[0]:
+                # Imported here: store_fill takes the history's constants from this module.
+                from store_fill import quick_fill_to
+
+                done = quick_fill_to(bench, done, size, deadline, args.quick_fill)
+            elif size > done:
+                done = fill_to(bench, done, size, deadline)
             measure_queries(bench, done, args.runs)
             done = compare_poller(bench, done, args.poll_rows)
             if done < size:
@@ -446,7 +484,19 @@ def main() -> None:
     parser.add_argument(
         "--fill-seconds", type=float, default=900, help="stop filling after this long"
     )
-    parser.add_argument("--dir", help="data directory (default: a temporary one, removed)")
+    parser.add_argument(
+        "--quick-fill",
+        type=int,
+        default=0,
+        metavar="EVENTS",
+        help="past the first size, fill through Store writes of this many events, without "
+        "messages (store_fill.py); the ingest loop still runs at each size's poller segments",
+    )
+    parser.add_argument(
+        "--dir",
+        help="data directory (default: a temporary one, removed); a store an earlier run left "
+        "there (with the same largest size) is filled on from the events it holds",
+    )
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     directory = args.dir or tempfile.mkdtemp(prefix="privtrail-bench-store-")

@@ -19,7 +19,8 @@ views, not atomically: a store killed inside one insert could leave the rows wit
 counts; the replay then finds the rows stored and does not count them again.
 
 A store made before these tables existed gets them back-filled from its tables read with FINAL
-(`ensure_counters`), once, before anything writes to it.
+(`ensure_counters`), once, before anything writes to it; a table whose definition changed since
+the store made it (its revision) is dropped with its views and back-filled the same way.
 """
 
 from __future__ import annotations
@@ -40,9 +41,14 @@ _PIPELINE_LAG: Final = (
     "toInt64(toUnixTimestamp64Milli(stored_at) "
     "- toUnixTimestamp64Milli(assumeNotNull(appended_at)))"
 )
-# Approximate (reservoir) quantiles, exact up to 8192 events.
-QUANTILES_STATE: Final = "quantilesState(0.5, 0.99)"
-QUANTILES_MERGE: Final = "quantilesMerge(0.5, 0.99)"
+# t-digest quantiles: a state of a few hundred bytes per insert, whatever its size, that merges
+# in microseconds. The reservoir (`quantilesState`) kept up to 8192 samples per insert, and
+# `latency()` spent most of its time merging them (bench/README.md, store.py).
+QUANTILES_STATE: Final = "quantilesTDigestState(0.5, 0.99)"
+QUANTILES_MERGE: Final = "quantilesTDigestMerge(0.5, 0.99)"
+_QUANTILES_TYPE: Final = "AggregateFunction(quantilesTDigest(0.5, 0.99), Int64)"
+# A counter table's comment: its revision (Counter.revision).
+_REVISION: Final = "revision "
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,17 @@ class Counter:
     views: tuple[tuple[str, str], ...]
     # The SELECT that fills it from a store's existing tables.
     backfill: str
+    # Raised when the table's columns or engine change: a store holding an older revision has
+    # the table rebuilt from its rows when it opens (`ensure_counters`). Kept in the table's
+    # comment; a table made before revisions were recorded has none and reads as 1.
+    revision: int = 1
 
     def ddl(self, database: str, name: str) -> str:
         columns = f"({self.columns})"
-        return f"CREATE TABLE IF NOT EXISTS {database}.{name} {columns} ENGINE = {self.engine}"
+        return (
+            f"CREATE TABLE IF NOT EXISTS {database}.{name} {columns} ENGINE = {self.engine} "
+            f"COMMENT '{_REVISION}{self.revision}'"
+        )
 
 
 ROW_COUNTS = Counter(
@@ -167,7 +180,7 @@ EVENT_LATENCY = Counter(
     name="event_latency",
     columns=(
         "`stored_at` DateTime64(3, 'UTC'), `events` SimpleAggregateFunction(sum, UInt64), "
-        "`lag_ms` AggregateFunction(quantiles(0.5, 0.99), Int64), "
+        f"`lag_ms` {_QUANTILES_TYPE}, "
         "`max_ms` SimpleAggregateFunction(max, Int64)"
     ),
     engine="AggregatingMergeTree ORDER BY stored_at",
@@ -183,6 +196,8 @@ EVENT_LATENCY = Counter(
         f"SELECT stored_at, count() AS events, {QUANTILES_STATE}({_LAG}) "
         f"AS lag_ms, max({_LAG}) AS max_ms FROM {{db}}.events FINAL GROUP BY stored_at"
     ),
+    # 2: t-digest states instead of reservoirs.
+    revision=2,
 )
 
 PIPELINE_LAG = Counter(
@@ -202,6 +217,7 @@ PIPELINE_LAG = Counter(
         f"AS lag_ms, max({_PIPELINE_LAG}) AS max_ms FROM {{db}}.events FINAL "
         "WHERE appended_at IS NOT NULL GROUP BY stored_at"
     ),
+    revision=EVENT_LATENCY.revision,
 )
 
 # Open violations per hour of event time, org, rule and severity: the dashboard's charts. A
@@ -242,13 +258,18 @@ COUNTERS: Final = (
 
 
 def ensure_counters(client: Client, database: str) -> None:
-    """Create the counter tables and their views; fill a missing table from the store's rows.
+    """Create the counter tables and their views; fill a missing table from the store's rows,
+    and rebuild one of an older revision the same way.
 
     Run when the store opens, before its ingest starts: rows inserted between a back-fill and
     its views' creation would not be counted.
     """
+    revisions = _revisions(client, database)
     for counter in COUNTERS:
-        if not _exists(client, database, counter.name):
+        stored = revisions.get(counter.name)
+        if stored is not None and stored != counter.revision:
+            _drop(client, database, counter)
+        if stored != counter.revision:
             _backfill(client, database, counter)
         for view, select in counter.views:
             client.command(
@@ -256,6 +277,13 @@ def ensure_counters(client: Client, database: str) -> None:
                 f"TO {database}.{counter.name} AS {select.format(db=database)}",
                 use_database=False,
             )
+
+
+def _drop(client: Client, database: str, counter: Counter) -> None:
+    # The views first: an insert into a view whose table is gone fails.
+    for view, _ in counter.views:
+        client.command(f"DROP VIEW IF EXISTS {database}.{view}", use_database=False)
+    client.command(f"DROP TABLE IF EXISTS {database}.{counter.name}", use_database=False)
 
 
 def _backfill(client: Client, database: str, counter: Counter) -> None:
@@ -273,9 +301,14 @@ def _backfill(client: Client, database: str, counter: Counter) -> None:
     )
 
 
-def _exists(client: Client, database: str, table: str) -> bool:
+def _revisions(client: Client, database: str) -> dict[str, int]:
+    """The revision of each counter table the store has (1 where its comment names none)."""
     result = client.query(
-        "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-        parameters={"db": database, "t": table},
+        "SELECT name, comment FROM system.tables "
+        "WHERE database = {db:String} AND has({names:Array(String)}, name)",
+        parameters={"db": database, "names": [counter.name for counter in COUNTERS]},
     )
-    return bool(result.result_rows[0][0])
+    return {
+        name: int(comment.removeprefix(_REVISION)) if comment.startswith(_REVISION) else 1
+        for name, comment in result.result_rows
+    }

@@ -143,6 +143,7 @@ VIOLATIONS = Table(
     ),
     order_by=("org", "rule_id", "violation_id"),
     version="detected_at",
+    # A retraction re-sends the violation with its `occurred_at`: all copies share a partition.
     partition_by="toYYYYMM(occurred_at)",
     # What this row changes in the count of open violations: +1 opens, -1 retracts, 0 neither
     # (a duplicate, an older copy, or a copy that leaves the status as it was).

@@ -329,7 +329,8 @@ def test_latency_is_the_event_to_store_lag_of_events_stored_in_the_window() -> N
     lagged = Store.open(store_dsn())
     try:
         now = datetime.now(UTC)
-        # Events 1 to 100 seconds old when stored: p50 about 50.5 s, p99 about 99 s.
+        # Events 1 to 100 seconds old when stored: p50 50 to 51 s (t-digest picks within the
+        # middle pair), p99 about 99 s.
         lags = range(1, 101)
         lagged.write_audit(
             [audit(f"e{lag}", event_time=now - timedelta(seconds=lag)) for lag in lags]
@@ -349,7 +350,7 @@ def test_latency_is_the_event_to_store_lag_of_events_stored_in_the_window() -> N
     # The insert happens after `now`, so each lag is its offset plus a little.
     slack = 5000
     assert everything.events == 100
-    assert everything.p50_ms is not None and 50_500 <= everything.p50_ms <= 50_500 + slack
+    assert everything.p50_ms is not None and 50_000 <= everything.p50_ms <= 51_000 + slack
     assert everything.p99_ms is not None and 99_000 <= everything.p99_ms <= 99_010 + slack
     assert everything.max_ms is not None and 100_000 <= everything.max_ms <= 100_000 + slack
     assert everything.last_stored_at is not None and everything.last_stored_at >= now
