@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter
 
-from events.models import DataAccessed, EventType, PrivacyEvent
+from events.models import EventType, PrivacyEvent
 from events.outputs import Violation
 from events.validation import parse_accepted
 from streams.rules import Finding, PolicySet
@@ -161,13 +161,14 @@ def fold(
     """Judge `event` against `state` and fold it in, reporting the deadlines that fell due first.
 
     `next_due` is the subject's earliest pending deadline: only when it falls before the event
-    are deadlines judged, and only state-changing events move it (accesses are the bulk).
+    are deadlines judged, and only events that change what a deadline reads move it (accesses,
+    the bulk, never do).
     """
     due = next_due is not None and next_due < event.time
     missed = report_missed(policy, state, event.time) if due else []
     findings = policy.judge(event, state)
     state.apply(event)
-    if due or not isinstance(event.data, DataAccessed):
+    if due or policy.moves_deadlines(event):
         next_due = policy.next_deadline(state)
     return Step(missed, findings, next_due)
 
