@@ -14,6 +14,7 @@ process sets it (`streams.worker.tune_gc`: what is loaded at start frozen, highe
 
     .venv/bin/python bench/judge.py --events 50000
     .venv/bin/python bench/judge.py --events 50000 --baseline none   # this tree only
+    .venv/bin/python bench/judge.py --events 50000 --together        # each round's trees at once
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def main() -> None:
         default="worker",
         help="the garbage collector as the worker process sets it, or CPython's defaults",
     )
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="measure a round's trees at the same time, so a change of load on a shared "
+        "machine hits them alike",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--gc-thresholds", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -77,8 +84,17 @@ def main() -> None:
         trees["now"] = REPO
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for _ in range(args.rounds):
-            for name, tree in trees.items():
-                results[name].append(_run_child(tree, messages, args.batch_size, thresholds))
+            if args.together:
+                children = {
+                    n: _start_child(t, messages, args.batch_size, thresholds)
+                    for n, t in trees.items()
+                }
+                for name, child in children.items():
+                    results[name].append(_child_result(child, trees[name]))
+            else:
+                for name, tree in trees.items():
+                    child = _start_child(tree, messages, args.batch_size, thresholds)
+                    results[name].append(_child_result(child, tree))
     _report(args, subjects, results)
 
 
@@ -109,18 +125,23 @@ def _worker_gc_thresholds() -> str:
     return ",".join(map(str, GC_THRESHOLDS))
 
 
-def _run_child(
+def _start_child(
     tree: Path, messages: Path, batch_size: int, gc_thresholds: str | None
-) -> dict[str, Any]:
+) -> subprocess.Popen[str]:
     # The tree's packages first on the path, ahead of this checkout's editable install.
     env = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, __file__, "--child", str(messages), "--batch-size", str(batch_size)]
     if gc_thresholds is not None:
         command += ["--gc-thresholds", gc_thresholds]
-    done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"measuring the judge of {tree} failed:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout)
+    pipe = subprocess.PIPE
+    return subprocess.Popen(command, env=env, cwd=tree, stdout=pipe, stderr=pipe, text=True)
+
+
+def _child_result(child: subprocess.Popen[str], tree: Path) -> dict[str, Any]:
+    out, err = child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"measuring the judge of {tree} failed:\n{err}")
+    result: dict[str, Any] = json.loads(out)
     return result
 
 
@@ -217,9 +238,10 @@ def _report(
         ("events kept per subject", *(f"{median(n, 'kept_per_subject'):.1f}" for n in names)),
         ("RSS growth, B/subject", *(f"{median(n, 'rss_per_subject'):,.0f}" for n in names)),
     ]
+    order = "each round's trees at the same time" if args.together else "alternating"
     print(
         f"workload: {args.events} demo events, {subjects} subjects, batches of "
-        f"{args.batch_size}; {args.rounds} rounds per tree, alternating; medians; garbage "
+        f"{args.batch_size}; {args.rounds} rounds per tree, {order}; medians; garbage "
         f"collector: {args.gc}"
     )
     if args.baseline != "none":

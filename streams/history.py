@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter
 
-from events.models import DataAccessed, EventType, PrivacyEvent
+from events.models import EventType, PrivacyEvent
 from events.outputs import Violation
 from events.validation import parse_accepted
 from streams.rules import Finding, PolicySet
@@ -55,10 +55,6 @@ class Kept:
     # Rule ids the event broke when last judged: a re-fold re-sends its audit record on a change.
     # A tuple: the garbage collector stops walking it, and it is usually the shared empty one.
     violated: tuple[str, ...] = ()
-    # A state change as parsed when it arrived, so trimming folds it into the base without
-    # parsing it again (about half the events; accesses change no state, and are not kept
-    # parsed). Not in the changelog: after a recovery, `parse` reads the text again.
-    parsed: Annotated[PrivacyEvent | None, Field(exclude=True)] = None
     # Its changelog JSON, and the `violated` it was encoded with: a kept event is written at
     # every batch that touches its subject, and only `violated` ever changes.
     encoded: Annotated[tuple[tuple[str, ...], bytes] | None, Field(exclude=True)] = field(
@@ -82,7 +78,6 @@ class Kept:
             offset=offset,
             event=_without_subject_id(raw.decode(), event.data.subject.id.get_secret_value()),
             violated=violated,
-            parsed=None if event.type in _ACCESS_TYPES else event,
         )
 
     @property
@@ -100,10 +95,10 @@ class Kept:
         """The event again, with the subject's real id.
 
         Its shape (size, nesting, unique keys) was checked when it arrived, and putting the id
-        back changes one string's content, so only the wire models run.
+        back changes one string's content, so only the wire models run. The parsed event is not
+        kept: about a dozen objects each, which every collection of the garbage collector's
+        middle generation walked, cost more than parsing a state change again when it is trimmed.
         """
-        if self.parsed is not None:
-            return self.parsed  # frozen: sharing it is safe
         return parse_accepted(
             self.event.replace(SUBJECT_PLACEHOLDER, _json_string(subject_id)).encode()
         )
@@ -161,13 +156,14 @@ def fold(
     """Judge `event` against `state` and fold it in, reporting the deadlines that fell due first.
 
     `next_due` is the subject's earliest pending deadline: only when it falls before the event
-    are deadlines judged, and only state-changing events move it (accesses are the bulk).
+    are deadlines judged, and only events that change what a deadline reads move it (accesses,
+    the bulk, never do).
     """
     due = next_due is not None and next_due < event.time
     missed = report_missed(policy, state, event.time) if due else []
     findings = policy.judge(event, state)
     state.apply(event)
-    if due or not isinstance(event.data, DataAccessed):
+    if due or policy.moves_deadlines(event):
         next_due = policy.next_deadline(state)
     return Step(missed, findings, next_due)
 

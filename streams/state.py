@@ -90,7 +90,9 @@ class SubjectState(BaseModel):
         return self.legal_hold_since is not None
 
     def has_fired(self, rule_id: str, deadline: datetime) -> bool:
-        return deadline_key(rule_id, deadline) in self.fired_deadlines
+        # Most subjects have had no deadline fire: no key to format.
+        fired = self.fired_deadlines
+        return bool(fired) and deadline_key(rule_id, deadline) in fired
 
     def mark_fired(self, rule_id: str, deadline: datetime) -> None:
         self.fired_deadlines.append(deadline_key(rule_id, deadline))

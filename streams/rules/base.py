@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from events.models import PrivacyEvent
+from events.models import DataAccessed, PrivacyEvent
 from events.outputs import Severity
 from events.taxonomy import Taxonomy
 from streams.state import SubjectState
@@ -56,3 +56,8 @@ class PolicySet(ABC):
     @abstractmethod
     def next_deadline(self, state: SubjectState) -> datetime | None:
         """The earliest pending deadline for this subject, so the worker knows when to look."""
+
+    def moves_deadlines(self, event: PrivacyEvent) -> bool:
+        """Whether folding `event` into a state can change its next deadline (when not, the
+        judge keeps the one it has). Accesses and shares change no state a deadline reads."""
+        return not isinstance(event.data, DataAccessed)

@@ -5,10 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from events.models import EventType
 from streams.rules.durations import Duration
-from streams.rules.schema import Deadline
+from streams.rules.schema import Anchor, Deadline, Unless
 from streams.state import SubjectState
 
+# The event types that change what a clock reads (its anchor, what stops it): no other event
+# can move a subject's next deadline, so the judge recomputes it only after these.
+_ANCHOR_INPUTS: dict[Anchor, frozenset[EventType]] = {
+    "closed_at": frozenset({EventType.ACCOUNT_CHANGED}),
+    "last_activity_or_closed": frozenset({EventType.ACCOUNT_CHANGED}),
+    "erasure_request_opened": frozenset({EventType.REQUEST_OPENED, EventType.REQUEST_FULFILLED}),
+}
+_UNLESS_INPUTS: dict[Unless, frozenset[EventType]] = {
+    "erasure_fulfilled": frozenset({EventType.REQUEST_FULFILLED}),
+    "legal_hold": frozenset({EventType.LEGAL_HOLD_CHANGED}),
+    "request_fulfilled": frozenset({EventType.REQUEST_FULFILLED}),
+}
 _UNLESS_PHRASES = {
     "erasure_fulfilled": "no erasure fulfilled",
     "legal_hold": "no legal hold",
@@ -47,6 +60,12 @@ class DeadlineClock:
     def of(cls, spec: Deadline) -> DeadlineClock:
         return cls(spec, spec.duration)
 
+    @property
+    def moved_by(self) -> frozenset[EventType]:
+        """The event types whose state changes can start, move or stop this clock."""
+        inputs = [_ANCHOR_INPUTS[self.spec.after], *(_UNLESS_INPUTS[u] for u in self.spec.unless)]
+        return frozenset().union(*inputs)
+
     def pending(self, state: SubjectState) -> list[PendingDeadline]:
         """Deadlines running for this subject that nothing has satisfied yet."""
         return [
@@ -63,6 +82,19 @@ class DeadlineClock:
             if due_at < now and not self._satisfied(anchor.at, state):
                 missed.append(PendingDeadline(due_at, anchor))
         return missed
+
+    def next_due(self, state: SubjectState, rule_id: str) -> datetime | None:
+        """The earliest pending deadline not yet reported (runs after most state changes)."""
+        earliest = None
+        for anchor in self._anchors(state):
+            due_at = self._due(anchor)
+            if (
+                (earliest is None or due_at < earliest)
+                and not self._satisfied(anchor.at, state)
+                and not state.has_fired(rule_id, due_at)
+            ):
+                earliest = due_at
+        return earliest
 
     def missed_phrase(self) -> str:
         return " and ".join(_UNLESS_PHRASES[u] for u in self.spec.unless) or "nothing to stop it"

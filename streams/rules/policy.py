@@ -78,12 +78,7 @@ class _DeadlineRule:
         ]
 
     def next_due(self, state: SubjectState) -> datetime | None:
-        due = [
-            p.due_at
-            for p in self.clock.pending(state)
-            if not state.has_fired(self.info.rule_id, p.due_at)
-        ]
-        return min(due, default=None)
+        return self.clock.next_due(state, self.info.rule_id)
 
 
 class _OrgPolicy:
@@ -106,6 +101,7 @@ class _OrgPolicy:
             for info, rule in zip(self.infos, policy.rules, strict=True)
             if rule.deadline is not None
         )
+        self.deadline_inputs = frozenset().union(*(r.clock.moved_by for r in self.deadlines))
 
     def _compile_for(self, event_type: EventType) -> tuple[_EventRule, ...]:
         compiled = []
@@ -157,8 +153,15 @@ class YamlPolicySet(PolicySet):
         return sorted(findings, key=lambda f: f.deadline or now) if findings else findings
 
     def next_deadline(self, state: SubjectState) -> datetime | None:
-        due = (rule.next_due(state) for rule in self._org(state.org).deadlines)
-        return min((d for d in due if d is not None), default=None)
+        earliest = None
+        for rule in self._org(state.org).deadlines:
+            due = rule.next_due(state)
+            if due is not None and (earliest is None or due < earliest):
+                earliest = due
+        return earliest
+
+    def moves_deadlines(self, event: PrivacyEvent) -> bool:
+        return event.type in self._org(event.data.org).deadline_inputs
 
     def _org(self, org: str) -> _OrgPolicy:
         compiled = self._orgs.get(org)

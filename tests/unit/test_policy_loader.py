@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from events.models import PrivacyEvent
+from events.models import EventType, PrivacyEvent
+from events.validation import parse_event
+from privtrail.demo import default_start, demo_events
 from streams.rules import YamlPolicySet, judge_history, load_policy_set
 from streams.state import SubjectState
 from tests.conformance.compact import build_events
@@ -221,3 +223,56 @@ def test_judge_history_keeps_subjects_apart_and_orders_by_occurrence(
         ("XA-DSAR-007", "a"),
     ]
     assert found[1].occurred_at == datetime(2025, 3, 31, 10, tzinfo=UTC)
+
+
+def test_each_org_names_the_event_types_that_move_its_deadlines(policy: YamlPolicySet) -> None:
+    account, fulfilled = EventType.ACCOUNT_CHANGED, EventType.REQUEST_FULFILLED
+    moving = {
+        org: {t for t in EventType if policy.moves_deadlines(_of_type(policy, org, t))}
+        for org in policy.taxonomies
+    }
+    assert moving == {
+        # Closure starts the clock; an erasure or a legal hold stops it.
+        "linkxup": {account, fulfilled, EventType.LEGAL_HOLD_CHANGED},
+        "xpertaize": {account, EventType.REQUEST_OPENED, fulfilled, EventType.LEGAL_HOLD_CHANGED},
+        "connectx": set(),  # no deadline rules
+    }
+
+
+def test_events_that_move_no_deadline_leave_the_next_one_as_it_was(policy: YamlPolicySet) -> None:
+    # The judge keeps a subject's next deadline across such events instead of recomputing it:
+    # over a demo history with every kind of event, recomputing gives the same instant.
+    events = [
+        parse_event(e.value, policy.taxonomies)
+        for e in demo_events(3, 6000, default_start(), malformed_share=0)
+    ]
+    states: dict[tuple[str, str], SubjectState] = {}
+    kept = 0
+    for event in sorted(events, key=lambda e: (e.time, e.id)):
+        data = event.data
+        key = (data.org, data.subject.id.get_secret_value())
+        state = states.setdefault(key, SubjectState(org=data.org, subject_kind=data.subject.kind))
+        before = policy.next_deadline(state)
+        state.apply(event)
+        if not policy.moves_deadlines(event):
+            kept += before is not None
+            assert policy.next_deadline(state) == before, event.type
+    assert kept > 100  # pending deadlines were carried across many events
+
+
+def _of_type(policy: YamlPolicySet, org: str, event_type: EventType) -> PrivacyEvent:
+    access = {"categories": ["user.contact.email"], "use": "essential.service"}
+    request = {"request_id": "r1", "right": "erasure"}
+    compact: dict[str, Any] = {
+        EventType.DATA_ACCESSED: {"type": "accessed", **access},
+        EventType.DATA_SHARED: {"type": "shared", "recipient": "service_provider:p:US", **access},
+        EventType.CONSENT_CHANGED: {"type": "consent", "use": "marketing", "status": "given"},
+        EventType.SETTINGS_CHANGED: {"type": "settings", "settings": {"profile_visible": True}},
+        EventType.ACCOUNT_CHANGED: {"type": "account", "status": "closed"},
+        EventType.REQUEST_OPENED: {"type": "request_opened", **request},
+        EventType.REQUEST_FULFILLED: {"type": "request_fulfilled", **request},
+        EventType.LEGAL_HOLD_CHANGED: {"type": "legal_hold", "status": "placed", "reason": "x"},
+    }[event_type]
+    (event,) = _events(policy, org, {"at": "2025-03-01T10:00:00Z", **compact})
+    assert event.type == event_type
+    return event
