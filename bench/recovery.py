@@ -6,13 +6,14 @@
 Starts Kafka on 127.0.0.1 and, as the yardstick's first half, a worker on an empty table: the
 time from its start to "Worker ready" and to its first committed offset (one probe event), and
 its RSS. Then fills the worker's state changelog with one entry per subject, in the format the
-worker writes (`streams.app.changelog_value`): each entry is a real history the judge made of a
-demo subject's first event (an account opened, a consent given...), copied under N distinct
-subject keys. The same-run yardstick's second half reads that changelog end to end with a bare
-aiokafka consumer. Then a fresh worker process recovers its table from it: time to "Worker
-ready" (Faust's recovery done), to its first committed offset (one probe event: its first batch
-also indexes every subject's deadlines), and its RSS (peak and after). With --profile, py-spy
-samples the worker from its start to its first commit and prints where that time went.
+worker writes (`streams.entries.changelog_value`): each entry is a real history the judge made
+of a demo subject's first event (an account opened, a consent given...), with its next
+deadline, copied under N distinct subject keys. The same-run yardstick's second half reads
+that changelog end to end with a bare aiokafka consumer. Then a fresh worker process recovers
+its table from it: time to "Worker ready" (Faust's recovery done), to its first committed
+offset (one probe event: its first batch also indexes every subject's deadlines, read off the
+entries), and its RSS (peak and after). With --profile, py-spy samples the worker from its
+start to its first commit and prints where that time went.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from privtrail.brokers.apache_kafka import free_port
 from privtrail.demo import default_start, demo_events
 from privtrail.processes import spawn, stop_process_group
 from privtrail.topics import ensure_topics
-from streams.app import changelog_value
+from streams.entries import changelog_value
 from streams.judging import Incoming, Judge
 from streams.rules.policy import load_policy_set
 
@@ -110,7 +111,11 @@ def _templates(settings: Settings) -> list[bytes]:
         for offset, (key, value) in enumerate(first.items())
     ]
     verdicts = judge.judge_batch(batch, lambda key: None)
-    return [changelog_value(0, history) for _, history in verdicts.histories.values()]
+    version = judge.policy.version
+    return [
+        changelog_value(0, history, version, judge.next_due(key))
+        for key, (_, history) in verdicts.histories.items()
+    ]
 
 
 async def _fill(settings: Settings, topic: str, templates: list[bytes], subjects: int) -> int:
