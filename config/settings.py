@@ -92,13 +92,17 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     topics: Topics = Field(default_factory=Topics)
     policies_dir: Path = REPO_POLICIES
-    # Keys the subject pseudonyms; set a private value in production so pseudonyms can't be
-    # recomputed from guessed ids by anyone who reads the store.
+    # Keys where each subject's own pseudonym key is kept (events/pseudonyms.py); set a private
+    # value in production so no one who reads the key topic can find a guessed id's key.
     pseudonym_key: SecretStr = SecretStr("privtrail-dev-key")
     # Worker batching: the agent judges up to `batch_size` events at once, waiting at most
     # `batch_window` seconds for a batch to fill.
     batch_size: int = Field(default=5000, ge=1)
     batch_window: float = Field(default=0.5, gt=0)
+    # Seconds between the worker's commits of judged source offsets (Faust's default). A
+    # crashed worker judges again what it judged since its last commit: shorter costs more
+    # commits, longer more events judged twice (never stored twice).
+    commit_interval: float = Field(default=2.8, gt=0)
     # How the worker takes the source topic from Faust: "batches", whole fetches at once
     # (streams/batching.py); "events", one by one through a Faust agent's stream
     # (`batch_window` applies to this one only).
@@ -163,6 +167,12 @@ class Settings(BaseSettings):
     clickhouse_verify: bool = True
     clickhouse_ca_cert: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Erasure (README: Erasure by crypto-shredding). The raw bytes of rejected inputs hold
+    # subject ids: the store drops them this long after they were received.
+    rejected_raw_ttl: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
+    # A shredded subject key stays in the key topic's log until compaction cleans it out,
+    # which it does within this long.
+    subject_key_compaction: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
 
     @model_validator(mode="after")
     def _kafka_security_complete(self) -> Self:

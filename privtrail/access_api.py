@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from config.settings import Settings
-from events.tags import pseudonymise
+from events.key_directory import KeyDirectory, current_pseudonym
 from privtrail.auth import Caller, CallerDep, Role, issue_token
 from privtrail.filters import KnownValues, UnknownValue
 from privtrail.params import NO_ROUTE, ONE_LINE, edit_openapi, parse_since, time_query
@@ -45,7 +45,9 @@ class TokenRequest(BaseModel):
     )
 
 
-def access_router(settings: Settings, store: Store, known: KnownValues) -> APIRouter:
+def access_router(
+    settings: Settings, store: Store, known: KnownValues, keys: KeyDirectory
+) -> APIRouter:
     router = APIRouter(tags=["access"])
     key = settings.pseudonym_key.get_secret_value().encode()
 
@@ -120,7 +122,9 @@ def access_router(settings: Settings, store: Store, known: KnownValues) -> APIRo
         """Who looked at this subject (its lineage, timeline or access log), newest first."""
         checked = _org(known, org) or org
         caller.orgs_to_read(checked)
-        pseudonym = pseudonymise(key, checked, subject_id)
+        pseudonym, _ = current_pseudonym(keys, key, checked, subject_id)
+        if pseudonym is None:
+            return []  # erased: what was logged under its pseudonym no longer links to it
         caller.looked_at(pseudonym)
         return access_entries(store, _scope(caller), checked, pseudonym, None, None, limit)
 

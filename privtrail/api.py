@@ -1,7 +1,8 @@
 """The query API: violations, a subject's data lineage, rejected inputs and store statistics.
 
 Subjects are only ever named by their keyed pseudonym in answers: `/lineage/{subject_id}` takes
-the real id, pseudonymises it with the deployment's key and never echoes it back.
+the real id, finds its pseudonym through the subject keys (events/key_directory.py), or that it
+was erased, and never echoes it back.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from pydantic import BaseModel, Field
 from pydantic_core import from_json
 
 from config.settings import Settings
+from events.key_directory import KeyDirectory, NoKeys, current_pseudonym
 from events.outputs import Severity, Violation
-from events.tags import pseudonymise
 from privtrail import __version__
 from privtrail.access_api import access_router, state_token_orgs
 from privtrail.allow import allow_every_method
@@ -91,6 +92,7 @@ def create_app(
     store: Store,
     ingestor: Ingestor | None = None,
     worker: WorkerWatch | None = None,
+    keys: KeyDirectory | None = None,
 ) -> FastAPI:
     # Swagger UI and ReDoc from the package's copies, not a CDN: /docs works offline.
     app = FastAPIOffline(
@@ -103,6 +105,7 @@ def create_app(
     app.state.store = store
     ensure_access_tables(store)
     key = settings.pseudonym_key.get_secret_value().encode()
+    directory = keys or NoKeys()
     known = _known_values(settings, store)
 
     @app.exception_handler(ClickHouseError)
@@ -213,9 +216,12 @@ def create_app(
         has empty `edges` and `summary.violations`.
         """
         org = _org_param(known, org)
-        pseudonym = pseudonymise(key, org, subject_id)
-        caller.looked_at(pseudonym)
+        pseudonym, erased_at = current_pseudonym(directory, key, org, subject_id)
+        if pseudonym is not None:
+            caller.looked_at(pseudonym)
         caller.require_org(org)
+        if pseudonym is None:
+            return Lineage.unlinked(org, erased_at)
         edges = store.lineage(org, pseudonym)
         broken = store.violations(org=org, subject_pseudonym=pseudonym, limit=MAX_LIMIT)
         return Lineage(
@@ -224,6 +230,7 @@ def create_app(
             subject_kind=_subject_kind(edges, broken),
             edges=edges,
             summary=_summarise(edges, broken),
+            erased_at=erased_at,
         )
 
     @app.get("/rejected", response_model=list[RejectedInput])
@@ -285,7 +292,7 @@ def create_app(
         return FileResponse(DASHBOARD, media_type="text/html")
 
     app.include_router(dashboard_router(store, known))
-    app.include_router(access_router(settings, store, known))
+    app.include_router(access_router(settings, store, known, directory))
     app.include_router(
         integrity_router(settings, store, _since_param, lambda text: _org_param(known, text))
     )

@@ -370,18 +370,21 @@ def lineage(
     when nothing is recorded for the subject: with --json an empty lineage is the answer.
     """
     from privtrail.views import Screen
-    from privtrail.views.lineage import lineage_lines
+    from privtrail.views.lineage import erased_lines, lineage_lines
 
     answer = _ask(lambda c: c.lineage_json(subject_id, org))
     if as_json:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
+    elif answer["erased_at"] is not None and answer["subject_pseudonym"] is None:
+        print("\n".join(erased_lines(answer, Screen.stdout())))
     elif answer["edges"] or answer["summary"]["violations"]:
         print("\n".join(lineage_lines(answer, Screen.stdout())))
     else:
+        pseudonym = answer["subject_pseudonym"]
+        named = f" (pseudonym {pseudonym})" if pseudonym else ""
         raise _fail(
-            f"nothing is recorded for this subject in {answer['org']} (pseudonym "
-            f"{answer['subject_pseudonym']}): no stored event touched its data and it broke no "
-            "rule"
+            f"nothing is recorded for this subject in {answer['org']}{named}: no stored event "
+            "touched its data and it broke no rule"
         )
 
 

@@ -38,10 +38,26 @@ class LineageSummary(BaseModel):
 
 class Lineage(BaseModel):
     org: str
-    subject_pseudonym: str
+    # None for a subject never judged, or erased: nothing stored links to it (README: Erasure).
+    subject_pseudonym: str | None
     subject_kind: str | None
     edges: list[LineageEdge]
     summary: LineageSummary
+    # The day of the subject's last erasure: its trail from before is kept, unlinked.
+    erased_at: datetime | None = None
+
+    @classmethod
+    def unlinked(cls, org: str, erased_at: datetime | None) -> Lineage:
+        """The answer for a subject nothing stored links to: when it was erased, if it was."""
+        nothing = LineageSummary(categories=[], uses=[], actors=[], recipients=[], violations=[])
+        return cls(
+            org=org,
+            subject_pseudonym=None,
+            subject_kind=None,
+            edges=[],
+            summary=nothing,
+            erased_at=erased_at,
+        )
 
 
 class RejectedInput(BaseModel):

@@ -15,12 +15,14 @@ from types import FrameType
 import uvicorn
 
 from config.settings import Settings
+from events.key_directory import KeyFollower
 from privtrail.api import create_app
 from privtrail.brokers import tuned_settings
 from privtrail.health import WorkerWatch
 from privtrail.security import InsecureSettings, secured
 from privtrail.token_setup import prepare_tokens, start_warning
 from sinks.alerts import create_alert_sink
+from sinks.clickhouse.expiry import expire_raw_bytes
 from sinks.clickhouse.store import Store
 from sinks.ingest import Ingestor
 from sinks.integrity.ledger import Ledger
@@ -57,13 +59,15 @@ def serve(settings: Settings) -> None:
     except InsecureSettings:
         store.close()
         raise
+    expire_raw_bytes(store, settings.rejected_raw_ttl)
     ledger = Ledger(settings, store) if settings.integrity_chain else None
     ingestor = Ingestor(settings, store, ledger=ledger)
     worker = WorkerWatch(settings)
     alerts = create_alert_sink(settings)
     if alerts is not None:
         ingestor.listeners.append(alerts.send)
-    app = create_app(settings, store, ingestor, worker)
+    keys = key_follower(settings)
+    app = create_app(settings, store, ingestor, worker, keys)
     app.state.ledger = ledger  # chains the access log (privtrail/auth.py)
     config = uvicorn.Config(
         secured(app, settings),
@@ -77,8 +81,10 @@ def serve(settings: Settings) -> None:
     try:
         ingestor.start()
         worker.start()
+        keys.start()
         server.run()
     finally:
+        keys.stop()
         worker.stop()
         ingestor.stop()
         if alerts is not None:
@@ -87,6 +93,16 @@ def serve(settings: Settings) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("privtrail service stopped")
+
+
+def key_follower(settings: Settings) -> KeyFollower:
+    """Where lineage queries find the subjects' keys: the worker's key topic."""
+    return KeyFollower(
+        settings.bootstrap,
+        settings.app_id,
+        settings.pseudonym_key.get_secret_value().encode(),
+        settings.kafka_security.kafka_python(),
+    )
 
 
 def _exit_on_signals(server: uvicorn.Server) -> dict[signal.Signals, signal._HANDLER]:

@@ -26,8 +26,11 @@ from faust.types import TP
 
 from config.settings import Settings
 from events.fitting import audit_messages, fit_dead_letter, fit_record, message_size
+from events.key_directory import KEY_TABLE
+from events.pseudonyms import SubjectKeys
 from streams.batching import SourceRoute
 from streams.entries import Entry, ParsedEntries, changelog_value, index_deadlines
+from streams.erasure import key_topic_configs
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.offsets import OffsetsClient
@@ -43,6 +46,8 @@ DEADLINE_TICK_SECONDS = 5.0
 # How long the worker waits for the broker's end offsets before "now" stands still.
 OFFSETS_TIMEOUT_SECONDS = 5.0
 POSITIONS_TICK_SECONDS = 5.0
+# How often a worker with nothing to judge looks for erasures whose offsets were committed.
+RETIRING_TICK_SECONDS = 2.0
 # With events left to judge, this long without a batch means they were lost on the way.
 STALLED_SECONDS = 10.0
 
@@ -61,6 +66,7 @@ def create_app(settings: Settings, policy: PolicySet) -> faust.App:
         # Outputs and changelog writes are sent per batch: let them share produce requests.
         producer_linger=0.05,
         processing_guarantee=settings.processing_guarantee,
+        broker_commit_interval=settings.commit_interval,
         **_client_tuning(settings),
         **settings.kafka_security.faust(),
     )
@@ -86,9 +92,20 @@ class Pipeline:
     def __init__(self, app: faust.App, settings: Settings, policy: PolicySet) -> None:
         self.app = app
         self.settings = settings
+        # Lookup id -> the subject's secret behind its pseudonym (events/pseudonyms.py). The
+        # compacted changelog is where the keys live: shredding one overwrites it there.
+        self.keys_table = app.Table(
+            KEY_TABLE,
+            partitions=settings.partitions,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+            extra_topic_configs=key_topic_configs(settings),
+        )
+        self.keys = SubjectKeys(
+            settings.pseudonym_key.get_secret_value().encode(), self.keys_table.data
+        )
         self.judge = Judge(
             policy,
-            settings.pseudonym_key.get_secret_value().encode(),
+            self.keys,
             horizon=settings.lateness_horizon,
             max_kept=settings.history_max_events,
             max_ahead=settings.max_event_skew,
@@ -109,6 +126,8 @@ class Pipeline:
         self._parsed = ParsedEntries(settings.worker_parsed_subjects)
         # The source partitions whose subjects' deadlines the judge has indexed.
         self._indexed: set[int] | None = None
+        # The source partitions whose retiring subject keys are indexed.
+        self._keys_indexed: set[int] | None = None
         # Per source partition, the next offset to judge: no event is skipped, and partitions
         # with a backlog are told apart.
         self.positions = Positions(time.monotonic)
@@ -130,6 +149,7 @@ class Pipeline:
             app.agent(self.source, name="privtrail.judge")(self._judge_stream)
         app.timer(DEADLINE_TICK_SECONDS, name="privtrail.deadlines")(self._deadline_tick)
         app.timer(POSITIONS_TICK_SECONDS, name="privtrail.positions")(self._watch_positions)
+        app.timer(RETIRING_TICK_SECONDS, name="privtrail.retiring")(self._retiring_tick)
 
     def _raw_topic(self, name: str) -> faust.TopicT:
         return self.app.topic(
@@ -161,6 +181,7 @@ class Pipeline:
         try:
             await self._sync_generation()
             self._refresh_deadline_index()
+            await self._drop_retired_keys()
             batch = await self._in_order(messages)
             await self._publish(self.judge.judge_batch(batch, self._load, self._lagging()))
             await self._rewind(self.positions.due_rewinds(), "messages before it never arrived")
@@ -269,6 +290,43 @@ class Pipeline:
             # walks its records on that thread, and crashes it.
             await self.app.consumer.seek_wait({TP(name, partition): offset})
 
+    async def _retiring_tick(self) -> None:
+        if not self._judging:  # else the batch drops them first
+            await self._drop_retired_keys()
+
+    async def _drop_retired_keys(self) -> None:
+        """Shred the secrets erasures retired once the group's committed offset passed the
+        fulfilment: no batch that needs them will be judged again (events/pseudonyms.py).
+
+        Also after a restart or a rebalance: the owner of a partition finds its retiring keys
+        in the recovered table, and shreds them without another fulfilment.
+        """
+        if self.app.rebalancing:
+            return  # tables are recovering, or the partitions move
+        owned = self._owned()
+        if owned != self._keys_indexed:
+            self.keys.index_retiring(owned)
+            self._keys_indexed = owned
+        if not self.keys.retiring:
+            return
+        try:
+            committed = await asyncio.wait_for(
+                self.offsets.committed_offsets(self.app.conf.id, self._owned_tps()),
+                OFFSETS_TIMEOUT_SECONDS,
+            )
+        except Exception as error:
+            log.warning("no committed offsets from the broker (%s): keys retire later", error)
+            return
+        if self.app.rebalancing:
+            return  # a partition's new owner may be writing its keys by now
+        still_owned = self._owned()
+        dropped = self.keys.drop_committed(
+            {tp.partition: n for tp, n in committed.items() if tp.partition in still_owned}
+        )
+        if dropped:
+            log.info("shredded %d retired subject key(s)", dropped)
+            await self._delivered(self._persist_keys())
+
     async def _deadline_tick(self) -> None:
         """Once everything is read, deadlines still fall due: on the wall clock.
 
@@ -349,6 +407,9 @@ class Pipeline:
         return self._parsed.get(key, raw)
 
     async def _publish(self, verdicts: Verdicts) -> None:
+        # Key changes first: a batch judged again must find the secrets behind pseudonyms
+        # already sent, and each erasure where it happened.
+        await self._delivered(self._persist_keys())
         # Every output is fitted to the message limit: one the broker refuses would stop the
         # agent, and the same batch would be refused again after each restart.
         now = datetime.now(UTC)
@@ -393,6 +454,17 @@ class Pipeline:
             self._parsed.keep(key, value, Entry(partition, history))
             sent.append(self.states.send_changelog(partition, key, value, value_serializer="raw"))
         return sent
+
+    def _persist_keys(self) -> list[asyncio.Future[Any]]:
+        return [
+            self.keys_table.send_changelog(
+                partition,
+                lookup,
+                key.model_dump_json(exclude_defaults=True).encode(),
+                value_serializer="raw",
+            )
+            for lookup, (partition, key) in self.keys.take_pending().items()
+        ]
 
 
 def _incoming(message: faust.types.Message) -> Incoming:

@@ -26,8 +26,9 @@ from datetime import UTC, datetime, timedelta
 from events.limits import DEFAULT_MAX_AHEAD
 from events.models import PrivacyEvent
 from events.outputs import Violation
-from events.tags import pseudonymise
+from events.pseudonyms import Resolved
 from events.validation import InvalidEvent, parse_event
+from streams.erasure import DeploymentKeyed, Pseudonyms, fulfils_erasure, start_history
 from streams.history import Kept, SubjectHistory, fold, ordering
 from streams.rules import Finding, PolicySet
 from streams.rules.replay import report_missed
@@ -91,7 +92,7 @@ class Judge:
     def __init__(
         self,
         policy: PolicySet,
-        pseudonym_key: bytes,
+        pseudonyms: bytes | Pseudonyms,
         horizon: timedelta = DEFAULT_HORIZON,
         max_kept: int = DEFAULT_MAX_KEPT,
         max_ahead: timedelta = DEFAULT_MAX_AHEAD,
@@ -100,7 +101,11 @@ class Judge:
         self.horizon = horizon
         self.max_kept = max_kept
         self.max_ahead = max_ahead
-        self._pseudonym_key = pseudonym_key
+        self._pseudonyms = (
+            DeploymentKeyed(pseudonyms) if isinstance(pseudonyms, bytes) else pseudonyms
+        )
+        # Pseudonym -> erasure day, of subjects seen again after their erasure (this batch).
+        self._erased: dict[str, datetime] = {}
         # Source partition -> newest event time read from it.
         self._partition_times: dict[int, datetime] = {}
         # The latest "now" deadlines were judged at: the lateness horizon ends there.
@@ -131,8 +136,10 @@ class Judge:
         verdicts = Verdicts()
         received = datetime.now(UTC)
         by_subject: dict[str, list[_Accepted]] = defaultdict(list)
-        # A subject's events come in runs: its pseudonym (an HMAC) is computed once per batch.
-        pseudonyms: dict[tuple[str, str], str] = {}
+        # A subject's events come in runs: its pseudonym (an HMAC) is computed once per batch and
+        # source partition, and again only past an erasure.
+        pseudonyms: dict[tuple[str, str, int], Resolved] = {}
+        self._erased.clear()
         for incoming in batch:
             accepted = self._accept(incoming, verdicts, received, pseudonyms)
             if accepted is not None:
@@ -173,15 +180,12 @@ class Judge:
         incoming: Incoming,
         verdicts: Verdicts,
         now: datetime,
-        pseudonyms: dict[tuple[str, str], str],
+        pseudonyms: dict[tuple[str, str, int], Resolved],
     ) -> _Accepted | None:
         try:
             event = parse_event(incoming.value, self.policy.taxonomies, now, self.max_ahead)
             _check_key(incoming.key, event)
-            subject = (event.data.org, event.data.subject.id.get_secret_value())
-            pseudonym = pseudonyms.get(subject)
-            if pseudonym is None:
-                pseudonym = pseudonyms[subject] = pseudonymise(self._pseudonym_key, *subject)
+            pseudonym = self._pseudonym(event, incoming, pseudonyms)
         except InvalidEvent as error:
             verdicts.dead_letters.append(DeadLetter(incoming, error))
             return None
@@ -193,6 +197,29 @@ class Judge:
         if newest is None or event.time > newest:
             self._partition_times[incoming.partition] = event.time
         return _Accepted(event, incoming, pseudonym)
+
+    def _pseudonym(
+        self,
+        event: PrivacyEvent,
+        incoming: Incoming,
+        pseudonyms: dict[tuple[str, str, int], Resolved],
+    ) -> str:
+        """The event's subject pseudonym; a fulfilled erasure gives the subject's later events
+        another one, in this batch already (events/pseudonyms.py)."""
+        org, subject_id = event.data.org, event.data.subject.id.get_secret_value()
+        subject = (org, subject_id, incoming.partition)
+        resolved = pseudonyms.get(subject)
+        if resolved is None or (resolved.until is not None and incoming.offset > resolved.until):
+            resolved = self._pseudonyms.resolve(
+                org, subject_id, incoming.partition, incoming.offset
+            )
+            pseudonyms[subject] = resolved
+            if resolved.erased_at is not None:
+                self._erased[resolved.pseudonym] = resolved.erased_at
+        if fulfils_erasure(event):
+            self._pseudonyms.erase(org, subject_id, incoming.partition, incoming.offset, event.time)
+            del pseudonyms[subject]
+        return resolved.pseudonym
 
     def _judge_subject(
         self,
@@ -206,7 +233,7 @@ class Judge:
         history = touched[1] if touched else load(key)
         if history is None:
             first = items[0].event.data
-            history = SubjectHistory.start(first.org, first.subject.kind)
+            history = start_history(first.org, first.subject.kind, self._erased.get(key))
         subject_id = _subject_id(items[0].event)
         fresh = _fresh(sorted(items, key=lambda a: ordering(a.event)), history)
         partition = items[-1].incoming.partition

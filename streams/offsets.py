@@ -7,6 +7,7 @@ behind a rebalance would hold up its fetches too.
 from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 
 from config.kafka_security import KafkaSecurity
@@ -22,6 +23,7 @@ class OffsetsClient:
         self._client_id = client_id
         self._client: AIOKafkaConsumer | None = None
         self._prober: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
 
     async def end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
         client = await self._started()
@@ -43,6 +45,30 @@ class OffsetsClient:
         records = await prober.getmany(partition, timeout_ms=PROBE_TIMEOUT_MS, max_records=1)
         fetched = records.get(partition, [])
         return fetched[0].offset if fetched else None
+
+    async def committed_offsets(self, group: str, partitions: list[TP]) -> dict[TP, int]:
+        """The group's committed offsets as the broker holds them (partitions with none left
+        out): unlike the consumer's own record, never ahead of a commit that failed."""
+        admin = await self._started_admin()
+        offsets = await admin.list_consumer_group_offsets(
+            group, partitions=[_kafka(tp) for tp in partitions]
+        )
+        return {
+            TP(tp.topic, tp.partition): meta.offset
+            for tp, meta in offsets.items()
+            if meta.offset >= 0
+        }
+
+    async def _started_admin(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._bootstrap,
+                client_id=f"{self._client_id}-admin",
+                **self._security.aiokafka(),
+            )
+            await admin.start()
+            self._admin = admin
+        return self._admin
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._client is None:

@@ -97,9 +97,17 @@ def event_violation(
         detected_at=at,
         data_categories=list(data.categories),
         data_use=data.use,
-        actor=f"{access.actor.kind}:{access.actor.id}" if access else None,
-        recipient=f"{recipient.kind}:{recipient.id}" if recipient else None,
+        actor=f"{access.actor.kind}:{_party(access.actor.id, data, pseudonym)}" if access else None,
+        recipient=f"{recipient.kind}:{_party(recipient.id, data, pseudonym)}"
+        if recipient
+        else None,
     )
+
+
+def _party(party_id: str, data: EventData, pseudonym: str) -> str:
+    """An actor's or recipient's id as stored: the subject's pseudonym when it is the subject,
+    whose id must never be stored (an erasure could not unlink it)."""
+    return pseudonym if party_id == data.subject.id.get_secret_value() else party_id
 
 
 def deadline_violation(
@@ -162,11 +170,11 @@ def audit_record(
             "subject_pseudonym": origin.pseudonym,
             "subject_kind": data.subject.kind,
             "actor_kind": access.actor.kind if access else None,
-            "actor_id": access.actor.id if access else None,
+            "actor_id": _party(access.actor.id, data, origin.pseudonym) if access else None,
             "data_categories": list(data.categories),
             "data_use": data.use,
             "legal_basis": access.legal_basis if access else None,
-            "recipient_id": share.recipient.id if share else None,
+            "recipient_id": _party(share.recipient.id, data, origin.pseudonym) if share else None,
             "recipient_kind": share.recipient.kind if share else None,
             "recipient_country": share.recipient.country if share else None,
             "encrypted": share.transfer.encrypted if share else None,

@@ -36,14 +36,38 @@ def lineage_lines(lineage: Json, screen: Screen) -> list[str]:
     return lines
 
 
+def erased_lines(lineage: Json, screen: Screen) -> list[str]:
+    """The answer for an erased subject: nothing stored links to it any more."""
+    return screen.wrap(
+        [
+            ("Subject erased ", "bold"),
+            (f"at {_day(lineage['erased_at'])}", "bold magenta"),
+            (" in ", "bold"),
+            (lineage["org"], "bold cyan"),
+            (
+                ": its events, violations and counts are kept under a pseudonym that no longer "
+                "links to its id.",
+                "",
+            ),
+        ]
+    )
+
+
 def _heading(lineage: Json) -> list[Piece]:
     kind = f" ({lineage['subject_kind']})" if lineage["subject_kind"] else ""
-    return [
+    heading: list[Piece] = [
         ("Subject ", "bold"),
         (lineage["subject_pseudonym"], "bold magenta"),
         (f"{kind} in ", "bold"),
         (lineage["org"], "bold cyan"),
     ]
+    if lineage.get("erased_at"):
+        heading.append((f" (erased at {_day(lineage['erased_at'])}; its trail since)", "dim"))
+    return heading
+
+
+def _day(iso: str) -> str:
+    return f"{datetime.fromisoformat(iso):%Y-%m-%d}"
 
 
 def _counts(lineage: Json) -> str:

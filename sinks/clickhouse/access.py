@@ -117,6 +117,15 @@ def append_access(store: Store, entry: AccessEntry) -> None:
     _insert(store, ACCESS_LOG, _ACCESS_COLUMNS, entry.model_dump())
 
 
+def access_row_stored(store: Store, access_id: str) -> bool:
+    rows = store.query_rows(
+        f"SELECT count() AS n FROM {store.database}.{ACCESS_LOG} "
+        "WHERE access_id = {access_id:String}",
+        {"access_id": access_id},
+    )
+    return bool(rows[0]["n"])
+
+
 def access_entries(
     store: Store,
     readable: Sequence[str] | None,

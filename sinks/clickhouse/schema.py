@@ -233,12 +233,12 @@ def ensure_schema(client: Client, database: str = DEFAULT_DATABASE) -> None:
     client.command(f"CREATE DATABASE IF NOT EXISTS {database}", use_database=False)
     for table in TABLES:
         client.command(table.ddl(database), use_database=False)
-        _add_missing_columns(client, database, table)
+        add_missing_columns(client, database, table)
         _add_missing_indexes(client, database, table)
     client.command(lineage_view_ddl(database), use_database=False)
 
 
-def _add_missing_columns(client: Client, database: str, table: Table) -> None:
+def add_missing_columns(client: Client, database: str, table: Table) -> None:
     """Stores created by an earlier version lack the columns added since."""
     result = client.query(
         "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}",

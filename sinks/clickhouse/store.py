@@ -54,6 +54,7 @@ from sinks.clickhouse.schema import (
     TABLES,
     VIOLATIONS,
     Table,
+    add_missing_columns,
     check_database_name,
     ensure_schema,
 )
@@ -446,6 +447,13 @@ class Store:
         """Rows of another store module's own table (sinks/integrity/), as Arrow."""
         with self._lock:
             self._client.insert_arrow(table.name, data, database=self.database)
+
+    def create_table(self, table: Table) -> None:
+        """Another store module's own table, created where missing, and given the columns added
+        to it since an earlier version created it."""
+        with self._lock:
+            self._client.command(table.ddl(self.database), use_database=False)
+            add_missing_columns(self._client, self.database, table)
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         """A statement by another store module: its own table's DDL, or an insert into it."""

@@ -68,10 +68,14 @@ class ChainEntry(BaseModel):
     payload: str | None
     head: str
     chained_at: datetime
+    # A local chain's row as JSON, kept with its entry: a process stopped between writing the
+    # two leaves its row to be written from here (`Ledger`). Not linked: `digest` covers it.
+    record: str | None = None
 
     def linked_fields(self) -> dict[str, Any]:
-        """What the head commits to: everything but the head itself and the chaining time."""
-        return self.model_dump(exclude={"head", "chained_at"})
+        """What the head commits to: everything but the head itself, the chaining time and the
+        copy of the row."""
+        return self.model_dump(exclude={"head", "chained_at", "record"})
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class Chains:
         """The entry of one row of a local chain, at the next sequence number."""
         head = self.heads.get(chain) or genesis(chain)
         entry = make_entry(chain, head, head.offset + 1, table_of(row), row, datetime.now(UTC))
+        entry["record"] = row.model_dump_json()
         self.heads[chain] = Head(entry["seq"], entry["offset"], entry["head"])
         return entry
 

@@ -24,11 +24,14 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from config.settings import Settings
+from sinks.access import AccessEntry
+from sinks.clickhouse.access import access_row_stored, append_access
 from sinks.clickhouse.store import Store
-from sinks.integrity.chain import LOCAL_CHAINS, Chains
+from sinks.integrity.chain import ACCESS_CHAIN, LOCAL_CHAINS, Chains
 from sinks.integrity.signing import Checkpoint, SignedHead, Signer, load_signer
 from sinks.integrity.tables import (
     ensure_integrity_schema,
+    last_entry,
     load_heads,
     read_checkpoints,
     write_checkpoint,
@@ -57,6 +60,8 @@ class Ledger:
         self._unsigned = 0
         self._last_signed = time.monotonic()
         self._unpublished: list[Checkpoint] = []
+        # An access-log row chained and not (yet) stored: its store write failed.
+        self._row_missing = False
         self._lock = threading.RLock()
         # The local chains' rows since the last checkpoint, by offset: what names the rows of
         # an unsigned tail cut from the store (`rows`), as Kafka's copy does for the topics.
@@ -79,11 +84,16 @@ class Ledger:
         """Chain one row of a local chain and store it with `store_row`, the entry first (as
         `write` does), so a row is never stored without its entry."""
         with self._lock:
-            entry = self._loaded().append(chain, row)
+            chains = self._loaded()
+            if self._row_missing:
+                self._write_missing_row()
+            entry = chains.append(chain, row)
             write_entries(self.store, [entry])
             self._unsigned += 1
             self._recent.setdefault(chain, {})[entry["offset"]] = row
+            self._row_missing = True
             store_row(row)
+            self._row_missing = False
 
     def committed(self) -> dict[str, int]:
         """Per local chain: the offset after the last row appended (its entry and row stored)."""
@@ -165,7 +175,26 @@ class Ledger:
                 head.seq - (signed[name].seq if name in signed else 0)
                 for name, head in self._chains.heads.items()
             )
+            self._row_missing = True  # until checked: a failed check is retried by `append`
+            self._write_missing_row()
         return self._chains
+
+    def _write_missing_row(self) -> None:
+        """Write the access-log row of the chain's last entry if the store lacks it: the
+        process that chained it stopped (or its store write failed) between the two writes.
+        The entry's copy is the row its digest commits to, so verify finds it as chained."""
+        entry = last_entry(self.store, ACCESS_CHAIN)
+        record = entry.record if entry is not None else None
+        if entry and record and not access_row_stored(self.store, entry.row_id):
+            append_access(self.store, AccessEntry.model_validate_json(record))
+            log.warning(
+                "wrote access-log row %s from its chain entry %s#%d: it was chained and not "
+                "stored before",
+                entry.row_id,
+                ACCESS_CHAIN,
+                entry.seq,
+            )
+        self._row_missing = False
 
     def _publish_waiting(self) -> None:
         while self._unpublished:

@@ -31,6 +31,7 @@ CHAIN = Table(
         ("payload", "Nullable(String)"),
         ("head", "String"),
         ("chained_at", TIME),
+        ("record", "Nullable(String)"),
     ),
     # An entry written twice (an insert retried after a lost answer) is kept once.
     order_by=("chain", "seq"),
@@ -79,7 +80,7 @@ class StoredCheckpoint(BaseModel):
 
 def ensure_integrity_schema(store: Store) -> None:
     for table in (CHAIN, CHECKPOINTS):
-        store.command(table.ddl(store.database))
+        store.create_table(table)
     ensure_access_tables(store)  # a chained table that verify reads, whether or not any API ran
 
 
@@ -118,6 +119,15 @@ def read_entries(store: Store) -> Iterator[ChainEntry]:
         if len(rows) < ENTRY_PAGE:
             return
         after = (rows[-1]["chain"], rows[-1]["seq"])
+
+
+def last_entry(store: Store, chain: str) -> ChainEntry | None:
+    rows = store.query_rows(
+        f"SELECT {_columns(CHAIN)} FROM {store.database}.{CHAIN.name} FINAL "
+        "WHERE chain = {chain:String} ORDER BY seq DESC LIMIT 1",
+        {"chain": chain},
+    )
+    return ChainEntry(**rows[0]) if rows else None
 
 
 def read_checkpoints(store: Store, key: str) -> list[StoredCheckpoint]:

@@ -418,7 +418,9 @@ def _erasure_fulfilled(expected: bool, scope: Scope) -> Node:
             return ["no erasure fulfilled"]
         return [f"erasure fulfilled at {s.erased_at.isoformat()}"]
 
-    return Node(lambda d, s, t: (s.erased_at is not None) == expected, facts)
+    # Only an erasure at or before the event counts: a subject seen again after its erasure
+    # starts from the erasure day (events/pseudonyms.py), which a late event may predate.
+    return Node(lambda d, s, t: (s.erased_at is not None and s.erased_at <= t) == expected, facts)
 
 
 def _legal_hold(expected: bool, scope: Scope) -> Node:

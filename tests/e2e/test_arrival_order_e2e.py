@@ -17,7 +17,6 @@ import pytest
 
 from events.emitter import Emitter
 from events.models import PrivacyEvent
-from events.tags import pseudonymise
 from privtrail.api import MAX_LIMIT
 from streams.rules import judge_history, load_policy_set
 from tests.conformance.cases import POLICIES
@@ -29,6 +28,7 @@ from tests.conformance.prepared import (
     subject_id,
 )
 from tests.e2e.conftest import Pipeline, settled
+from tests.e2e.keys import subjects_by_pseudonym
 
 pytestmark = pytest.mark.e2e
 SEED = 2
@@ -66,8 +66,9 @@ def test_out_of_order_delivery_stores_the_in_order_violations(pipeline: Pipeline
         standing = judged.api.violations(limit=MAX_LIMIT)
         on_record = judged.api.violations(limit=MAX_LIMIT, retracted=True)
 
-    key = judged.settings.pseudonym_key.get_secret_value().encode()
-    subjects = {pseudonymise(key, e.data.org, subject_id(e)): subject_id(e) for e in history}
+    subjects = subjects_by_pseudonym(
+        judged.settings, {(e.data.org, subject_id(e)) for e in history}
+    )
     got = Counter(stored_verdict(v, subjects) for v in standing)
     expected = Counter(
         in_process_verdict(f) for f in judge_history(policy, history, history[-1].time)

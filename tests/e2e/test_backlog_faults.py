@@ -23,13 +23,16 @@ from config.settings import Settings
 from events.models import PrivacyEvent
 from privtrail.brokers import EmbeddedBroker
 from privtrail.demo import default_start, demo_events
-from tests.e2e.test_faults import Emitting, stack_on
+from tests.e2e.test_faults import Emitting, fault_settings, stack_on
 
 pytestmark = pytest.mark.e2e
 SEED = 20261207
 EVENTS = 20_000
 KILLS = 4
 PROGRESS_TIMEOUT = 180.0
+# Small batches committed often, so however fast the machine judges, a kill lands with part of
+# the backlog judged and committed, part judged and not, and part not read yet.
+BATCHING = {"batch_size": 1000, "commit_interval": 0.25}
 
 
 def backlog() -> list[PrivacyEvent]:
@@ -59,7 +62,8 @@ def wait_for_progress(admin: KafkaAdminClient, settings: Settings, past: int) ->
 def test_workers_killed_while_judging_a_backlog(broker: EmbeddedBroker, tmp_path: Path) -> None:
     rng = random.Random(SEED)
     events = backlog()
-    with stack_on(broker, tmp_path) as stack:
+    settings = fault_settings(broker, tmp_path).model_copy(update=BATCHING)
+    with stack_on(broker, tmp_path, settings) as stack:
         stack.start_serve()
         Emitting(stack.settings, events, rate=1e9).finish()
         progress = [0]
@@ -68,7 +72,7 @@ def test_workers_killed_while_judging_a_backlog(broker: EmbeddedBroker, tmp_path
                 stack.start_worker()
                 progress.append(wait_for_progress(admin, stack.settings, progress[-1]))
                 # Somewhere inside the next batch, not always right after a commit.
-                time.sleep(rng.uniform(0.0, 1.0))
+                time.sleep(rng.uniform(0.0, 0.5))
                 stack.kill(stack.worker)
         print(f"committed offsets at each kill: {progress[1:]} of {len(events)}")
         assert progress[1] < len(events), "the first kill must land inside the backlog"

@@ -17,7 +17,6 @@ from dataclasses import replace
 import pytest
 
 from events.emitter import Emitter
-from events.tags import pseudonymise
 from privtrail.api import MAX_LIMIT
 from streams.rules import judge_history, load_policy_set
 from streams.rules.policy import YamlPolicySet
@@ -33,6 +32,7 @@ from tests.conformance.prepared import (
     subject_id,
 )
 from tests.e2e.conftest import Pipeline, settled
+from tests.e2e.keys import subjects_by_pseudonym
 
 pytestmark = pytest.mark.e2e
 # Policy overrides need a policy of their own, which one pipeline cannot give; few may need it.
@@ -97,8 +97,9 @@ def test_the_pipeline_judges_the_conformance_suite_as_judge_history_does(
         stored = judged.api.violations(limit=MAX_LIMIT)
     assert len(stored) < MAX_LIMIT, "the violations query hit its limit; the check would be partial"
 
-    key = judged.settings.pseudonym_key.get_secret_value().encode()
-    subjects = {pseudonymise(key, e.data.org, subject_id(e)): subject_id(e) for e in history}
+    subjects = subjects_by_pseudonym(
+        judged.settings, {(e.data.org, subject_id(e)) for e in history}
+    )
     names = {p.tag: f"{p.rule_id}: {p.case.name}" for p in prepared}
     got = Counter(stored_verdict(v, subjects) for v in stored)
     end = history[-1].time

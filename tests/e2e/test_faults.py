@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,6 @@ from config.settings import Settings
 from events.emitter import Emitter
 from events.models import PrivacyEvent
 from events.outputs import Violation
-from events.tags import pseudonymise
 from privtrail.api import MAX_LIMIT
 from privtrail.brokers import EmbeddedBroker, embedded_broker
 from privtrail.credentials import api_client
@@ -37,6 +36,7 @@ from privtrail.demo import default_start, demo_events
 from streams.rules import judge_history, load_policy_set
 from streams.state import deadline_key
 from tests.e2e.conftest import Pipeline, _healthy, pipeline_settings, settled
+from tests.e2e.keys import subjects_by_pseudonym
 from tests.support import free_port, running_process
 
 pytestmark = pytest.mark.e2e
@@ -63,27 +63,45 @@ def workload() -> list[PrivacyEvent]:
 
 
 def expected_violations(settings: Settings, events: list[PrivacyEvent]) -> dict[str, Signature]:
-    """Violation id -> (rule, org, subject pseudonym, cause event id, occurred at), in-process."""
+    """Verdict key -> (rule, org, subject id, cause event id, occurred at), in-process."""
     policy = load_policy_set(settings.policies_dir)
-    key = settings.pseudonym_key.get_secret_value().encode()
     expected: dict[str, Signature] = {}
     for found in judge_history(policy, events, events[-1].time):
         rule = found.finding.rule.rule_id
-        pseudonym = pseudonymise(key, found.org, found.subject.id.get_secret_value())
+        subject = found.subject.id.get_secret_value()
         if found.event is not None:
-            violation_id = Violation.make_id(rule, found.event.id)
+            key = Violation.make_id(rule, found.event.id)
             cause = found.event.id
         else:
-            deadline = found.finding.deadline
-            assert deadline is not None
-            violation_id = Violation.make_id(rule, f"{pseudonym}\x1f{deadline_key(rule, deadline)}")
+            assert found.finding.deadline is not None
+            key = deadline_verdict(rule, subject, found.finding.deadline)
             cause = found.finding.cause_event_id or ""
-        expected[violation_id] = (rule, found.org, pseudonym, cause, found.occurred_at)
+        expected[key] = (rule, found.org, subject, cause, found.occurred_at)
     return expected
 
 
-def signature(v: Violation) -> Signature:
-    return (v.rule_id, v.org, v.subject_pseudonym, v.event_id, v.occurred_at)
+def deadline_verdict(rule: str, subject: str, deadline: datetime) -> str:
+    """A missed deadline's violation id is made of the subject's pseudonym, a random key's
+    HMAC (events/pseudonyms.py): verdicts are compared by subject id instead."""
+    return f"{subject}\x1f{deadline_key(rule, deadline.astimezone(UTC))}"
+
+
+def stored_violations(
+    settings: Settings, stored: list[Violation], events: list[PrivacyEvent]
+) -> dict[str, Signature]:
+    keyed = {(e.data.org, e.data.subject.id.get_secret_value()) for e in events}
+    subjects = subjects_by_pseudonym(settings, keyed)
+    return {verdict_key(v, subjects): signature(v, subjects) for v in stored}
+
+
+def verdict_key(v: Violation, subjects: dict[str, str]) -> str:
+    if v.deadline is None:
+        return v.violation_id
+    return deadline_verdict(v.rule_id, subjects[v.subject_pseudonym], v.deadline)
+
+
+def signature(v: Violation, subjects: dict[str, str]) -> Signature:
+    return (v.rule_id, v.org, subjects[v.subject_pseudonym], v.event_id, v.occurred_at)
 
 
 class Emitting:
@@ -177,7 +195,7 @@ class Stack:
         assert len(stored) < MAX_LIMIT
         ids = [v.violation_id for v in stored]
         assert len(ids) == len(set(ids)), "the API shows a violation twice"
-        got = {v.violation_id: signature(v) for v in stored}
+        got = stored_violations(self.settings, stored, events)
         expected = expected_violations(self.settings, events)
         assert expected, "the workload must break some rules"
         assert got == expected, (

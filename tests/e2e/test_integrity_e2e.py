@@ -180,7 +180,10 @@ def test_a_clean_history_verifies_after_crashes_duplicates_and_a_replay(
 def _signed(settings: Settings) -> bool:
     """Whether the trail verifies with at least one signed checkpoint."""
     code, report = verify(settings)
-    return code == 0 and report["last_checkpoint"] is not None
+    signed = code == 0 and report["last_checkpoint"] is not None
+    if not signed:  # shown with the failure if no verify ever passes
+        print(f"verify exited {code}: {json.dumps(report)[:4000]}")
+    return signed
 
 
 @pytest.mark.timeout(600)

@@ -11,12 +11,12 @@ import pytest
 from events.emitter import Emitter
 from events.models import PrivacyEvent
 from events.outputs import Violation
-from events.tags import pseudonymise
 from privtrail.demo import FULL_COVERAGE_COUNT, default_start, demo_events, send_demo
 from privtrail.replay import LIVE_UNCHANGED
 from streams.rules import PolicySet, judge_history, load_policy_set
 from streams.rules.rejudge import ReplayedFinding, ReplayReport
 from tests.e2e.conftest import Pipeline
+from tests.e2e.keys import subjects_by_pseudonym
 from tests.unit.test_replay import POLICY, REPO, candidate_policies
 
 pytestmark = pytest.mark.e2e
@@ -24,23 +24,27 @@ pytestmark = pytest.mark.e2e
 Key = tuple[str, str, str | None, str | None]
 
 
-def finding_keys(
-    policy: PolicySet, events: list[PrivacyEvent], secret: bytes
-) -> dict[str, set[Key]]:
-    """Per rule: (subject pseudonym, event id, deadline) of each finding on the original events."""
+def finding_keys(policy: PolicySet, events: list[PrivacyEvent]) -> dict[str, set[Key]]:
+    """Per rule: (org, subject id, event id, deadline) of each finding on the original events."""
     now = max(event.time for event in events)
     found: dict[str, set[Key]] = {}
     for f in judge_history(policy, events, now):
-        pseudonym = pseudonymise(secret, f.org, f.subject.id.get_secret_value())
+        subject = f.subject.id.get_secret_value()
         deadline = f.finding.deadline.isoformat() if f.finding.deadline else None
         cause = f.event.id if f.event is not None else None
-        found.setdefault(f.finding.rule.rule_id, set()).add((f.org, pseudonym, cause, deadline))
+        found.setdefault(f.finding.rule.rule_id, set()).add((f.org, subject, cause, deadline))
     return found
 
 
-def reported(findings: list[ReplayedFinding]) -> set[Key]:
+def reported(findings: list[ReplayedFinding], subjects: dict[str, str]) -> set[Key]:
+    """The replay's findings, by subject id (the worker keyed each subject at random)."""
     return {
-        (f.org, f.subject_pseudonym, f.event_id, f.deadline.isoformat() if f.deadline else None)
+        (
+            f.org,
+            subjects[f.subject_pseudonym],
+            f.event_id,
+            f.deadline.isoformat() if f.deadline else None,
+        )
         for f in findings
     }
 
@@ -90,16 +94,19 @@ def test_replay_reports_exactly_what_a_candidate_policy_changes(
     assert run.returncode == 0, run.stderr
     assert " ".join(LIVE_UNCHANGED.split()) in " ".join(run.stderr.split())
     report = ReplayReport.model_validate_json(run.stdout)
-    secret = settings.pseudonym_key.get_secret_value().encode()
-    baseline = finding_keys(POLICY, events, secret)
-    candidate = finding_keys(load_policy_set(candidate_dir), events, secret)
+    baseline = finding_keys(POLICY, events)
+    candidate = finding_keys(load_policy_set(candidate_dir), events)
+    subjects = subjects_by_pseudonym(
+        settings, {(e.data.org, e.data.subject.id.get_secret_value()) for e in events}
+    )
     assert report.events == stored
     assert report.baseline_version == POLICY.version
     changed = {r.rule_id: r for r in report.changed}
     assert sorted(changed) == ["LX-ADNET-001", "LX-CLOSE-008"]
     for rule_id, change in changed.items():
         was, now = baseline.get(rule_id, set()), candidate.get(rule_id, set())
-        assert (reported(change.added), reported(change.removed)) == (now - was, was - now)
+        added, removed = reported(change.added, subjects), reported(change.removed, subjects)
+        assert (added, removed) == (now - was, was - now)
     # The dropped rule takes away exactly the violations it produced live.
     dropped = changed["LX-ADNET-001"]
     assert dropped.removed and not dropped.added

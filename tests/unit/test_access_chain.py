@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -19,15 +19,28 @@ from sinks.clickhouse.store import Store
 from sinks.integrity.chain import ACCESS_CHAIN
 from sinks.integrity.ledger import Ledger
 from sinks.integrity.source import Sources
-from sinks.integrity.tables import CHAIN, read_entries, write_entries
+from sinks.integrity.tables import CHAIN, last_entry, read_entries, write_entries
 from sinks.integrity.verify import VerifyReport, verify
 from tests.unit.chdb_store import T0, audit, store_dsn
 from tests.unit.test_integrity import AUDIT, FakeSource, Published, Trail, found
 from tests.unit.tokens import bearer
 
 
+class Stopped(Exception):
+    """The serve process gone between writing an access row's chain entry and the row."""
+
+
+def stop(row: AccessEntry) -> None:
+    raise Stopped
+
+
 class AccessTrail(Trail):
-    def request(self, endpoint: str = "/violations", at_minute: int = 0) -> AccessEntry:
+    def request(
+        self,
+        endpoint: str = "/violations",
+        at_minute: int = 0,
+        store_row: Callable[[AccessEntry], None] | None = None,
+    ) -> AccessEntry:
         """One API request's access-log row, written as the serve process writes it."""
         entry = AccessEntry(
             access_id=str(uuid.uuid4()),
@@ -41,7 +54,7 @@ class AccessTrail(Trail):
             status=200,
             client="127.0.0.1",
         )
-        self.ledger.append(ACCESS_CHAIN, entry, partial(append_access, self.store))
+        self.ledger.append(ACCESS_CHAIN, entry, store_row or partial(append_access, self.store))
         return entry
 
     def verify_live(self) -> VerifyReport:
@@ -172,3 +185,52 @@ def test_requests_to_the_api_are_chained_by_the_serve_process_ledger(trail: Acce
         f"WHERE access_id = '{lineage.access_id}'"
     )
     assert found(trail.verify_live()) == {("edited", ACCESS_LOG, lineage.access_id)}
+
+
+def chained_not_stored(trail: AccessTrail) -> str:
+    """A request whose chain entry is written and whose row is not; the row's id."""
+    with pytest.raises(Stopped):
+        trail.request("/lineage/{subject_id:path}", store_row=stop)
+    entry = last_entry(trail.store, ACCESS_CHAIN)
+    assert entry is not None
+    assert found(trail.verify()) == {("deleted", ACCESS_LOG, entry.row_id)}
+    return entry.row_id
+
+
+def logged_ids(trail: AccessTrail) -> set[str]:
+    return {e.access_id for e in access_entries(trail.store, None, None, None, None, None, 100)}
+
+
+def test_a_row_chained_by_a_process_stopped_before_storing_it_is_stored_on_restart(
+    trail: AccessTrail,
+) -> None:
+    requested(trail)
+    lost = chained_not_stored(trail)
+    restarted = Ledger(trail.ledger.settings, trail.store, Published(trail.source))
+    assert restarted.committed() == {ACCESS_CHAIN: 5}  # loading the chains writes the row
+    assert lost in logged_ids(trail)
+    assert trail.verify().findings == []
+
+
+def test_a_row_whose_store_write_failed_is_stored_before_the_next_request(
+    trail: AccessTrail,
+) -> None:
+    requested(trail)
+    lost = chained_not_stored(trail)
+    after = trail.request()
+    assert {lost, after.access_id} <= logged_ids(trail)
+    assert trail.verify_live().findings == []
+
+
+def test_a_chain_table_made_before_rows_were_kept_with_entries_gets_the_column(
+    trail: AccessTrail,
+) -> None:
+    earlier = requested(trail)
+    trail.sql(f"ALTER TABLE {{db}}.{CHAIN.name} DROP COLUMN record")
+    restarted = Ledger(trail.ledger.settings, trail.store, Published(trail.source))
+    later = earlier[0].model_copy(update={"access_id": "later"})
+    restarted.append(ACCESS_CHAIN, later, partial(append_access, trail.store))
+    entry = last_entry(trail.store, ACCESS_CHAIN)
+    assert entry is not None and entry.record is not None
+    assert AccessEntry.model_validate_json(entry.record) == later
+    assert trail.verify().findings == []
