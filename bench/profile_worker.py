@@ -60,7 +60,10 @@ STAGES = [
     ("produce", "streams/app.py", "_publish"),
     ("produce", "aiokafka/producer", ""),
     ("changelog", "streams/app.py", "_persist"),
-    ("changelog", "streams/app.py", "changelog_value"),
+    ("changelog", "streams/entries.py", "changelog_value"),
+    ("changelog", "streams/entries.py", "keep"),
+    # Loading entries and indexing their deadlines, as when this was in streams/app.py.
+    ("worker bookkeeping", "streams/entries.py", ""),
     *(("commit", "faust/transport/consumer.py", name) for name in COMMITS),
     # What is left of the worker's own code: generation, deadline index, lag, rewinds.
     ("worker bookkeeping", "streams/app.py", ""),

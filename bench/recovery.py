@@ -6,13 +6,14 @@
 Starts Kafka on 127.0.0.1 and, as the yardstick's first half, a worker on an empty table: the
 time from its start to "Worker ready" and to its first committed offset (one probe event), and
 its RSS. Then fills the worker's state changelog with one entry per subject, in the format the
-worker writes (`streams.app.changelog_value`): each entry is a real history the judge made of a
-demo subject's first event (an account opened, a consent given...), copied under N distinct
-subject keys. The same-run yardstick's second half reads that changelog end to end with a bare
-aiokafka consumer. Then a fresh worker process recovers its table from it: time to "Worker
-ready" (Faust's recovery done), to its first committed offset (one probe event: its first batch
-also indexes every subject's deadlines), and its RSS (peak and after). With --profile, py-spy
-samples the worker from its start to its first commit and prints where that time went.
+worker writes (`streams.entries.changelog_value`): each entry is a real history the judge made
+of a demo subject's first event (an account opened, a consent given...), with its next
+deadline, copied under N distinct subject keys. The same-run yardstick's second half reads
+that changelog end to end with a bare aiokafka consumer. Then a fresh worker process recovers
+its table from it: time to "Worker ready" (Faust's recovery done), to its first committed
+offset (one probe event: its first batch also indexes every subject's deadlines, read off the
+entries), and its RSS (peak and after). With --profile, py-spy samples the worker from its
+start to its first commit and prints where that time went.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from privtrail.brokers.apache_kafka import free_port
 from privtrail.demo import default_start, demo_events
 from privtrail.processes import spawn, stop_process_group
 from privtrail.topics import ensure_topics
-from streams.app import changelog_value
+from streams.entries import changelog_value
 from streams.judging import Incoming, Judge
 from streams.rules.policy import load_policy_set
 
@@ -60,6 +61,8 @@ class WorkerRun:
     first_commit_seconds: float
     peak_rss: int
     rss_after: int
+    # CPU the worker used up to its first commit: what a busy machine's wait for a core leaves out.
+    cpu_seconds: float
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +113,11 @@ def _templates(settings: Settings) -> list[bytes]:
         for offset, (key, value) in enumerate(first.items())
     ]
     verdicts = judge.judge_batch(batch, lambda key: None)
-    return [changelog_value(0, history) for _, history in verdicts.histories.values()]
+    version = judge.policy.version
+    return [
+        changelog_value(0, history, version, judge.next_due(key))
+        for key, (_, history) in verdicts.histories.items()
+    ]
 
 
 async def _fill(settings: Settings, topic: str, templates: list[bytes], subjects: int) -> int:
@@ -151,11 +158,15 @@ async def _bare_read(settings: Settings, topic: str) -> tuple[float, int]:
         started, read = time.monotonic(), 0
         remaining = {tp for tp in tps if ends[tp] > 0}
         while remaining:
-            fetched = await consumer.getmany(*remaining, timeout_ms=1000)
+            # Every partition fetched each time: asking for fewer left aiokafka waiting.
+            fetched = await consumer.getmany(timeout_ms=1000)
             for tp, messages in fetched.items():
                 read += len(messages)
                 if messages[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
+            if not fetched:
+                # A partition whose last record is followed by a marker ends here too.
+                remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
         return time.monotonic() - started, read
     finally:
         await consumer.stop()
@@ -182,9 +193,10 @@ def _worker(settings: Settings, data_dir: Path, probe: int, profile: Path | None
             spy.send_signal(2)
             spy.wait(120)
         memory = _memory(status)
+        cpu = _cpu_seconds(Path(f"/proc/{worker.pid}/stat"))
     finally:
         stop_process_group(worker, 30)
-    return WorkerRun(ready, first_commit, memory["VmHWM"], memory["VmRSS"])
+    return WorkerRun(ready, first_commit, memory["VmHWM"], memory["VmRSS"], cpu)
 
 
 def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -229,12 +241,19 @@ def _memory(status: Path) -> dict[str, int]:
     return fields
 
 
+def _cpu_seconds(stat: Path) -> float:
+    """User plus system CPU time of the process so far (fields 14 and 15 of /proc/PID/stat)."""
+    fields = stat.read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _report(empty: WorkerRun, full: WorkerRun, subjects: int, read_seconds: float) -> None:
     mib = 1 << 20
     print(f"{'worker':<34} {'empty table':>12} {f'{subjects:,} subjects':>16}")
     rows = [
         ("start -> Worker ready, s", empty.ready_seconds, full.ready_seconds, ".1f"),
         ("start -> first commit, s", empty.first_commit_seconds, full.first_commit_seconds, ".1f"),
+        ("CPU time to the first commit, s", empty.cpu_seconds, full.cpu_seconds, ".1f"),
         ("peak RSS, MiB", empty.peak_rss / mib, full.peak_rss / mib, ",.0f"),
         ("RSS after the first commit, MiB", empty.rss_after / mib, full.rss_after / mib, ",.0f"),
     ]

@@ -17,14 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
-import orjson
 from faust.types import TP
 
 from config.settings import Settings
@@ -32,13 +29,13 @@ from events.fitting import audit_messages, fit_dead_letter, fit_record, message_
 from events.key_directory import KEY_TABLE
 from events.pseudonyms import SubjectKeys
 from streams.batching import SourceRoute
+from streams.entries import Entry, ParsedEntries, changelog_value, index_deadlines
 from streams.erasure import key_topic_configs
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.offsets import OffsetsClient
 from streams.positions import Arrival, Positions
 from streams.rules import PolicySet
-from streams.state import SubjectState
 from streams.transport import WorkerConsumer, WorkerTransport
 
 log = logging.getLogger(__name__)
@@ -390,11 +387,7 @@ class Pipeline:
         if owned == self._indexed:
             return
         self.judge.forget_partitions(set(range(self.settings.partitions)) - owned)
-        added = owned - (self._indexed or set())
-        for key in list(self.states.data):
-            entry = self._entry(key)
-            if entry is not None and entry.partition in added:
-                self.judge.track(key, entry.partition, entry.history)
+        index_deadlines(self.judge, self.states.data.items(), owned - (self._indexed or set()))
         self._indexed = owned
 
     def _now(self) -> datetime:
@@ -406,7 +399,7 @@ class Pipeline:
         entry = self._entry(key)
         return entry.history if entry else None
 
-    def _entry(self, key: str) -> _Entry | None:
+    def _entry(self, key: str) -> Entry | None:
         """A subject's table entry, parsed from its changelog JSON unless kept parsed."""
         raw = self.states.data.get(key)
         if raw is None:
@@ -453,11 +446,12 @@ class Pipeline:
 
     def _persist(self, verdicts: Verdicts) -> list[asyncio.Future[Any]]:
         sent: list[asyncio.Future[Any]] = []
+        version = self.judge.policy.version
         for key, (partition, history) in verdicts.histories.items():
             # The changelog partition follows the source partition, as Faust does per event.
-            value = changelog_value(partition, history)
+            value = changelog_value(partition, history, version, self.judge.next_due(key))
             self.states.data[key] = value
-            self._parsed.keep(key, value, _Entry(partition, history))
+            self._parsed.keep(key, value, Entry(partition, history))
             sent.append(self.states.send_changelog(partition, key, value, value_serializer="raw"))
         return sent
 
@@ -471,53 +465,6 @@ class Pipeline:
             )
             for lookup, (partition, key) in self.keys.take_pending().items()
         ]
-
-
-def changelog_value(partition: int, history: SubjectHistory) -> bytes:
-    """A subject's entry as the changelog carries it: the JSON a recovering worker's table
-    decodes back into a dict."""
-    return b'{"partition":%d,"history":%s}' % (partition, history.changelog_json())
-
-
-@dataclass
-class _Entry:
-    """A subject's state in the table, as this worker holds it in memory."""
-
-    partition: int
-    history: SubjectHistory
-
-
-class ParsedEntries:
-    """The table entries parsed lately, each with the changelog bytes it was parsed from: an
-    entry whose bytes the table no longer holds (recovered or replaced since) is parsed again."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._entries: OrderedDict[str, tuple[bytes, _Entry]] = OrderedDict()
-
-    def get(self, key: str, raw: bytes) -> _Entry:
-        kept = self._entries.get(key)
-        if kept is not None and kept[0] is raw:
-            self._entries.move_to_end(key)
-            return kept[1]
-        fields = orjson.loads(raw)
-        entry = _Entry(fields["partition"], _history(fields))
-        self.keep(key, raw, entry)
-        return entry
-
-    def keep(self, key: str, raw: bytes, entry: _Entry) -> None:
-        entries = self._entries
-        entries[key] = (raw, entry)
-        entries.move_to_end(key)
-        if len(entries) > self.size:
-            entries.popitem(last=False)
-
-
-def _history(entry: dict[str, Any]) -> SubjectHistory:
-    if "history" in entry:
-        return SubjectHistory.model_validate(entry["history"])
-    # Written before subjects kept a window: the state alone, nothing to re-judge.
-    return SubjectHistory.of_state(SubjectState.model_validate(entry["state"]))
 
 
 def _incoming(message: faust.types.Message) -> Incoming:

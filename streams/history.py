@@ -85,10 +85,10 @@ class Kept:
         return (self.time, self.id)
 
     def changelog_json(self) -> bytes:
-        """The JSON the history's `model_dump_json` gives for this event, encoded once."""
+        """The JSON the history's `changelog_json` holds for this event, encoded once."""
         encoded = self.encoded
         if encoded is None or encoded[0] != self.violated:
-            encoded = self.encoded = (self.violated, _KEPT.dump_json(self))
+            encoded = self.encoded = (self.violated, _KEPT.dump_json(self, exclude_defaults=True))
         return encoded[1]
 
     def parse(self, subject_id: str) -> PrivacyEvent:
@@ -205,19 +205,24 @@ class SubjectHistory(BaseModel):
         return cls(base=state.model_copy(deep=True), state=state, since=state.last_event_time)
 
     def changelog_json(self) -> bytes:
-        """`model_dump_json()` as bytes, each kept event's part encoded once and reused: the
-        window is most of the value, and it is written at every batch that touches the subject.
+        """`model_dump_json(exclude_defaults=True)` as bytes, each kept event's part encoded
+        once and reused: the window is most of the value, and it is written at every batch
+        that touches the subject. Fields left at their default are left out: a million
+        subjects' entries are held as these bytes, and most of a state's fields are unset.
         """
         base = self._base_json
         if base is None:
-            base = self._base_json = self.base.__pydantic_serializer__.to_json(self.base)
+            base = self._base_json = self.base.__pydantic_serializer__.to_json(
+                self.base, exclude_defaults=True
+            )
         serializer = self.__pydantic_serializer__
-        # The fields between `base` and the window, and those after the window (in the order
-        # they are declared).
-        middle = serializer.to_json(self, exclude=_NOT_MIDDLE)
-        tail = serializer.to_json(self, include=_AFTER_WINDOW)
+        # The fields between `base` and the window (`state` at least, it has no default), and
+        # those after the window (in the order they are declared).
+        middle = serializer.to_json(self, exclude=_NOT_MIDDLE, exclude_defaults=True)
+        tail = serializer.to_json(self, include=_AFTER_WINDOW, exclude_defaults=True)
         window = b",".join([kept.changelog_json() for kept in self.window])
-        return b'{"base":%s,%s,"window":[%s],%s' % (base, middle[1:-1], window, tail[1:])
+        after = b"," + tail[1:] if len(tail) > 2 else b"}"
+        return b'{"base":%s,%s,"window":[%s]%s' % (base, middle[1:-1], window, after)
 
     def changing_base(self) -> SubjectState:
         """`base`, to be changed in place (by an event older than the window)."""

@@ -160,6 +160,15 @@ class Judge:
         """Index a subject's next deadline (also after a rebalance or restart)."""
         self._index(key, partition, self._next_deadline(key, history))
 
+    def index_deadline(self, key: str, partition: int, deadline: datetime | None) -> None:
+        """Index a subject's next deadline as computed before (kept in its table entry)."""
+        self._index(key, partition, deadline)
+
+    def next_due(self, key: str) -> datetime | None:
+        """The subject's next deadline as indexed now: what `index_deadline` takes back."""
+        tracked = self._deadlines.get(key)
+        return tracked[0] if tracked else None
+
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
         self._deadlines = {k: v for k, v in self._deadlines.items() if v[1] not in gone}

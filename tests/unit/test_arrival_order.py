@@ -23,6 +23,7 @@ from config.settings import REPO_POLICIES
 from events.models import PrivacyEvent
 from events.outputs import Violation
 from events.tags import pseudonymise
+from streams.entries import changelog_value, index_deadlines, parse_entry
 from streams.history import SubjectHistory
 from streams.judging import Incoming, Judge, Verdicts
 from streams.rules import judge_history, load_policy_set
@@ -289,7 +290,7 @@ def _pseudonym(event: PrivacyEvent) -> str:
 def test_a_worker_recovering_its_histories_from_the_changelog_judges_on_the_same(
     conformance_history: list[PrivacyEvent],
 ) -> None:
-    """Half the late deliveries, then every history through its changelog JSON into a new
+    """Half the late deliveries, then every history through its changelog entry into a new
     judge (a restarted worker), then the rest: the same verdicts as in order."""
     rng = random.Random(99)
     arrival = delayed(conformance_history, rng)
@@ -298,16 +299,18 @@ def test_a_worker_recovering_its_histories_from_the_changelog_judges_on_the_same
     first = Run()
     for start in range(0, half, 25):
         first.feed(messages[start : min(start + 25, half)])
+    version = first.judge.policy.version
+    # As the worker writes its entries, and recovers them: deadlines read off each header.
+    entries = {
+        key: changelog_value(0, history, version, first.judge.next_due(key))
+        for key, history in first.table.items()
+    }
     restarted = Run(
-        table={
-            key: SubjectHistory.model_validate(json.loads(history.model_dump_json()))
-            for key, history in first.table.items()
-        },
+        table={key: parse_entry(raw).history for key, raw in entries.items()},
         violations=dict(first.violations),
         audit=dict(first.audit),
     )
-    for key, history in restarted.table.items():
-        restarted.judge.track(key, 0, history)
+    index_deadlines(restarted.judge, entries.items(), {0})
     for start in range(half, len(messages), 25):
         restarted.feed(messages[start : start + 25])
     restarted.finish(max(e.time for e in arrival))

@@ -12,7 +12,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from streams.app import ParsedEntries, changelog_value
+from streams.entries import ParsedEntries, changelog_value
 from streams.history import SubjectHistory
 from streams.recovery import apply_changelog
 from streams.state import SubjectState
@@ -123,17 +123,17 @@ def history(org: str) -> SubjectHistory:
 
 def test_an_entry_is_parsed_again_once_the_table_holds_other_bytes() -> None:
     parsed = ParsedEntries(size=10)
-    first = changelog_value(3, history("connectx"))
+    first = changelog_value(3, history("connectx"), "v1", None)
     assert parsed.get("s", first).history.state.org == "connectx"
     assert parsed.get("s", first) is parsed.get("s", first), "kept parsed"
-    recovered = changelog_value(3, history("linkxup"))  # what a recovery wrote since
+    recovered = changelog_value(3, history("linkxup"), "v1", None)  # what a recovery wrote since
     again = parsed.get("s", recovered)
     assert (again.partition, again.history.state.org) == (3, "linkxup")
 
 
 def test_only_the_entries_used_last_stay_parsed() -> None:
     parsed = ParsedEntries(size=2)
-    values = {key: changelog_value(0, history(key)) for key in ("a", "b", "c")}
+    values = {key: changelog_value(0, history(key), "v1", None) for key in ("a", "b", "c")}
     kept = {key: parsed.get(key, value) for key, value in values.items()}
     assert parsed.get("c", values["c"]) is kept["c"]
     assert parsed.get("a", values["a"]) is not kept["a"], "the oldest was dropped"
