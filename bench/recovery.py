@@ -49,6 +49,8 @@ SEED = 11
 APP_ID = "privtrail-recovery"
 READY_LINE = "Worker ready"
 READY_TIMEOUT = 900.0
+# Seconds without a message before the bare read gives up.
+BARE_READ_STALL = 60.0
 # Demo events read for the histories the subjects' entries are copied from.
 TEMPLATE_EVENTS = 20_000
 PROFILE_RATE = 100
@@ -88,7 +90,7 @@ def _run(args: argparse.Namespace, root: Path) -> None:
         started = time.monotonic()
         written = asyncio.run(_fill(settings, changelog, templates, args.subjects))
         fill_seconds = time.monotonic() - started
-        read_seconds, read = asyncio.run(_bare_read(settings, changelog))
+        read_seconds, read = asyncio.run(_bare_read(settings, changelog, args.subjects))
         profile = root / "py-spy.txt" if args.profile else None
         full = _worker(settings, root / "full", probe=1, profile=profile)
     finally:
@@ -146,27 +148,26 @@ async def _fill(settings: Settings, topic: str, templates: list[bytes], subjects
     return written
 
 
-async def _bare_read(settings: Settings, topic: str) -> tuple[float, int]:
-    """Seconds to read `topic` from its start to its end offsets, and the messages read."""
+async def _bare_read(settings: Settings, topic: str, expected: int) -> tuple[float, int]:
+    """Seconds to read the `expected` messages of `topic` (one per subject, none compacted
+    away: each key was written once) from its start, and the messages read."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
         started, read = time.monotonic(), 0
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            # Every partition fetched each time: asking for fewer left aiokafka waiting.
+        last_progress = started
+        while read < expected:
             fetched = await consumer.getmany(timeout_ms=1000)
-            for tp, messages in fetched.items():
-                read += len(messages)
-                if messages[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-            if not fetched:
-                # A partition whose last record is followed by a marker ends here too.
-                remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+            got = sum(len(messages) for messages in fetched.values())
+            read += got
+            now = time.monotonic()
+            if got:
+                last_progress = now
+            elif now - last_progress > BARE_READ_STALL:
+                raise SystemExit(f"bare read stalled at {read:,} of {expected:,} messages")
         return time.monotonic() - started, read
     finally:
         await consumer.stop()
