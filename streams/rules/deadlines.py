@@ -84,17 +84,10 @@ class DeadlineClock:
         return missed
 
     def next_due(self, state: SubjectState, rule_id: str) -> datetime | None:
-        """The earliest pending deadline not yet reported (runs after most state changes)."""
-        earliest = None
-        for anchor in self._anchors(state):
-            due_at = self._due(anchor)
-            if (
-                (earliest is None or due_at < earliest)
-                and not self._satisfied(anchor.at, state)
-                and not state.has_fired(rule_id, due_at)
-            ):
-                earliest = due_at
-        return earliest
+        """The earliest pending deadline not yet reported (runs after the events in
+        `moved_by` only)."""
+        due = (p.due_at for p in self.pending(state) if not state.has_fired(rule_id, p.due_at))
+        return min(due, default=None)
 
     def missed_phrase(self) -> str:
         return " and ".join(_UNLESS_PHRASES[u] for u in self.spec.unless) or "nothing to stop it"

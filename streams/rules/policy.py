@@ -153,12 +153,8 @@ class YamlPolicySet(PolicySet):
         return sorted(findings, key=lambda f: f.deadline or now) if findings else findings
 
     def next_deadline(self, state: SubjectState) -> datetime | None:
-        earliest = None
-        for rule in self._org(state.org).deadlines:
-            due = rule.next_due(state)
-            if due is not None and (earliest is None or due < earliest):
-                earliest = due
-        return earliest
+        due = (rule.next_due(state) for rule in self._org(state.org).deadlines)
+        return min((d for d in due if d is not None), default=None)
 
     def moves_deadlines(self, event: PrivacyEvent) -> bool:
         return event.type in self._org(event.data.org).deadline_inputs
