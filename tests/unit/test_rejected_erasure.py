@@ -17,6 +17,7 @@ from sinks.clickhouse.expiry import erase_raw_bytes, expire_raw_bytes
 from sinks.clickhouse.store import Store
 from sinks.erasure import RejectedShredder, subject_lookup
 from tests.unit.chdb_store import store_dsn
+from tests.unit.test_raw_expiry import rejected as expiring
 
 MASTER = b"test-pseudonym-key"
 ORG = "xpertaize"
@@ -56,17 +57,14 @@ class Known:
 
 
 def rejected(offset: int, subject_id: str) -> Rejected:
-    return Rejected(
-        rejection_id=Rejected.make_id("privacy.events", 0, offset),
-        received_at=RECEIVED,
-        source_topic="privacy.events",
-        source_partition=0,
-        source_offset=offset,
-        field="data.data_use",
-        reason="unknown data use",
-        raw=event_bytes(subject_id, data_use="no-such-use"),
-        key=subject_id.encode(),
-    )
+    """An input naming the subject, rejected for its data use."""
+    update = {
+        "raw": event_bytes(subject_id, data_use="no-such-use"),
+        "key": subject_id.encode(),
+        "field": "data.data_use",
+        "reason": "unknown data use",
+    }
+    return expiring(offset, RECEIVED).model_copy(update=update)
 
 
 def stored(store: Store) -> dict[int, tuple[bytes, bytes | None, str]]:
