@@ -5,7 +5,8 @@ when its bytes tell one: an HMAC under the deployment's key, never the id itself
 process follows the worker's key topic (events/key_directory.py); once a subject is erased
 there, the raw bytes and key of its rejected inputs are blanked, and their lookup id with them,
 whether they were stored before the erasure (a mutation, at once or when the store starts again)
-or arrive after it (blanked before they are written). What stays is the evidence: that an input
+or arrive after it (blanked before they are written). Rows of a store older than the lookup
+id are given theirs when the store starts. What stays is the evidence: that an input
 was rejected, when, where from, and why (reasons name fields, never their values).
 """
 
@@ -22,7 +23,7 @@ import orjson
 from events.limits import MAX_EVENT_BYTES
 from events.pseudonyms import lookup_id
 from sinks import Rejected
-from sinks.clickhouse.expiry import erase_raw_bytes
+from sinks.clickhouse.expiry import erase_raw_bytes, mark_subjects, unmarked_raw_bytes
 from sinks.clickhouse.store import Store
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class RejectedShredder:
         self._erasures = erasures
         # Erasures learnt but not yet applied to the stored rows (kept while the store fails).
         self._pending: set[str] = set()
+        self._marked = False
 
     def write(self, rows: Sequence[Rejected]) -> None:
         lookups = [subject_lookup(self._master, row.raw, row.key) for row in rows]
@@ -120,7 +122,10 @@ class RejectedShredder:
 
     def apply_erasures(self) -> int:
         """Blank the stored rejected inputs of subjects erased since the last call; how many
-        subjects had any."""
+        subjects had any. The first call gives the older rows their lookup ids first."""
+        if not self._marked:
+            self.mark_stored()
+            self._marked = True
         if self._erasures is not None:
             self._pending |= self._erasures.take_erased()
         if not self._pending:
@@ -128,3 +133,16 @@ class RejectedShredder:
         found = erase_raw_bytes(self._store, sorted(self._pending))
         self._pending.clear()
         return found
+
+    def mark_stored(self) -> int:
+        """Give the stored rejected inputs without a lookup id the one their bytes tell (rows
+        of a store older than the column); returns how many were given one."""
+        rows = unmarked_raw_bytes(self._store)
+        lookups = {
+            row["rejection_id"]: lookup
+            for row in rows
+            if (lookup := subject_lookup(self._master, row["raw"], row["key"]))
+        }
+        if lookups:
+            mark_subjects(self._store, lookups)
+        return len(lookups)

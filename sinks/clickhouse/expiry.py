@@ -9,8 +9,11 @@ those bytes apart from the row (sinks/integrity/canonical.py), so the row still 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
+
+import orjson
 
 from sinks.clickhouse.schema import REJECTED_EVENTS
 from sinks.clickhouse.store import Store
@@ -64,3 +67,33 @@ def erase_raw_bytes(store: Store, lookups: Sequence[str]) -> int:
             f"WHERE subject_lookup IN ({matched}) SETTINGS mutations_sync = 1"
         )
     return found
+
+
+def unmarked_raw_bytes(store: Store) -> list[dict[str, Any]]:
+    """Rejected inputs with raw bytes or a key but no lookup id: stored before the column was,
+    or naming no subject that could be read."""
+    return store.query_rows(
+        f"SELECT rejection_id, raw, key FROM {store.database}.{REJECTED_EVENTS.name} "
+        "WHERE subject_lookup = '' AND (raw != '' OR key IS NOT NULL)",
+        {},
+        dict.fromkeys(REJECTED_EVENTS.bytes_columns, "bytes"),
+    )
+
+
+def mark_subjects(store: Store, lookups: Mapping[str, str]) -> None:
+    """Set the lookup ids of these rejected inputs (rejection id -> lookup id)."""
+    table = f"{store.database}.{REJECTED_EVENTS.name}"
+    marked = sorted(lookups.items())
+    for start in range(0, len(marked), _LOOKUPS_PER_STATEMENT):
+        chunk = marked[start : start + _LOOKUPS_PER_STATEMENT]
+        ids, values = _strings([id_ for id_, _ in chunk]), _strings([v for _, v in chunk])
+        store.command(
+            f"ALTER TABLE {table} UPDATE subject_lookup = "
+            f"transform(rejection_id, {ids}, {values}, subject_lookup) "
+            f"WHERE has({ids}, rejection_id) SETTINGS mutations_sync = 1"
+        )
+
+
+def _strings(values: list[str]) -> str:
+    # Hex-encoded JSON: no value (a rejection id holds a topic name from a header) breaks out.
+    return f"JSONExtract(unhex('{orjson.dumps(values).hex()}'), 'Array(String)')"

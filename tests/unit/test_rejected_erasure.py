@@ -171,6 +171,24 @@ def test_a_store_that_starts_again_blanks_what_was_stored_before_it_learnt_the_e
     store.close()
 
 
+def test_rows_of_an_older_store_are_given_their_lookup_ids_and_blanked() -> None:
+    store = Store.open(store_dsn())
+    # Written without lookup ids, as before the column; a rejection id names a topic as sent.
+    odd = rejected(3, ERASED).model_copy(update={"rejection_id": "it's-0-3"})
+    store.write_rejected([rejected(1, ERASED), rejected(2, KEPT), odd])
+    store.write_rejected([expiring(4, RECEIVED).model_copy(update={"key": None})])
+
+    shredder = RejectedShredder(MASTER, store, Known(ERASED))
+    assert shredder.apply_erasures() == 1
+
+    rows = stored(store)
+    assert rows[1] == rows[3] == (b"", None, "")
+    assert rows[2][2] == lookup(KEPT)
+    assert rows[4][2] == ""  # names no org: nothing to look up
+    assert shredder.mark_stored() == 0
+    store.close()
+
+
 def test_only_lookup_ids_reach_the_blanking_statement() -> None:
     store = Store.open(store_dsn())
     with pytest.raises(ValueError, match="not a subject lookup id"):
