@@ -117,7 +117,7 @@ class RejectedShredder:
         kept = [lookup not in erased for lookup in lookups]
         self._store.write_rejected(
             [row if keep else blanked(row) for row, keep in zip(rows, kept, strict=True)],
-            [lookup or "" if keep else "" for lookup, keep in zip(lookups, kept, strict=True)],
+            [(lookup or "") if keep else "" for lookup, keep in zip(lookups, kept, strict=True)],
         )
 
     def apply_erasures(self) -> int:
