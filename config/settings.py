@@ -168,7 +168,8 @@ class Settings(BaseSettings):
     clickhouse_ca_cert: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Erasure (README: Erasure by crypto-shredding). The raw bytes of rejected inputs hold
-    # subject ids: the store drops them this long after they were received.
+    # subject ids: the store drops them this long after they were received (an erased
+    # subject's at once, sinks/erasure.py).
     rejected_raw_ttl: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
     # A shredded subject key stays in the key topic's log until compaction cleans it out,
     # which it does within this long.

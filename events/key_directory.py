@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -71,6 +71,10 @@ class KeyFollower:
         self._security = dict(security)
         self._ready_wait = ready_wait
         self._entries: dict[bytes, bytes | None] = {}
+        # Lookup id -> the day of its last erasure, and the lookup ids whose erasure is new
+        # since `take_erased` last answered (the erasures read from the start, at first).
+        self._erasures: dict[str, datetime] = {}
+        self._newly_erased: set[str] = set()
         self._lock = threading.Lock()
         self._caught_up = threading.Event()
         self._stopping = threading.Event()
@@ -94,6 +98,17 @@ class KeyFollower:
 
     def unkeyed(self, master: bytes, org: str, subject_id: str) -> str | None:
         return None  # never judged: nothing is stored for it, and nothing is logged about it
+
+    def erased(self, lookups: Iterable[str]) -> set[str]:
+        """Those of `lookups` whose subject was erased, as far as the topic was read."""
+        with self._lock:
+            return {lookup for lookup in lookups if lookup in self._erasures}
+
+    def take_erased(self) -> set[str]:
+        """The lookup ids erased since the last call: every erased one, on the first."""
+        with self._lock:
+            taken, self._newly_erased = self._newly_erased, set()
+        return taken
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -120,11 +135,31 @@ class KeyFollower:
         while not self._stopping.is_set():
             for records in consumer.poll(timeout_ms=POLL_MS).values():
                 with self._lock:
-                    self._entries.update((record.key, record.value) for record in records)
+                    for record in records:
+                        self._entries[record.key] = record.value
+                        self._note_erasure(record.key, record.value)
             if not self._caught_up.is_set() and all(
                 consumer.position(tp) >= ends[tp] for tp in tps
             ):
                 self._caught_up.set()
+
+    def _note_erasure(self, key: bytes, value: bytes | None) -> None:
+        """Remember an entry's erasure; the caller holds the lock."""
+        # Entries are written without their defaults: most hold no erasure and are not parsed.
+        if value is None or b'"erased_at"' not in value:
+            return
+        try:
+            entry = parse_key(json.loads(value))
+        except ValueError:
+            # Not the worker's: its text is not logged, as a subject key it would hold a secret.
+            log.warning("skipped an entry of %s that is not a subject key", self._topic)
+            return
+        if entry is None or entry.erased_at is None:
+            return
+        lookup = json.loads(key)
+        if self._erasures.get(lookup) != entry.erased_at:
+            self._erasures[lookup] = entry.erased_at
+            self._newly_erased.add(lookup)
 
     def _assign(self, consumer: KafkaConsumer) -> list[TopicPartition]:
         """The topic's partitions, read from the start; none until the worker made the topic."""

@@ -61,12 +61,12 @@ def serve(settings: Settings) -> None:
         raise
     expire_raw_bytes(store, settings.rejected_raw_ttl)
     ledger = Ledger(settings, store) if settings.integrity_chain else None
-    ingestor = Ingestor(settings, store, ledger=ledger)
+    keys = key_follower(settings)
+    ingestor = Ingestor(settings, store, ledger=ledger, erasures=keys)
     worker = WorkerWatch(settings)
     alerts = create_alert_sink(settings)
     if alerts is not None:
         ingestor.listeners.append(alerts.send)
-    keys = key_follower(settings)
     app = create_app(settings, store, ingestor, worker, keys)
     app.state.ledger = ledger  # chains the access log (privtrail/auth.py)
     config = uvicorn.Config(
@@ -96,7 +96,8 @@ def serve(settings: Settings) -> None:
 
 
 def key_follower(settings: Settings) -> KeyFollower:
-    """Where lineage queries find the subjects' keys: the worker's key topic."""
+    """Where lineage queries find the subjects' keys, and the ingest loop the erasures: the
+    worker's key topic."""
     return KeyFollower(
         settings.bootstrap,
         settings.app_id,

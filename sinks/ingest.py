@@ -40,6 +40,7 @@ from events.outputs import (
 from sinks import Rejected
 from sinks.clickhouse.audit_columns import audit_columns, records_columns
 from sinks.clickhouse.store import Store
+from sinks.erasure import Erasures, RejectedShredder
 from sinks.integrity.ledger import Ledger
 from sinks.progress import Progress
 
@@ -154,11 +155,15 @@ class Ingestor:
         store: Store,
         consumer_factory: ConsumerFactory | None = None,
         ledger: Ledger | None = None,
+        erasures: Erasures | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         # Chains every stored row and signs checkpoints (sinks/integrity/); None: off.
         self.ledger = ledger
+        # Blanks the raw bytes of erased subjects' rejected inputs; None erasures: none known.
+        master = settings.pseudonym_key.get_secret_value().encode()
+        self._shredder = RejectedShredder(master, store, erasures)
         # Called with each batch of violations once it is stored (e.g. an alert sink's send).
         self.listeners: list[ViolationListener] = []
         self._consumer_factory = consumer_factory or (lambda: kafka_consumer(settings))
@@ -246,6 +251,7 @@ class Ingestor:
 
     def _step(self, consumer: Consumer) -> None:
         self._sign_checkpoint()
+        self._apply_erasures()
         if self._buffer.rows and self._flush_due():
             if not self._flush(consumer):
                 self._stopping.wait(MAX_BACKOFF_SECONDS)
@@ -294,6 +300,12 @@ class Ingestor:
         except Exception as error:
             self._note_error(f"signing an integrity checkpoint failed, will retry: {error}")
 
+    def _apply_erasures(self) -> None:
+        try:
+            self._shredder.apply_erasures()
+        except Exception as error:
+            self._note_error(f"blanking erased subjects' rejected inputs failed: {error}")
+
     def _flush(self, consumer: Consumer) -> bool:
         """Write every buffered row, then commit; False (buffer kept) if the store failed."""
         buffer = self._buffer
@@ -309,7 +321,7 @@ class Ingestor:
             # Kept until the whole flush succeeds, so a retry after a partial failure still
             # hands them to the listeners.
             self._stored_violations.extend(violations)
-            self._write("rejected_events", buffer.rejected, self.store.write_rejected)
+            self._write("rejected_events", buffer.rejected, self._shredder.write)
         except Exception as error:
             self._note_error(f"writing to the store failed, will retry: {error}")
             return False

@@ -135,6 +135,7 @@ class Pipeline:
         self._last_batch = time.monotonic()
         self._judging = False
         self.offsets = OffsetsClient(settings.bootstrap, settings.app_id, settings.kafka_security)
+        app.on_before_shutdown.connect(self._close_offsets)
         consumer = cast(WorkerConsumer, app.consumer)
         consumer.deliver_every_message(self.source.get_topic_name())
         self.route = SourceRoute(app, self.source.get_topic_name())
@@ -150,6 +151,10 @@ class Pipeline:
         app.timer(DEADLINE_TICK_SECONDS, name="privtrail.deadlines")(self._deadline_tick)
         app.timer(POSITIONS_TICK_SECONDS, name="privtrail.positions")(self._watch_positions)
         app.timer(RETIRING_TICK_SECONDS, name="privtrail.retiring")(self._retiring_tick)
+
+    async def _close_offsets(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """On the app's stop, after its consumer's: nothing asks about offsets any more."""
+        await self.offsets.close()
 
     def _raw_topic(self, name: str) -> faust.TopicT:
         return self.app.topic(

@@ -59,6 +59,16 @@ class OffsetsClient:
             if meta.offset >= 0
         }
 
+    async def close(self) -> None:
+        """Stop the clients started so far; the next question starts them again."""
+        consumers, self._client, self._prober = (self._client, self._prober), None, None
+        admin, self._admin = self._admin, None
+        for consumer in consumers:
+            if consumer is not None:
+                await consumer.stop()
+        if admin is not None:
+            await admin.close()
+
     async def _started_admin(self) -> AIOKafkaAdminClient:
         if self._admin is None:
             admin = AIOKafkaAdminClient(

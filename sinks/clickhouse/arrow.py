@@ -61,7 +61,7 @@ def arrow_schema(table: Table) -> pa.Schema:
 
 
 def arrow_rows(
-    table: Table, rows: Sequence[BaseModel], bookkeeping: Sequence[Sequence[int]]
+    table: Table, rows: Sequence[BaseModel], bookkeeping: Sequence[Sequence[int | str]]
 ) -> pa.Table:
     """`rows` and their bookkeeping columns as one Arrow table.
 

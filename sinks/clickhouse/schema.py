@@ -194,7 +194,12 @@ REJECTED_EVENTS = Table(
         ("key", "Nullable(String)"),
     ),
     order_by=("rejection_id",),
-    bookkeeping=(("counted", "UInt8 DEFAULT 0"),),
+    bookkeeping=(
+        ("counted", "UInt8 DEFAULT 0"),
+        # The lookup id of the subject the input names, '' when none or erased (sinks/erasure.py).
+        # Outside the chained row: erasing a subject empties it.
+        ("subject_lookup", "String DEFAULT ''"),
+    ),
     bytes_columns=frozenset({"raw", "key"}),
 )
 

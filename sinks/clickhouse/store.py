@@ -230,7 +230,11 @@ class Store:
             deltas = open_deltas(violations, self._violation_states(violations))
             self._insert(VIOLATIONS, violations, [deltas])
 
-    def write_rejected(self, rejected: Sequence[Rejected]) -> None:
+    def write_rejected(
+        self, rejected: Sequence[Rejected], subject_lookups: Sequence[str] | None = None
+    ) -> None:
+        """Insert rejected inputs, with the lookup ids of the subjects they name ('' for none;
+        sinks/erasure.py)."""
         if not rejected:
             return
         with self._lock:
@@ -241,7 +245,8 @@ class Store:
                 {},
             )
             counted = first_copies(ids, {row[0] for row in stored})
-            self._insert(REJECTED_EVENTS, rejected, [counted])
+            lookups = list(subject_lookups or [""] * len(rejected))
+            self._insert(REJECTED_EVENTS, rejected, [counted, lookups])
 
     def violations(
         self,
@@ -488,7 +493,7 @@ class Store:
         }
 
     def _insert(
-        self, table: Table, rows: Sequence[BaseModel], bookkeeping: list[list[int]]
+        self, table: Table, rows: Sequence[BaseModel], bookkeeping: Sequence[Sequence[int | str]]
     ) -> None:
         """Insert `rows` with their bookkeeping columns; the caller holds the lock."""
         data = arrow_rows(table, rows, bookkeeping)

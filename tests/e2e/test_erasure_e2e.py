@@ -1,7 +1,8 @@
 """Erasure by crypto-shredding end to end: a subject with history on the real broker, worker and
 chDB store asks for erasure; once it is fulfilled, lineage (API and CLI) says erased, and
-nothing in the store, the worker's state changelog or the logs links to the subject's id, while
-the evidence stays and `privtrail verify` still passes."""
+nothing in the store (the raw bytes of its rejected inputs included, well within their TTL), the
+worker's state changelog or the logs links to the subject's id, while the evidence stays and
+`privtrail verify` still passes."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from kafka import KafkaConsumer, TopicPartition
 from config.settings import Settings
 from events.emitter import Emitter
 from events.key_directory import key_topic
-from events.pseudonyms import SubjectKey
+from events.pseudonyms import SubjectKey, lookup_id
 from events.tags import pseudonymise
 from privtrail.brokers import EmbeddedBroker
 from privtrail.topics import ensure_topics
@@ -32,6 +33,8 @@ pytestmark = pytest.mark.e2e
 
 ERASED = "erase-subject-7731"
 KEPT = "keep-subject-1902"
+# Erased while the store is down.
+LATER = "later-subject-5520"
 ORG = "linkxup"
 START = datetime.now(UTC) - timedelta(days=3)
 FULFILLED = START + timedelta(days=1)
@@ -59,6 +62,11 @@ def history(subject: str, tag: str) -> list[bytes]:
             right="erasure",
         ),
     ]
+
+
+def bad_field(event_id: str, subject: str, hours: float) -> bytes:
+    """A valid-looking access of the subject's data, rejected for a field not in the contract."""
+    return event(event_id, "privacy.data.accessed", subject, hours, **ACCESS, purpose="none")
 
 
 def send(settings: Settings, messages: list[tuple[str, bytes]]) -> None:
@@ -142,10 +150,14 @@ def stored_under(settings: Settings, pseudonym: str) -> dict[str, int]:
 def test_an_erased_subject_can_no_longer_be_linked_and_the_trail_still_verifies(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    settings = unstarted_pipeline_settings(broker, tmp_path, rejected_raw_ttl=timedelta(seconds=1))
+    # The raw bytes' TTL (30 days) is far off: only the erasure can blank them.
+    settings = unstarted_pipeline_settings(broker, tmp_path)
     ensure_topics(settings)
+    master = settings.pseudonym_key.get_secret_value().encode()
     # The id the pseudonyms were before per-subject keys: it must not be stored either.
-    deployment_keyed = pseudonymise(settings.pseudonym_key.get_secret_value().encode(), ORG, ERASED)
+    deployment_keyed = pseudonymise(master, ORG, ERASED)
+    # Where the subject's key is kept: the store keeps it by its rejected inputs until erasure.
+    lookup = lookup_id(master, ORG, ERASED)
     malformed = json.dumps({"id": "bad-1", "data": {"org": ORG, "subject": {"id": ERASED}}})
 
     with serving(settings) as pipeline:
@@ -154,7 +166,10 @@ def test_an_erased_subject_can_no_longer_be_linked_and_the_trail_still_verifies(
                 settings,
                 [(ERASED, m) for m in history(ERASED, "e")]
                 + [(KEPT, m) for m in history(KEPT, "k")]
-                + [(ERASED, malformed.encode())],
+                + [(ERASED, malformed.encode()), (ERASED, bad_field("e-bad", ERASED, 4))]
+                + [(KEPT, bad_field("k-bad", KEPT, 4))]
+                + [(LATER, event("l-access", "privacy.data.accessed", LATER, 1, **ACCESS))]
+                + [(LATER, bad_field("l-bad", LATER, 2))],
             )
             before = wait_lineage(
                 pipeline,
@@ -164,18 +179,17 @@ def test_an_erased_subject_can_no_longer_be_linked_and_the_trail_still_verifies(
             kept = wait_lineage(pipeline, KEPT, lambda answer: events_in(answer) == 2)
             assert before.subject_pseudonym not in (None, deployment_keyed)
             assert {v.rule_id for v in before.summary.violations} == {"LX-ADNET-001"}
-            pipeline.wait_for(lambda: pipeline.api.stats().rejected_events, "the malformed input")
+            pipeline.wait_for(lambda: rejected_sizes(pipeline, 4), "the rejected inputs")
 
-            fulfil = raw_event(
-                "e-done",
-                "privacy.request.fulfilled",
-                ERASED,
-                FULFILLED,
-                request_id="r-1",
-                right="erasure",
-            )
-            send(settings, [(ERASED, json.dumps(fulfil).encode())])
+            send(settings, [(ERASED, fulfilment("e-done", ERASED))])
             after = wait_lineage(pipeline, ERASED, lambda answer: answer.subject_pseudonym is None)
+            # The store learns of the erasure from the key topic, and blanks the raw bytes of
+            # the subject's rejected inputs: their rows stay.
+            sizes = pipeline.wait_for(
+                lambda: blanked(rejected_sizes(pipeline, 4), "bad-1", "e-bad"),
+                "the erased subject's rejected inputs to be blanked",
+            )
+            assert sizes["k-bad"] > 0 and sizes["l-bad"] > 0
 
         assert after.erased_at == datetime.combine(FULFILLED.date(), datetime.min.time(), UTC)
         assert after.edges == [] and after.summary.violations == []
@@ -187,9 +201,17 @@ def test_an_erased_subject_can_no_longer_be_linked_and_the_trail_still_verifies(
         with pipeline.worker("worker-2"):
             send(
                 settings,
-                [(KEPT, event("k-later", "privacy.data.accessed", KEPT, 30, **ACCESS))],
+                [
+                    (KEPT, event("k-later", "privacy.data.accessed", KEPT, 30, **ACCESS)),
+                    # Naming a subject erased already: stored blanked.
+                    (ERASED, bad_field("e-bad-late", ERASED, 30)),
+                ],
             )
             again = wait_lineage(pipeline, KEPT, lambda answer: events_in(answer) == 3)
+            pipeline.wait_for(
+                lambda: blanked(rejected_sizes(pipeline, 5), "bad-1", "e-bad", "e-bad-late"),
+                "the rejected input of the erased subject to be stored blanked",
+            )
             # The old secret was kept while the fulfilment could be judged again; once its
             # offset is committed, a worker (this one, after a restart) shreds it.
             shredded = pipeline.wait_for(
@@ -200,13 +222,23 @@ def test_an_erased_subject_can_no_longer_be_linked_and_the_trail_still_verifies(
         assert again.subject_pseudonym == kept.subject_pseudonym
         assert shredded == SubjectKey(erased_at=after.erased_at)
 
+    erase_while_the_store_is_down(pipeline)
+    with serving(settings) as pipeline:
+        # The key topic, read from its start, tells the store of that erasure too.
+        pipeline.wait_for(
+            lambda: blanked(rejected_sizes(pipeline, 5), "bad-1", "e-bad", "e-bad-late", "l-bad"),
+            "the rejected input of the subject erased meanwhile to be blanked",
+        )
         checked = cli(settings, "verify", "--json")
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
     # The evidence stays, under a pseudonym nothing links to the id any more.
     assert before.subject_pseudonym is not None
     assert stored_under(settings, before.subject_pseudonym) == {"events": 4, "violations": 1}
-    assert store_hits(settings, [ERASED, deployment_keyed]) == []
+    later_lookup = lookup_id(master, ORG, LATER)
+    assert store_hits(settings, [ERASED, deployment_keyed, lookup, LATER, later_lookup]) == []
+    # The kept subject's rejected input keeps its bytes (until their TTL).
+    assert sorted(store_hits(settings, [KEPT])) == ["rejected_events.key", "rejected_events.raw"]
     for topic in (f"{settings.app_id}-subject-state-changelog", key_topic(settings.app_id)):
         records = topic_bytes(settings, topic)
         assert records, topic
@@ -214,6 +246,46 @@ def test_an_erased_subject_can_no_longer_be_linked_and_the_trail_still_verifies(
     for log in sorted(settings.data_dir.glob("*.log")):
         text = log.read_text(errors="replace")
         assert ERASED not in text and deployment_keyed not in text, log.name
+        assert LATER not in text, log.name
+
+
+def fulfilment(event_id: str, subject: str) -> bytes:
+    """The fulfilment of the subject's erasure request."""
+    fulfilled = raw_event(
+        event_id, "privacy.request.fulfilled", subject, FULFILLED, request_id="r-1", right="erasure"
+    )
+    return json.dumps(fulfilled).encode()
+
+
+def erase_while_the_store_is_down(stopped: Pipeline) -> None:
+    """A worker alone judges LATER's erasure, until it is in the key topic."""
+    settings = stopped.settings
+    alone = Pipeline(settings, stopped.api)
+    with alone.worker("worker-3"):
+        send(settings, [(LATER, fulfilment("l-done", LATER))])
+        alone.wait_for(
+            lambda: (key := newest_key(settings, ORG, LATER)) and key.erased_at,
+            f"the erasure of {LATER} in the key topic",
+            timeout=120,
+        )
+
+
+def rejected_sizes(pipeline: Pipeline, count: int) -> dict[str, int] | None:
+    """Size of the stored raw bytes by rejection, by the event id they had (or the row's id,
+    once blanked); None until `count` rejected inputs are stored."""
+    rows = pipeline.api.rejected()
+    if len(rows) < count:
+        return None
+    return {row.event_id or row.rejection_id: row.size_bytes for row in rows}
+
+
+def blanked(sizes: dict[str, int] | None, *event_ids: str) -> dict[str, int] | None:
+    """`sizes` once these rejected inputs are blanked: none is found by its event id any more
+    (it went with the bytes), and as many rows as them hold no bytes."""
+    if sizes is None or any(event_id in sizes for event_id in event_ids):
+        return None
+    assert list(sizes.values()).count(0) == len(event_ids), sizes
+    return sizes
 
 
 def settled_key(settings: Settings) -> SubjectKey | None:

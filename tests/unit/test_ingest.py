@@ -262,10 +262,10 @@ def test_violations_written_before_a_failed_write_still_reach_the_listeners(
     write = store.write_rejected
     failures = [RuntimeError("store is down")]
 
-    def flaky(rejected: Sequence[Rejected]) -> None:
+    def flaky(rejected: Sequence[Rejected], subject_lookups: Sequence[str] | None = None) -> None:
         if failures:
             raise failures.pop()
-        write(rejected)
+        write(rejected, subject_lookups)
 
     monkeypatch.setattr(store, "write_rejected", flaky)
     received: list[list[str]] = []
