@@ -28,10 +28,11 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from figures import add_json_option, write_figures
 from kafka import KafkaAdminClient
 from profile_worker import BROKER_START_TIMEOUT, PY_SPY, _committed, _settings, in_temporary_dir
 
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subjects", type=int, default=1_000_000)
     parser.add_argument("--profile", action="store_true", help="py-spy the recovering worker")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     in_temporary_dir("privtrail-recovery-", args.keep, lambda root: _run(args, root))
     return 0
@@ -100,6 +102,16 @@ def _run(args: argparse.Namespace, root: Path) -> None:
     print(f"  written in {fill_seconds:.1f} s; {len(templates)} distinct histories")
     print(f"bare aiokafka read of the changelog: {read:,} messages in {read_seconds:.1f} s")
     _report(empty, full, args.subjects, read_seconds)
+    write_figures(
+        args.json,
+        {
+            "subjects": args.subjects,
+            "bare_read_seconds": read_seconds,
+            "recovery_seconds": full.first_commit_seconds - empty.first_commit_seconds,
+            "empty": asdict(empty),
+            "full": asdict(full),
+        },
+    )
     if profile is not None:
         _print_profile(profile)
 
