@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from figures import add_json_option, write_figures
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     in_temporary_dir("privtrail-profile-", args.keep, lambda root: _run(args, root))
     return 0
@@ -133,13 +135,9 @@ async def _preproduce(settings: Settings, count: int) -> None:
 def _profile_worker(
     settings: Settings, args: argparse.Namespace, root: Path
 ) -> tuple[int, float, tuple[Counter[str], Counter[str]]]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **settings.as_env()}
-    worker = spawn([sys.executable, "-m", "privtrail", "worker"], root / "worker.log", env)
     out = root / "py-spy.txt"
-    try:
-        start = _wait_for_commits(settings, lambda done: done > 0)
-        started = time.monotonic()
+
+    def attach(pid: int) -> Callable[[], None]:
         spy = subprocess.Popen(
             [
                 str(PY_SPY),
@@ -149,7 +147,7 @@ def _profile_worker(
                 "--rate",
                 str(args.rate),
                 "--pid",
-                str(worker.pid),
+                str(pid),
                 "--output",
                 str(out),
                 "--nonblocking",
@@ -158,13 +156,40 @@ def _profile_worker(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        end = _wait_for_commits(settings, lambda done: done >= args.events)
+
+        def detach() -> None:
+            spy.send_signal(2)
+            spy.wait(60)
+
+        return detach
+
+    judged, seconds = catch_up(settings, args.events, root / "worker.log", attach)
+    return judged, seconds, _stages(out)
+
+
+def catch_up(
+    settings: Settings,
+    backlog: int,
+    log: Path,
+    attach: Callable[[int], Callable[[], None]] | None = None,
+) -> tuple[int, float]:
+    """Start a worker on a topic holding `backlog` events; the events it committed from its
+    first commit to its last, and the seconds between. `attach` is called with the worker's
+    pid at its first commit, and what it returns once the worker has committed them all."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **settings.as_env()}
+    worker = spawn([sys.executable, "-m", "privtrail", "worker"], log, env)
+    try:
+        start = _wait_for_commits(settings, lambda done: done > 0)
+        started = time.monotonic()
+        detach = attach(worker.pid) if attach is not None else None
+        end = _wait_for_commits(settings, lambda done: done >= backlog)
         seconds = time.monotonic() - started
-        spy.send_signal(2)
-        spy.wait(60)
+        if detach is not None:
+            detach()
     finally:
         stop_process_group(worker, 30)
-    return end - start, seconds, _stages(out)
+    return end - start, seconds
 
 
 def _wait_for_commits(settings: Settings, done: Callable[[int], bool]) -> int:
@@ -243,6 +268,13 @@ def _report(
     print("delivery's deepest library frames, us/event:")
     for frame, count in delivery.most_common(DELIVERY_FRAMES):
         print(f"  {count * scale:>7.1f}  {frame}")
+    figures = {
+        "judged": judged,
+        "rate": judged / seconds,
+        "total_us": total * scale,
+        "stages_us": {stage: count * scale for stage, count in stages.most_common()},
+    }
+    write_figures(args.json, figures)
 
 
 if __name__ == "__main__":
