@@ -1,8 +1,8 @@
 """Throughput of the privtrail pipeline, against a bare consume->produce loop on the same broker.
 
-    make bench                                  # 100k events on the embedded Kafka broker
-    make bench ARGS="--broker noida --events 20000"
-    make bench ARGS="--mode steady --rate 5000 --seconds 60"
+    make bench-throughput                       # 100k events on the embedded Kafka broker
+    make bench-throughput ARGS="--broker noida --events 20000"
+    make bench-throughput ARGS="--mode steady --rate 5000 --seconds 60"
 
 Everything runs on 127.0.0.1 in a temporary directory: an embedded broker, then
 
