@@ -20,42 +20,22 @@ import platform
 import sys
 from pathlib import Path
 
-from figures import add_json_option, write_figures
-from profile_worker import (
-    BROKER_START_TIMEOUT,
-    _preproduce,
-    _settings,
-    catch_up,
-    in_temporary_dir,
-)
+from figures import write_figures
+from profile_worker import _preproduce, bench_main, catch_up, running_kafka
 from throughput import _bare_loop, _workload
-
-from privtrail.brokers import embedded_broker
-from privtrail.brokers.apache_kafka import free_port
-from privtrail.topics import ensure_topics
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=100_000, help="events in the backlog")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    add_json_option(parser)
-    args = parser.parse_args(argv)
-    in_temporary_dir("privtrail-backlog-", args.keep, lambda root: _run(args, root))
-    return 0
+    return bench_main(parser, "privtrail-backlog-", argv, _run)
 
 
 def _run(args: argparse.Namespace, root: Path) -> None:
-    broker = embedded_broker("kafka", free_port(), root / "broker")
-    broker.start(timeout=BROKER_START_TIMEOUT)
-    try:
-        settings = _settings(broker.bootstrap, broker.port, root / "worker")
-        ensure_topics(settings)
+    with running_kafka(root) as (broker, settings):
         bare = asyncio.run(_bare_loop(broker.bootstrap, _workload(args.events), settings))
         asyncio.run(_preproduce(settings, args.events))
         judged, seconds = catch_up(settings, args.events, root / "worker.log")
-    finally:
-        broker.stop()
     if judged == 0:
         raise SystemExit(
             f"the worker committed all {args.events} events at once: too few to time it "

@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -31,7 +32,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from config.settings import Settings
-from privtrail.brokers import embedded_broker, tuned_settings
+from privtrail.brokers import EmbeddedBroker, embedded_broker, tuned_settings
 from privtrail.brokers.apache_kafka import free_port
 from privtrail.demo import default_start, demo_events
 from privtrail.processes import spawn, stop_process_group
@@ -79,10 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    return bench_main(parser, "privtrail-profile-", argv, _run)
+
+
+def bench_main(
+    parser: argparse.ArgumentParser,
+    prefix: str,
+    argv: list[str] | None,
+    run: Callable[[argparse.Namespace, Path], None],
+) -> int:
+    """Parse `argv` with `--keep` and `--json` added, then `run` in a temporary directory."""
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     add_json_option(parser)
     args = parser.parse_args(argv)
-    in_temporary_dir("privtrail-profile-", args.keep, lambda root: _run(args, root))
+    in_temporary_dir(prefix, args.keep, lambda root: run(args, root))
     return 0
 
 
@@ -98,16 +109,24 @@ def in_temporary_dir(prefix: str, keep: bool, run: Callable[[Path], None]) -> No
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _run(args: argparse.Namespace, root: Path) -> None:
+@contextmanager
+def running_kafka(root: Path) -> Iterator[tuple[EmbeddedBroker, Settings]]:
+    """Kafka on 127.0.0.1 with its files in `root`, and a worker's settings on it, its topics
+    made; the broker is stopped on leaving."""
     broker = embedded_broker("kafka", free_port(), root / "broker")
     broker.start(timeout=BROKER_START_TIMEOUT)
     try:
         settings = _settings(broker.bootstrap, broker.port, root / "worker")
         ensure_topics(settings)
-        asyncio.run(_preproduce(settings, args.events))
-        judged, seconds, samples = _profile_worker(settings, args, root)
+        yield broker, settings
     finally:
         broker.stop()
+
+
+def _run(args: argparse.Namespace, root: Path) -> None:
+    with running_kafka(root) as (broker, settings):
+        asyncio.run(_preproduce(settings, args.events))
+        judged, seconds, samples = _profile_worker(settings, args, root)
     _report(args, broker.release(), judged, seconds, samples)
 
 

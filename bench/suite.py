@@ -36,9 +36,9 @@ from goals import Goal, goals
 BENCH = Path(__file__).resolve().parent
 STORE_SIZES = (1_000_000, 10_000_000)
 QUICK_STORE_SIZES = (20_000, 40_000)
-# Quick mode's worker batches: small enough that a small backlog takes several, so its rate is
-# measured between commits.
-QUICK_BATCH_SIZE = "1000"
+# Quick mode's worker settings: small batches and frequent commits, so that even a small
+# backlog takes several commits and its rate can be measured between the first and the last.
+QUICK_ENV = {"PRIVTRAIL_BATCH_SIZE": "1000", "PRIVTRAIL_COMMIT_INTERVAL": "0.5"}
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ STEPS = (
         ("--mode", "steady", "--rate", "5000", "--seconds", "60"),
         ("--mode", "steady", "--rate", "500", "--seconds", "4"),
     ),
-    Step("backlog", "backlog.py", ("--events", "100000"), ("--events", "5000")),
-    Step("profile", "profile_worker.py", ("--events", "40000"), ("--events", "5000")),
+    Step("backlog", "backlog.py", ("--events", "100000"), ("--events", "8000")),
+    Step("profile", "profile_worker.py", ("--events", "40000"), ("--events", "8000")),
     Step("emitter", "emitter.py", ("--events", "30000"), ("--events", "2000", "--rounds", "1")),
     Step("judge", "judge.py", ("--events", "50000"), ("--events", "2000", "--rounds", "1")),
     Step(
@@ -108,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         minutes = (time.monotonic() - started) / 60
         tee("", _table(args.quick, figures_dir, [s.name for s in chosen], minutes))
     print(f"raw output: {out}; figures: {figures_dir}/", file=sys.stderr)
+    if failed:
+        print(f"failed steps: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -133,7 +135,9 @@ def _parser() -> argparse.ArgumentParser:
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.jobs < 1 or (args.jobs > 1 and not args.quick):
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs > 1 and not args.quick:
         parser.error("--jobs above 1 needs --quick: full-size figures need the machine alone")
     return args
 
@@ -161,11 +165,14 @@ def _run_step(step: Step, quick: bool, figures_dir: Path, tee: Tee) -> bool:
     """Run one step's script, its output to the terminal and the raw file; whether it
     succeeded."""
     argv = [sys.executable, str(BENCH / step.script), *(step.quick if quick else step.full)]
-    argv += ["--json", str(figures_dir / f"{step.name}.json")]
+    figures = figures_dir / f"{step.name}.json"
+    # An earlier run's figures in the same place must not stand in for a failed step's.
+    figures.unlink(missing_ok=True)
+    argv += ["--json", str(figures)]
     tee(step.name, f"\n=== {step.name}: {' '.join(argv[1:])}  ({_now()})")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if quick:
-        env["PRIVTRAIL_BATCH_SIZE"] = QUICK_BATCH_SIZE
+        env.update(QUICK_ENV)
     child = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
