@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 # Every step at once: a smoke check, so the figures need not be comparable.
 SUITE = [sys.executable, str(REPO / "bench" / "suite.py"), "--quick", "--jobs", "8"]
-# On a loaded 2-core machine the quick suite takes about two minutes.
+# On a loaded 2-core machine the quick suite takes two to three minutes.
 TIMEOUT_SECONDS = 600
 STEPS = ("burst", "steady", "backlog", "profile", "emitter", "judge", "store", "recovery")
 STORE_GOALS = (
