@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 KAFKA_POM := privtrail/brokers/kafka_dist/pom.xml
 KAFKA_STAMP := $(VENV)/.kafka-installed
 
-.PHONY: install run test lint unit e2e bench clean
+.PHONY: install run test lint unit e2e bench bench-throughput clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,12 @@ TEST_WORKERS ?= 3
 test: lint
 	$(BIN)/pytest -n $(TEST_WORKERS) $(ARGS)
 
+# Every throughput goal, then one goals table (bench/README.md, "Goals"); ARGS=--quick for a
+# smoke check at small sizes.
 bench: install
+	$(BIN)/python bench/suite.py $(ARGS)
+
+bench-throughput: install
 	$(BIN)/python bench/throughput.py $(ARGS)
 
 clean:

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from figures import add_json_option, write_figures
 from kafka import KafkaProducer
 from kafka import codec as kafka_codec
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -78,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--rounds", type=int, default=3)
+    add_json_option(parser)
     args = parser.parse_args()
     events = [e for e in demo_events(SEED, args.events, default_start(), malformed_share=0)]
     with tempfile.TemporaryDirectory(prefix="privtrail-bench-emitter-") as root:
@@ -86,17 +88,20 @@ def main() -> None:
         broker.start(timeout=BROKER_START_SECONDS)
         try:
             print(f"workload: {len(events)} demo events, {_mean_size(events):.0f} B each")
-            _report_sends(broker.bootstrap, events, args.rounds)
+            sends = _report_sends(broker.bootstrap, events, args.rounds)
             _report_codecs(broker.bootstrap, events, args.rounds)
         finally:
             broker.stop()
     _report_parsing([e.value for e in events], args.rounds)
+    write_figures(args.json, {"events": len(events), "sending": _medians(sends)})
 
 
 # --- Sending --------------------------------------------------------------------------------
 
 
-def _report_sends(bootstrap: str, events: Sequence[DemoEvent], rounds: int) -> None:
+def _report_sends(
+    bootstrap: str, events: Sequence[DemoEvent], rounds: int
+) -> dict[str, list[float]]:
     # The codec the SDK picks for this broker address.
     codec = "none" if is_loopback(bootstrap) else REMOTE_COMPRESSION
     lines: dict[str, Callable[[], float]] = {
@@ -105,7 +110,9 @@ def _report_sends(bootstrap: str, events: Sequence[DemoEvent], rounds: int) -> N
         "SDK emit(dict)": lambda: _sdk(bootstrap, events, _dict_call),
     }
     print(f"sending ({_settings_text()}, compression {codec}) until acknowledged:")
-    _print_rounds(_in_rounds(lines, rounds), unit="events/s")
+    rates = _in_rounds(lines, rounds)
+    _print_rounds(rates, unit="events/s")
+    return rates
 
 
 def _in_rounds(lines: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
@@ -122,14 +129,27 @@ def _in_rounds(lines: Mapping[str, Callable[[], float]], rounds: int) -> dict[st
 def _print_rounds(rates: dict[str, list[float]], unit: str) -> None:
     """Each line's median, its rounds, and the median of its ratios to the first line (the
     yardstick) in the same round."""
-    yardstick = next(iter(rates.values()))
     for name, measured in rates.items():
-        ratios = [rate / bare for rate, bare in zip(measured, yardstick, strict=True)]
         print(
             f"  {name:<40} {statistics.median(measured):>8,.0f} {unit}"
             f"  (rounds: {', '.join(f'{r:,.0f}' for r in measured)})"
-            f"  ratio {statistics.median(ratios):.2f}"
+            f"  ratio {_median_ratio(rates, name):.2f}"
         )
+
+
+def _median_ratio(rates: dict[str, list[float]], name: str) -> float:
+    """The median of the line's ratios to the first line (the yardstick) in the same round."""
+    yardstick = next(iter(rates.values()))
+    ratios = [rate / bare for rate, bare in zip(rates[name], yardstick, strict=True)]
+    return statistics.median(ratios)
+
+
+def _medians(rates: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Each line's median rate and median ratio to the yardstick, as `--json` writes them."""
+    return {
+        name: {"rate": statistics.median(measured), "ratio": _median_ratio(rates, name)}
+        for name, measured in rates.items()
+    }
 
 
 def _bare(bootstrap: str, events: Sequence[DemoEvent], compression: str) -> float:

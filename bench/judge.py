@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from figures import add_json_option, write_figures
+
 SEED = 7
 PSEUDONYM_KEY = b"bench"
 REPO = Path(__file__).resolve().parent.parent
@@ -66,6 +68,7 @@ def main() -> None:
         help="measure a round's trees at the same time, so a change of load on a shared "
         "machine hits them alike",
     )
+    add_json_option(parser)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--gc-thresholds", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -251,16 +254,20 @@ def _report(
         cells = zip(row, widths, strict=True)
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells)))
     yardstick = results[names[0]]
+    ratios: dict[str, float] = {}
     for name in names[1:]:
-        ratios = [
+        rounds = [
             mine["judge_us"] / theirs["judge_us"]
             for theirs, mine in zip(yardstick, results[name], strict=True)
         ]
+        ratios[name] = statistics.median(rounds)
         print(
             f"{name} / {names[0]}, judge CPU per event: median of rounds "
-            f"{statistics.median(ratios):.3f} ({', '.join(f'{r:.3f}' for r in ratios)}); "
+            f"{ratios[name]:.3f} ({', '.join(f'{r:.3f}' for r in rounds)}); "
             f"of medians {median(name, 'judge_us') / median(names[0], 'judge_us'):.3f}"
         )
+    trees = {n: {f: median(n, f) for f in ("judge_us", "parse_us", "judge_rate")} for n in names}
+    write_figures(args.json, {"yardstick": names[0], "trees": trees, "ratio": ratios})
 
 
 if __name__ == "__main__":

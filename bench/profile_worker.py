@@ -22,15 +22,17 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from figures import add_json_option, write_figures
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from config.settings import Settings
-from privtrail.brokers import embedded_broker, tuned_settings
+from privtrail.brokers import EmbeddedBroker, embedded_broker, tuned_settings
 from privtrail.brokers.apache_kafka import free_port
 from privtrail.demo import default_start, demo_events
 from privtrail.processes import spawn, stop_process_group
@@ -78,9 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    return bench_main(parser, "privtrail-profile-", argv, _run)
+
+
+def bench_main(
+    parser: argparse.ArgumentParser,
+    prefix: str,
+    argv: list[str] | None,
+    run: Callable[[argparse.Namespace, Path], None],
+) -> int:
+    """Parse `argv` with `--keep` and `--json` added, then `run` in a temporary directory."""
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    add_json_option(parser)
     args = parser.parse_args(argv)
-    in_temporary_dir("privtrail-profile-", args.keep, lambda root: _run(args, root))
+    in_temporary_dir(prefix, args.keep, lambda root: run(args, root))
     return 0
 
 
@@ -96,16 +109,24 @@ def in_temporary_dir(prefix: str, keep: bool, run: Callable[[Path], None]) -> No
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _run(args: argparse.Namespace, root: Path) -> None:
+@contextmanager
+def running_kafka(root: Path) -> Iterator[tuple[EmbeddedBroker, Settings]]:
+    """Kafka on 127.0.0.1 with its files in `root`, and a worker's settings on it, its topics
+    made; the broker is stopped on leaving."""
     broker = embedded_broker("kafka", free_port(), root / "broker")
     broker.start(timeout=BROKER_START_TIMEOUT)
     try:
         settings = _settings(broker.bootstrap, broker.port, root / "worker")
         ensure_topics(settings)
-        asyncio.run(_preproduce(settings, args.events))
-        judged, seconds, samples = _profile_worker(settings, args, root)
+        yield broker, settings
     finally:
         broker.stop()
+
+
+def _run(args: argparse.Namespace, root: Path) -> None:
+    with running_kafka(root) as (broker, settings):
+        asyncio.run(_preproduce(settings, args.events))
+        judged, seconds, samples = _profile_worker(settings, args, root)
     _report(args, broker.release(), judged, seconds, samples)
 
 
@@ -133,13 +154,9 @@ async def _preproduce(settings: Settings, count: int) -> None:
 def _profile_worker(
     settings: Settings, args: argparse.Namespace, root: Path
 ) -> tuple[int, float, tuple[Counter[str], Counter[str]]]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **settings.as_env()}
-    worker = spawn([sys.executable, "-m", "privtrail", "worker"], root / "worker.log", env)
     out = root / "py-spy.txt"
-    try:
-        start = _wait_for_commits(settings, lambda done: done > 0)
-        started = time.monotonic()
+
+    def attach(pid: int) -> Callable[[], None]:
         spy = subprocess.Popen(
             [
                 str(PY_SPY),
@@ -149,7 +166,7 @@ def _profile_worker(
                 "--rate",
                 str(args.rate),
                 "--pid",
-                str(worker.pid),
+                str(pid),
                 "--output",
                 str(out),
                 "--nonblocking",
@@ -158,13 +175,40 @@ def _profile_worker(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        end = _wait_for_commits(settings, lambda done: done >= args.events)
+
+        def detach() -> None:
+            spy.send_signal(2)
+            spy.wait(60)
+
+        return detach
+
+    judged, seconds = catch_up(settings, args.events, root / "worker.log", attach)
+    return judged, seconds, _stages(out)
+
+
+def catch_up(
+    settings: Settings,
+    backlog: int,
+    log: Path,
+    attach: Callable[[int], Callable[[], None]] | None = None,
+) -> tuple[int, float]:
+    """Start a worker on a topic holding `backlog` events; the events it committed from its
+    first commit to its last, and the seconds between. `attach` is called with the worker's
+    pid at its first commit, and what it returns once the worker has committed them all."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **settings.as_env()}
+    worker = spawn([sys.executable, "-m", "privtrail", "worker"], log, env)
+    try:
+        start = _wait_for_commits(settings, lambda done: done > 0)
+        started = time.monotonic()
+        detach = attach(worker.pid) if attach is not None else None
+        end = _wait_for_commits(settings, lambda done: done >= backlog)
         seconds = time.monotonic() - started
-        spy.send_signal(2)
-        spy.wait(60)
+        if detach is not None:
+            detach()
     finally:
         stop_process_group(worker, 30)
-    return end - start, seconds, _stages(out)
+    return end - start, seconds
 
 
 def _wait_for_commits(settings: Settings, done: Callable[[int], bool]) -> int:
@@ -243,6 +287,13 @@ def _report(
     print("delivery's deepest library frames, us/event:")
     for frame, count in delivery.most_common(DELIVERY_FRAMES):
         print(f"  {count * scale:>7.1f}  {frame}")
+    figures = {
+        "judged": judged,
+        "rate": judged / seconds,
+        "total_us": total * scale,
+        "stages_us": {stage: count * scale for stage, count in stages.most_common()},
+    }
+    write_figures(args.json, figures)
 
 
 if __name__ == "__main__":

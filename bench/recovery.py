@@ -28,19 +28,17 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from figures import write_figures
 from kafka import KafkaAdminClient
-from profile_worker import BROKER_START_TIMEOUT, PY_SPY, _committed, _settings, in_temporary_dir
+from profile_worker import PY_SPY, _committed, bench_main, running_kafka
 
 from config.settings import REPO_POLICIES, Settings
-from privtrail.brokers import embedded_broker
-from privtrail.brokers.apache_kafka import free_port
 from privtrail.demo import default_start, demo_events
 from privtrail.processes import spawn, stop_process_group
-from privtrail.topics import ensure_topics
 from streams.entries import changelog_value
 from streams.judging import Incoming, Judge
 from streams.rules.policy import load_policy_set
@@ -71,19 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--subjects", type=int, default=1_000_000)
     parser.add_argument("--profile", action="store_true", help="py-spy the recovering worker")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = parser.parse_args(argv)
-    in_temporary_dir("privtrail-recovery-", args.keep, lambda root: _run(args, root))
-    return 0
+    return bench_main(parser, "privtrail-recovery-", argv, _run)
 
 
 def _run(args: argparse.Namespace, root: Path) -> None:
-    broker = embedded_broker("kafka", free_port(), root / "broker")
-    broker.start(timeout=BROKER_START_TIMEOUT)
-    try:
-        settings = _settings(broker.bootstrap, broker.port, root / "worker")
-        settings = settings.model_copy(update={"app_id": APP_ID})
-        ensure_topics(settings)
+    with running_kafka(root) as (broker, worker_settings):
+        settings = worker_settings.model_copy(update={"app_id": APP_ID})
         empty = _worker(settings, root / "empty", probe=0, profile=None)
         changelog = f"{APP_ID}-subject-state-changelog"
         templates = _templates(settings)
@@ -93,13 +84,21 @@ def _run(args: argparse.Namespace, root: Path) -> None:
         read_seconds, read = asyncio.run(_bare_read(settings, changelog, args.subjects))
         profile = root / "py-spy.txt" if args.profile else None
         full = _worker(settings, root / "full", probe=1, profile=profile)
-    finally:
-        broker.stop()
     print(f"broker: kafka ({broker.release()}); {settings.partitions} partitions")
     print(f"changelog: {args.subjects:,} subjects, {written / args.subjects:,.0f} B/entry")
     print(f"  written in {fill_seconds:.1f} s; {len(templates)} distinct histories")
     print(f"bare aiokafka read of the changelog: {read:,} messages in {read_seconds:.1f} s")
     _report(empty, full, args.subjects, read_seconds)
+    write_figures(
+        args.json,
+        {
+            "subjects": args.subjects,
+            "bare_read_seconds": read_seconds,
+            "recovery_seconds": full.first_commit_seconds - empty.first_commit_seconds,
+            "empty": asdict(empty),
+            "full": asdict(full),
+        },
+    )
     if profile is not None:
         _print_profile(profile)
 

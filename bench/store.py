@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+from figures import add_json_option, write_figures
 from store_plans import read_summary
 
 from config.settings import Settings
@@ -322,7 +323,8 @@ def load_average() -> str:
     return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} (1 / 5 / 15 min)"
 
 
-def measure_queries(bench: Bench, size: int, times: int) -> None:
+def measure_queries(bench: Bench, size: int, times: int) -> dict[str, dict[str, float]]:
+    """Print each query's p50 and p99 in ms, and return them by the query's name."""
     store, events = bench.store, bench.events
     rng = random.Random(size)
     subjects = min(events.subjects, size)
@@ -360,9 +362,12 @@ def measure_queries(bench: Bench, size: int, times: int) -> None:
         ("dashboard feed, newest 50 (FINAL)", lambda: feed_page(store, FeedFilter(), None, 50), 20),
         ("stats() the old way, FINAL (yardstick)", lambda: final_stats(store), 3),
     ]
+    measured = {}
     for name, run, count in rows:
         p50, p99 = percentiles(run, count)
         print(f"  {name:<42} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms  ({count} runs)")
+        measured[name] = {"p50_ms": p50, "p99_ms": p99}
+    return measured
 
 
 def with_poller(bench: Bench, target: int) -> float:
@@ -416,14 +421,15 @@ def fill_to(bench: Bench, done: int, size: int, deadline: float) -> int:
     return target
 
 
-def compare_poller(bench: Bench, done: int, rows: int) -> int:
+def compare_poller(bench: Bench, done: int, rows: int) -> tuple[int, float, float]:
+    """The events stored after, and ingest rows/s without and with a dashboard poller."""
     quiet = bench.fill(done + rows)
     polled = with_poller(bench, done + 2 * rows)
     print(
         f"  ingest without poller {quiet:,.0f} rows/s, with a 1 s stats poller "
         f"{polled:,.0f} rows/s: ratio {polled / quiet:.2f}"
     )
-    return done + 2 * rows
+    return done + 2 * rows, quiet, polled
 
 
 def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
@@ -455,6 +461,7 @@ def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
     deadline = time.monotonic() + args.fill_seconds
     ingestor.start()
     done = stored
+    measured: dict[str, dict[str, Any]] = {}
     try:
         for size in (s for s in sizes if s >= done):
             if size > done and args.quick_fill and done >= sizes[0]:
@@ -464,8 +471,14 @@ def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
                 done = quick_fill_to(bench, done, size, deadline, args.quick_fill)
             elif size > done:
                 done = fill_to(bench, done, size, deadline)
-            measure_queries(bench, done, args.runs)
-            done = compare_poller(bench, done, args.poll_rows)
+            queries = measure_queries(bench, done, args.runs)
+            at, (done, quiet, polled) = done, compare_poller(bench, done, args.poll_rows)
+            measured[str(size)] = {
+                "events": at,
+                "queries": queries,
+                "ingest_rate": quiet,
+                "ingest_rate_polled": polled,
+            }
             if done < size:
                 break
     finally:
@@ -473,6 +486,7 @@ def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
         store.close()
     print(f"\nmessage making excluded from the rates: {consumer.generating:.0f} s in total")
     print(load_average())
+    write_figures(args.json, {"raw_insert_rate": sticks.raw_insert, "sizes": measured})
 
 
 def main() -> None:
@@ -497,6 +511,7 @@ def main() -> None:
         help="data directory (default: a temporary one, removed); a store an earlier run left "
         "there (with the same largest size) is filled on from the events it holds",
     )
+    add_json_option(parser)
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     directory = args.dir or tempfile.mkdtemp(prefix="privtrail-bench-store-")

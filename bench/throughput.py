@@ -1,8 +1,8 @@
 """Throughput of the privtrail pipeline, against a bare consume->produce loop on the same broker.
 
-    make bench                                  # 100k events on the embedded Kafka broker
-    make bench ARGS="--broker noida --events 20000"
-    make bench ARGS="--mode steady --rate 5000 --seconds 60"
+    make bench-throughput                       # 100k events on the embedded Kafka broker
+    make bench-throughput ARGS="--broker noida --events 20000"
+    make bench-throughput ARGS="--mode steady --rate 5000 --seconds 60"
 
 Everything runs on 127.0.0.1 in a temporary directory: an embedded broker, then
 
@@ -40,6 +40,7 @@ from types import FrameType
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from figures import add_json_option, write_figures
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from config.settings import Settings
@@ -189,6 +190,7 @@ def _parser() -> argparse.ArgumentParser:
         "--seconds", type=float, default=DEFAULT_SECONDS, help="how long steady mode sends"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    add_json_option(parser)
     return parser
 
 
@@ -219,6 +221,7 @@ def _run(args: argparse.Namespace, root: Path) -> None:
     finally:
         broker.stop()
     _report(settings, messages, bare, pipeline)
+    write_figures(args.json, _figures(bare, pipeline))
 
 
 def _settings(args: argparse.Namespace, broker: EmbeddedBroker, data_dir: Path) -> Settings:
@@ -463,6 +466,22 @@ def _report(
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}".rstrip())
+
+
+def _figures(bare: BareResult, pipeline: PipelineResult) -> dict[str, float | int | None]:
+    latency = pipeline.latency
+    return {
+        "bare_rate": bare.rate,
+        "events": pipeline.events,
+        "target_rate": pipeline.target_rate,
+        "emit_rate": pipeline.emit_rate,
+        "end_to_end_rate": pipeline.rate,
+        "ratio": pipeline.rate / bare.rate,
+        "p50_ms": latency.p50_ms,
+        "p99_ms": latency.p99_ms,
+        "max_ms": latency.max_ms,
+        "violations": pipeline.violations,
+    }
 
 
 def _mode(pipeline: PipelineResult, bare: BareResult) -> str:

@@ -39,6 +39,7 @@ LONGEST_FIRST = (
     "tests/e2e/test_faults.py",
     "tests/e2e/test_schema_fuzz.py",
     "tests/e2e/test_backlog_faults.py",
+    "tests/e2e/test_bench_suite.py",
     "tests/e2e/test_tour.py",
     "tests/e2e/test_up.py",
     "tests/e2e/test_dashboard.py",
