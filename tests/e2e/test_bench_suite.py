@@ -42,11 +42,27 @@ GOALS = [
 ]
 
 
+JUDGE_BASELINE = "95b43e5"
+
+
+def has_judge_baseline() -> bool:
+    """Whether the clone holds the revision the judge step measures against (a shallow clone
+    or an exported tree does not)."""
+    check = ["git", "-C", str(REPO), "cat-file", "-e", f"{JUDGE_BASELINE}^{{commit}}"]
+    return subprocess.run(check, capture_output=True).returncode == 0
+
+
 def test_the_quick_suite_prints_a_measured_figure_for_every_goal(tmp_path: Path) -> None:
     out = tmp_path / "suite.txt"
+    steps: tuple[str, ...] = STEPS
+    goals = GOALS
+    if not has_judge_baseline():
+        # Every other step still runs; the judge's row then says it was not run.
+        steps = tuple(step for step in STEPS if step != "judge")
+        goals = [goal for goal in GOALS if not goal.startswith("judge ")]
     try:
         run = subprocess.run(
-            [*SUITE, "--out", str(out)],
+            [*SUITE, "--steps", ",".join(steps), "--out", str(out)],
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -57,15 +73,15 @@ def test_the_quick_suite_prints_a_measured_figure_for_every_goal(tmp_path: Path)
         pytest.fail(f"the quick suite ran past {TIMEOUT_SECONDS} s:\n{output[-6000:]}")
     assert run.returncode == 0, f"{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
 
-    rows = goal_rows(out.read_text(encoding="utf-8"))
-    assert [row[0] for row in rows] == GOALS
+    rows = [row for row in goal_rows(out.read_text(encoding="utf-8")) if row[3] != "not run"]
+    assert [row[0] for row in rows] == goals
     for goal, target, measured, status in rows:
         assert target, goal
         assert status in ("met", "not met", "no target"), (goal, status, measured)
         assert any(c.isdigit() for c in measured), (goal, measured)
     # The table went to the terminal as well, and each step's figures to their own file.
     assert goal_rows(run.stdout) == rows
-    for step in STEPS:
+    for step in steps:
         figures = json.loads((tmp_path / "suite" / f"{step}.json").read_text(encoding="utf-8"))
         assert figures, step
 
