@@ -30,7 +30,7 @@ from typing import Final
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse.schema import REVISION, TIME, table_revisions
+from sinks.clickhouse.schema import REVISION, TIME, fill_table, table_revisions
 
 LINEAGE_EVENT_TYPES: Final = "('privacy.data.accessed', 'privacy.data.shared')"
 
@@ -285,15 +285,10 @@ def _drop(client: Client, database: str, counter: Counter) -> None:
 
 
 def _backfill(client: Client, database: str, counter: Counter) -> None:
-    # Filled under another name, then renamed: a back-fill cut short leaves no table that
-    # looks complete, and the next open starts it again.
-    filling = f"{counter.name}_backfill"
-    client.command(f"DROP TABLE IF EXISTS {database}.{filling}", use_database=False)
-    client.command(counter.ddl(database, filling), use_database=False)
-    client.command(
-        f"INSERT INTO {database}.{filling} {counter.backfill.format(db=database)}",
-        use_database=False,
-    )
-    client.command(
-        f"RENAME TABLE {database}.{filling} TO {database}.{counter.name}", use_database=False
+    fill_table(
+        client,
+        database,
+        counter.name,
+        lambda name: counter.ddl(database, name),
+        counter.backfill.format(db=database),
     )

@@ -10,6 +10,7 @@ views too, from the bookkeeping columns the store writes with each row.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -285,29 +286,41 @@ def ensure_schema(client: Client, database: str = DEFAULT_DATABASE) -> None:
 
 def _ensure_subject_violations(client: Client, database: str) -> None:
     """Create `subject_violations` and its view; a store made before it, or before its current
-    revision, has it filled from its violations first, under another name so that a fill cut
-    short is started again."""
+    revision, has it filled from its violations first."""
     source, table = f"{database}.{VIOLATIONS.name}", SUBJECT_VIOLATIONS
     columns = ", ".join(f"`{name}`" for name in table.column_names)
     view = f"{database}.{SUBJECT_VIOLATIONS_VIEW}"
     if table_revisions(client, database, [table.name]).get(table.name) != table.revision:
         client.command(f"DROP VIEW IF EXISTS {view}", use_database=False)
         client.command(f"DROP TABLE IF EXISTS {database}.{table.name}", use_database=False)
-        filling = f"{table.name}_backfill"
-        client.command(f"DROP TABLE IF EXISTS {database}.{filling}", use_database=False)
-        client.command(table.ddl(database, filling), use_database=False)
-        client.command(
-            f"INSERT INTO {database}.{filling} ({columns}) SELECT {columns} FROM {source}",
-            use_database=False,
-        )
-        client.command(
-            f"RENAME TABLE {database}.{filling} TO {database}.{table.name}", use_database=False
+        fill_table(
+            client,
+            database,
+            table.name,
+            lambda name: table.ddl(database, name),
+            f"SELECT {columns} FROM {source}",
         )
     client.command(
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} "
         f"TO {database}.{table.name} AS SELECT {columns} FROM {source}",
         use_database=False,
     )
+
+
+def fill_table(
+    client: Client, database: str, name: str, ddl: Callable[[str], str], select: str
+) -> None:
+    """Create the table `name` (`ddl` gives its DDL under a given name) holding what `select`
+    reads, in its column order.
+
+    Filled under another name, then renamed: a fill cut short leaves no table that looks
+    complete, and the next open starts it again.
+    """
+    filling = f"{name}_backfill"
+    client.command(f"DROP TABLE IF EXISTS {database}.{filling}", use_database=False)
+    client.command(ddl(filling), use_database=False)
+    client.command(f"INSERT INTO {database}.{filling} {select}", use_database=False)
+    client.command(f"RENAME TABLE {database}.{filling} TO {database}.{name}", use_database=False)
 
 
 def table_revisions(client: Client, database: str, names: list[str]) -> dict[str, int]:
