@@ -280,6 +280,10 @@ def ensure_schema(client: Client, database: str = DEFAULT_DATABASE) -> None:
         _add_missing_indexes(client, database, table)
         if revisions.get(table.name, table.revision) != table.revision:
             _rebuild(client, database, table)
+        elif table.revision > 1:
+            # The old rows, left by a rebuild stopped between its swap and its drop.
+            leftover = f"{database}.{_rebuilt(table)}"
+            client.command(f"DROP TABLE IF EXISTS {leftover}", use_database=False)
     client.command(lineage_view_ddl(database), use_database=False)
     _ensure_subject_violations(client, database)
 
@@ -344,18 +348,22 @@ def _rebuild(client: Client, database: str, table: Table) -> None:
     short leaves the old table in place, at its old revision, and the next open starts again.
     Duplicates are copied as they are, and FINAL hides them as before.
     """
-    target, rebuilt = f"{database}.{table.name}", f"{database}.{table.name}_rebuild"
+    target, rebuilt = f"{database}.{table.name}", f"{database}.{_rebuilt(table)}"
     if table is LINEAGE_EDGES:
         # Its view writes into the table by name; ensure_schema makes it again afterwards.
         client.command(f"DROP VIEW IF EXISTS {database}.{LINEAGE_VIEW}", use_database=False)
     client.command(f"DROP TABLE IF EXISTS {rebuilt}", use_database=False)
-    client.command(table.ddl(database, f"{table.name}_rebuild"), use_database=False)
+    client.command(table.ddl(database, _rebuilt(table)), use_database=False)
     columns = ", ".join(f"`{name}`" for name, _ in table.inserted + table.store_filled)
     client.command(
         f"INSERT INTO {rebuilt} ({columns}) SELECT {columns} FROM {target}", use_database=False
     )
     client.command(f"EXCHANGE TABLES {target} AND {rebuilt}", use_database=False)
     client.command(f"DROP TABLE {rebuilt}", use_database=False)
+
+
+def _rebuilt(table: Table) -> str:
+    return f"{table.name}_rebuild"
 
 
 def add_missing_columns(client: Client, database: str, table: Table) -> None:

@@ -175,13 +175,21 @@ def test_a_store_with_monthly_lineage_partitions_is_rebuilt_by_year() -> None:
         after = again.lineage("linkxup", "pseudo-1")
         assert after[:-2] == before["pseudo-1"]
         assert [(e.event_id, e.event_time) for e in after[-2:]] == [("e9", late), ("e9", late)]
+        # As a rebuild stopped after its swap leaves the old rows.
+        db = again.database
+        again.command(f"CREATE TABLE {db}.lineage_edges_rebuild AS {db}.lineage_edges")
     finally:
         again.close()
-    # Opening it again rebuilds nothing: the table keeps its rows, unmerged parts and all.
+    # Opening it again rebuilds nothing (the table keeps its rows) and drops the leftover.
     third = Store.open(dsn)
     try:
         assert len(third.lineage("linkxup", "pseudo-1")) == 10
         assert _layout(third, LINEAGE_EDGES.name) == ("toYear(event_time)", "revision 2")
+        left = third.query_rows(
+            "SELECT name FROM system.tables WHERE database = {db:String} AND name LIKE '%rebuild'",
+            {"db": third.database},
+        )
+        assert left == []
     finally:
         third.close()
 
