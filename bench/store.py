@@ -441,7 +441,7 @@ def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
         f"store opened in {time.perf_counter() - began:.1f} s (schema and counters checked, "
         f"upgraded where older) holding {stored:,} events; {load_average()}"
     )
-    events = Events(subjects=max(sizes) // 10)
+    events = Events(subjects=args.subjects or max(sizes) // 10)
     consumer = ScriptedConsumer(events, allowed=stored, next_event=stored)
     settings = Settings(sink_batch_size=args.batch_size)
     ingestor = Ingestor(settings, store, consumer_factory=lambda: consumer)
@@ -505,6 +505,13 @@ def main() -> None:
         metavar="EVENTS",
         help="past the first size, fill through Store writes of this many events, without "
         "messages (store_fill.py); the ingest loop still runs at each size's poller segments",
+    )
+    parser.add_argument(
+        "--subjects",
+        type=int,
+        default=0,
+        help="subjects of the history (default: a tenth of the largest size); to measure a "
+        "store an earlier run filled with other --sizes, give the number it used",
     )
     parser.add_argument(
         "--dir",

@@ -30,7 +30,7 @@ from typing import Final
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse.schema import TIME
+from sinks.clickhouse.schema import REVISION, TIME, fill_table, table_revisions
 
 LINEAGE_EVENT_TYPES: Final = "('privacy.data.accessed', 'privacy.data.shared')"
 
@@ -47,8 +47,6 @@ _PIPELINE_LAG: Final = (
 QUANTILES_STATE: Final = "quantilesTDigestState(0.5, 0.99)"
 QUANTILES_MERGE: Final = "quantilesTDigestMerge(0.5, 0.99)"
 _QUANTILES_TYPE: Final = "AggregateFunction(quantilesTDigest(0.5, 0.99), Int64)"
-# A counter table's comment: its revision (Counter.revision).
-_REVISION: Final = "revision "
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ class Counter:
         columns = f"({self.columns})"
         return (
             f"CREATE TABLE IF NOT EXISTS {database}.{name} {columns} ENGINE = {self.engine} "
-            f"COMMENT '{_REVISION}{self.revision}'"
+            f"COMMENT '{REVISION}{self.revision}'"
         )
 
 
@@ -264,7 +262,7 @@ def ensure_counters(client: Client, database: str) -> None:
     Run when the store opens, before its ingest starts: rows inserted between a back-fill and
     its views' creation would not be counted.
     """
-    revisions = _revisions(client, database)
+    revisions = table_revisions(client, database, [counter.name for counter in COUNTERS])
     for counter in COUNTERS:
         stored = revisions.get(counter.name)
         if stored is not None and stored != counter.revision:
@@ -287,28 +285,10 @@ def _drop(client: Client, database: str, counter: Counter) -> None:
 
 
 def _backfill(client: Client, database: str, counter: Counter) -> None:
-    # Filled under another name, then renamed: a back-fill cut short leaves no table that
-    # looks complete, and the next open starts it again.
-    filling = f"{counter.name}_backfill"
-    client.command(f"DROP TABLE IF EXISTS {database}.{filling}", use_database=False)
-    client.command(counter.ddl(database, filling), use_database=False)
-    client.command(
-        f"INSERT INTO {database}.{filling} {counter.backfill.format(db=database)}",
-        use_database=False,
+    fill_table(
+        client,
+        database,
+        counter.name,
+        lambda name: counter.ddl(database, name),
+        counter.backfill.format(db=database),
     )
-    client.command(
-        f"RENAME TABLE {database}.{filling} TO {database}.{counter.name}", use_database=False
-    )
-
-
-def _revisions(client: Client, database: str) -> dict[str, int]:
-    """The revision of each counter table the store has (1 where its comment names none)."""
-    result = client.query(
-        "SELECT name, comment FROM system.tables "
-        "WHERE database = {db:String} AND has({names:Array(String)}, name)",
-        parameters={"db": database, "names": [counter.name for counter in COUNTERS]},
-    )
-    return {
-        name: int(comment.removeprefix(_REVISION)) if comment.startswith(_REVISION) else 1
-        for name, comment in result.result_rows
-    }

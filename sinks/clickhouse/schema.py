@@ -10,7 +10,8 @@ views too, from the bookkeeping columns the store writes with each row.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Final
 
 from clickhouse_connect.driver.client import Client
@@ -21,6 +22,9 @@ TIME: Final = "DateTime64(6, 'UTC')"
 LABEL: Final = "LowCardinality(String)"
 OPTIONAL_LABEL: Final = "LowCardinality(Nullable(String))"
 LABELS: Final = "Array(LowCardinality(String))"
+
+# A table's comment: its revision (Table.revision, counters.Counter.revision).
+REVISION: Final = "revision "
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -48,6 +52,11 @@ class Table:
     index_granularity: int | None = None
     # False: a plain MergeTree, append-only, whose rows are never replaced (no FINAL to read).
     replacing: bool = True
+    # Raised when the partitioning, sorting key or granules change, which ClickHouse cannot
+    # alter in place: a store holding an older revision has the table rebuilt when it opens
+    # (`ensure_schema`). Kept in the table's comment; a table made before revisions were recorded
+    # has none and reads as 1.
+    revision: int = 1
 
     @property
     def column_names(self) -> list[str]:
@@ -58,7 +67,7 @@ class Table:
         """The columns an insert writes: the row model's, then the bookkeeping."""
         return (*self.columns, *self.bookkeeping)
 
-    def ddl(self, database: str) -> str:
+    def ddl(self, database: str, name: str | None = None) -> str:
         every_column = (*self.columns, *self.store_filled, *self.bookkeeping)
         columns = ",\n    ".join(
             [f"`{name}` {kind}" for name, kind in every_column]
@@ -69,8 +78,9 @@ class Table:
         granularity = self.index_granularity
         settings = f"\nSETTINGS index_granularity = {granularity}" if granularity else ""
         return (
-            f"CREATE TABLE IF NOT EXISTS {database}.{self.name} (\n    {columns}\n)\n"
-            f"ENGINE = {engine}{partition}\nORDER BY ({', '.join(self.order_by)}){settings}"
+            f"CREATE TABLE IF NOT EXISTS {database}.{name or self.name} (\n    {columns}\n)\n"
+            f"ENGINE = {engine}{partition}\nORDER BY ({', '.join(self.order_by)}){settings}\n"
+            f"COMMENT '{REVISION}{self.revision}'"
         )
 
 
@@ -173,10 +183,16 @@ LINEAGE_EDGES = Table(
         ("policy_version", LABEL),
     ),
     order_by=("org", "subject_pseudonym", "event_id", "data_category"),
-    partition_by="toYYYYMM(event_time)",
+    # A subject's lineage reads a granule in every part that holds one of its edges, and a
+    # subject active all year has edges in every month: partitions by month made it read 55
+    # parts at 10M events (bench/README.md, store.py). By year, its edges are in the few parts
+    # of one partition a year. Nothing drops or expires partitions of this table.
+    partition_by="toYear(event_time)",
     # A subject's edges are a few rows in each part: 1024-row granules read an eighth of what
     # 8192 did (bench/README.md, store.py).
     index_granularity=1024,
+    # 2: partitioned by year instead of month.
+    revision=2,
 )
 
 REJECTED_EVENTS = Table(
@@ -205,6 +221,26 @@ REJECTED_EVENTS = Table(
 
 TABLES: Final = (EVENTS, VIOLATIONS, LINEAGE_EDGES, REJECTED_EVENTS)
 
+# A subject's violations (the lineage answer's second query), sorted by subject: `violations`
+# is sorted by org and rule and partitioned by month, so a subject's few rows took a granule
+# of every part of every month (bench/README.md, store.py). The same rows, copied by a view in
+# the same insert and deduplicated the same way (the newest detection wins), so FINAL reads the
+# same answer from either table.
+SUBJECT_VIOLATIONS = replace(
+    VIOLATIONS,
+    name="subject_violations",
+    order_by=("org", "subject_pseudonym", "violation_id"),
+    partition_by="toYear(occurred_at)",
+    bookkeeping=(),
+    indexes=(),
+    # Raise it with every column `violations` gains: its view copies the columns it was made
+    # with, and a store holding an older revision has the table and view made again.
+    revision=1,
+)
+SUBJECT_VIOLATIONS_VIEW: Final = "subject_violations_mv"
+
+LINEAGE_VIEW: Final = "lineage_edges_mv"
+
 _EDGE_COLUMNS_FROM_EVENT: Final = {
     "action": "if(event_type = 'privacy.data.shared', 'shared', 'accessed')",
     "data_category": "arrayJoin(data_categories)",
@@ -218,7 +254,7 @@ def lineage_view_ddl(database: str) -> str:
         for name in LINEAGE_EDGES.column_names
     )
     return (
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.lineage_edges_mv\n"
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{LINEAGE_VIEW}\n"
         f"TO {database}.{LINEAGE_EDGES.name} AS\nSELECT\n    {select}\n"
         f"FROM {database}.{EVENTS.name}\n"
         "WHERE event_type IN ('privacy.data.accessed', 'privacy.data.shared')"
@@ -234,14 +270,105 @@ def check_database_name(name: str) -> str:
 
 
 def ensure_schema(client: Client, database: str = DEFAULT_DATABASE) -> None:
-    """Create the database, the tables and the lineage view where missing; safe to repeat."""
+    """Create the database, the tables and the lineage view where missing, and rebuild a table
+    of an older revision; safe to repeat.
+
+    Run when the store opens, before its ingest starts: rows written to `events` while the
+    lineage view is dropped for a rebuild would have no edges.
+    """
     check_database_name(database)
     client.command(f"CREATE DATABASE IF NOT EXISTS {database}", use_database=False)
+    revisions = table_revisions(client, database, [table.name for table in TABLES])
     for table in TABLES:
         client.command(table.ddl(database), use_database=False)
         add_missing_columns(client, database, table)
         _add_missing_indexes(client, database, table)
+        if revisions.get(table.name, table.revision) != table.revision:
+            _rebuild(client, database, table)
+        elif table.revision > 1:
+            # The old rows, left by a rebuild stopped between its swap and its drop.
+            leftover = f"{database}.{_rebuilt(table)}"
+            client.command(f"DROP TABLE IF EXISTS {leftover}", use_database=False)
     client.command(lineage_view_ddl(database), use_database=False)
+    _ensure_subject_violations(client, database)
+
+
+def _ensure_subject_violations(client: Client, database: str) -> None:
+    """Create `subject_violations` and its view; a store made before it, or before its current
+    revision, has it filled from its violations first."""
+    source, table = f"{database}.{VIOLATIONS.name}", SUBJECT_VIOLATIONS
+    columns = ", ".join(f"`{name}`" for name in table.column_names)
+    view = f"{database}.{SUBJECT_VIOLATIONS_VIEW}"
+    if table_revisions(client, database, [table.name]).get(table.name) != table.revision:
+        client.command(f"DROP VIEW IF EXISTS {view}", use_database=False)
+        client.command(f"DROP TABLE IF EXISTS {database}.{table.name}", use_database=False)
+        fill_table(
+            client,
+            database,
+            table.name,
+            lambda name: table.ddl(database, name),
+            f"SELECT {columns} FROM {source}",
+        )
+    client.command(
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} "
+        f"TO {database}.{table.name} AS SELECT {columns} FROM {source}",
+        use_database=False,
+    )
+
+
+def fill_table(
+    client: Client, database: str, name: str, ddl: Callable[[str], str], select: str
+) -> None:
+    """Create the table `name` (`ddl` gives its DDL under a given name) holding what `select`
+    reads, in its column order.
+
+    Filled under another name, then renamed: a fill cut short leaves no table that looks
+    complete, and the next open starts it again.
+    """
+    filling = f"{name}_backfill"
+    client.command(f"DROP TABLE IF EXISTS {database}.{filling}", use_database=False)
+    client.command(ddl(filling), use_database=False)
+    client.command(f"INSERT INTO {database}.{filling} {select}", use_database=False)
+    client.command(f"RENAME TABLE {database}.{filling} TO {database}.{name}", use_database=False)
+
+
+def table_revisions(client: Client, database: str, names: list[str]) -> dict[str, int]:
+    """The revision of each of the tables `names` the store has (1 where its comment names
+    none)."""
+    result = client.query(
+        "SELECT name, comment FROM system.tables "
+        "WHERE database = {db:String} AND has({names:Array(String)}, name)",
+        parameters={"db": database, "names": names},
+    )
+    return {
+        name: int(comment.removeprefix(REVISION)) if comment.startswith(REVISION) else 1
+        for name, comment in result.result_rows
+    }
+
+
+def _rebuild(client: Client, database: str, table: Table) -> None:
+    """Copy the table's rows into one made with its current layout, then swap the two.
+
+    The copy is filled under another name and swapped in with one EXCHANGE: a rebuild cut
+    short leaves the old table in place, at its old revision, and the next open starts again.
+    Duplicates are copied as they are, and FINAL hides them as before.
+    """
+    target, rebuilt = f"{database}.{table.name}", f"{database}.{_rebuilt(table)}"
+    if table is LINEAGE_EDGES:
+        # Its view writes into the table by name; ensure_schema makes it again afterwards.
+        client.command(f"DROP VIEW IF EXISTS {database}.{LINEAGE_VIEW}", use_database=False)
+    client.command(f"DROP TABLE IF EXISTS {rebuilt}", use_database=False)
+    client.command(table.ddl(database, _rebuilt(table)), use_database=False)
+    columns = ", ".join(f"`{name}`" for name, _ in table.inserted + table.store_filled)
+    client.command(
+        f"INSERT INTO {rebuilt} ({columns}) SELECT {columns} FROM {target}", use_database=False
+    )
+    client.command(f"EXCHANGE TABLES {target} AND {rebuilt}", use_database=False)
+    client.command(f"DROP TABLE {rebuilt}", use_database=False)
+
+
+def _rebuilt(table: Table) -> str:
+    return f"{table.name}_rebuild"
 
 
 def add_missing_columns(client: Client, database: str, table: Table) -> None:

@@ -51,6 +51,7 @@ from sinks.clickhouse.schema import (
     EVENTS,
     LINEAGE_EDGES,
     REJECTED_EVENTS,
+    SUBJECT_VIOLATIONS,
     TABLES,
     VIOLATIONS,
     Table,
@@ -281,8 +282,10 @@ class Store:
         if not retracted:
             conditions.append(_OPEN)
         where = " AND ".join(conditions) or "1"
+        # The same rows, sorted by subject: a subject's few violations in a few granules.
+        table = VIOLATIONS if subject_pseudonym is None else SUBJECT_VIOLATIONS
         sql = (
-            f"SELECT {self._select(VIOLATIONS)} FROM {self._table(VIOLATIONS)} FINAL "
+            f"SELECT {self._select(VIOLATIONS)} FROM {self._table(table)} FINAL "
             f"WHERE {where} ORDER BY occurred_at DESC, violation_id LIMIT {_positive(limit)}"
         )
         parameters = {name: value for name, (_, value) in given.items()}

@@ -10,7 +10,14 @@ import pytest
 from events.outputs import AuditRecord, Violation
 from sinks import LineageEdge, Rejected
 from sinks.clickhouse.counters import COUNTERS
-from sinks.clickhouse.schema import EVENTS, LINEAGE_EDGES, REJECTED_EVENTS, VIOLATIONS
+from sinks.clickhouse.schema import (
+    EVENTS,
+    LINEAGE_EDGES,
+    REJECTED_EVENTS,
+    SUBJECT_VIOLATIONS,
+    SUBJECT_VIOLATIONS_VIEW,
+    VIOLATIONS,
+)
 from sinks.clickhouse.store import Store, StoreError, redact, split_database
 from tests.unit.chdb_store import T0, audit, store_dsn, violation
 
@@ -133,12 +140,16 @@ def test_a_store_created_before_a_column_existed_gets_it() -> None:
     dsn = store_dsn()
     first = Store.open(dsn)
     first.write_violations([violation("v1")])
+    # A store that old had no `subject_violations` either (its view reads every column).
+    first._client.command(f"DROP VIEW {first.database}.{SUBJECT_VIOLATIONS_VIEW}")
+    first._client.command(f"DROP TABLE {first.database}.{SUBJECT_VIOLATIONS.name}")
     first._client.command(f"ALTER TABLE {first.database}.violations DROP COLUMN status")
     first.close()
 
     again = Store.open(dsn)
     try:
         assert [v.status for v in again.violations()] == ["open"]
+        assert [v.status for v in again.violations(subject_pseudonym="pseudo-1")] == ["open"]
     finally:
         again.close()
 
@@ -456,3 +467,48 @@ def test_records_read_back_as_written_whatever_their_zone(store: Store) -> None:
 
     assert list(store.history()) == [record]
     assert store.violations() == [broken]
+
+
+def violations_read_from_violations(store: Store, subject: str) -> list[Violation]:
+    """A subject's violations, retracted ones too, read from `violations` FINAL (the table
+    `Store.violations` read them from before `subject_violations`)."""
+    columns = ", ".join(f"`{name}`" for name in VIOLATIONS.column_names)
+    rows = store.query_rows(
+        f"SELECT {columns} FROM {store.database}.violations FINAL "
+        "WHERE subject_pseudonym = {s:String} ORDER BY occurred_at DESC, violation_id",
+        {"s": subject},
+    )
+    return [Violation(**row) for row in rows]
+
+
+def test_a_subjects_violations_read_as_from_violations_under_copies_and_ties(
+    store: Store,
+) -> None:
+    rng = random.Random(11)
+    copies: list[Violation] = []
+    for n in range(20):
+        first = violation(
+            f"v{n}",
+            subject_pseudonym=f"pseudo-{n % 3}",
+            rule_id=rng.choice(["R1", "R2"]),
+            occurred_at=T0 + timedelta(days=45 * (n % 4)),
+        )
+        for step in range(rng.randint(1, 3)):
+            # Some copies tie on detection time: the one inserted last wins in both tables.
+            copies.append(
+                first.model_copy(
+                    update={
+                        "status": rng.choice(["open", "retracted"]),
+                        "detected_at": first.detected_at + timedelta(minutes=step // 2),
+                    }
+                )
+            )
+    for _ in range(15):
+        store.write_violations(rng.choices(copies, k=rng.randint(1, 6)))
+        for subject in ("pseudo-0", "pseudo-1", "pseudo-2"):
+            expected = violations_read_from_violations(store, subject)
+            found = store.violations(subject_pseudonym=subject, retracted=True, limit=1000)
+            assert found == expected
+            assert store.violations(subject_pseudonym=subject, limit=1000) == [
+                v for v in expected if v.status == "open"
+            ]

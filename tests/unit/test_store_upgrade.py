@@ -1,13 +1,21 @@
-"""A store made by an earlier version opens in place with the current counters, and reads
-that skip partitions still see the newest copy of each row."""
+"""A store made by an earlier version opens in place with the current counters and table
+layouts, and reads that skip partitions still see the newest copy of each row."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sinks.clickhouse.counters import EVENT_LATENCY, PIPELINE_LAG
+from sinks.clickhouse.schema import (
+    LINEAGE_EDGES,
+    LINEAGE_VIEW,
+    SUBJECT_VIOLATIONS,
+    SUBJECT_VIOLATIONS_VIEW,
+    lineage_view_ddl,
+)
 from sinks.clickhouse.store import Store
-from tests.unit.chdb_store import audit, store_dsn, violation
+from tests.unit.chdb_store import T0, audit, store_dsn, violation
 
 # The latency counters as the first revision made them: reservoir quantiles, no comment.
 _RESERVOIR_COLUMNS = (
@@ -105,3 +113,111 @@ def test_since_reads_the_newest_copy_when_older_months_are_skipped() -> None:
         assert [v.violation_id for v in store.violations(since=january)] == ["v-jan"]
     finally:
         store.close()
+
+
+def _make_monthly_lineage(store: Store) -> None:
+    """Put the first revision's `lineage_edges` (partitioned by month, no comment) and its view
+    in place of the current ones."""
+    db, client = store.database, store._client
+    client.command(f"DROP VIEW {db}.{LINEAGE_VIEW}")
+    client.command(f"DROP TABLE {db}.{LINEAGE_EDGES.name}")
+    monthly = replace(LINEAGE_EDGES, partition_by="toYYYYMM(event_time)", revision=1)
+    client.command(monthly.ddl(db).rsplit("\nCOMMENT", 1)[0])
+    client.command(lineage_view_ddl(db))
+
+
+def _layout(store: Store, table: str) -> tuple[str, str]:
+    rows = store.query_rows(
+        "SELECT partition_key, comment FROM system.tables "
+        "WHERE database = {db:String} AND name = {t:String}",
+        {"db": store.database, "t": table},
+    )
+    return rows[0]["partition_key"], rows[0]["comment"]
+
+
+def _history() -> list[list[object]]:
+    """Batches of a subject's accesses and shares over four months, with replays, and another
+    subject's; the replays are stored again as duplicate rows that FINAL hides."""
+    months = [T0 + timedelta(days=31 * n) for n in range(4)]
+    first = [
+        audit(f"e{n}", event_time=at, judged_at=at + timedelta(seconds=1), offset=n)
+        for n, at in enumerate(months)
+    ]
+    other = audit("o1", subject_pseudonym="pseudo-2", event_type="privacy.data.accessed")
+    return [first, [first[0], first[2], other], [first[3], other]]
+
+
+def test_a_store_with_monthly_lineage_partitions_is_rebuilt_by_year() -> None:
+    dsn = store_dsn()
+    first = Store.open(dsn)
+    _make_monthly_lineage(first)
+    for batch in _history():
+        first.write_audit(batch)  # type: ignore[arg-type]
+    assert _layout(first, LINEAGE_EDGES.name) == ("toYYYYMM(event_time)", "")
+    raw = first.query_rows(f"SELECT count() AS n FROM {first.database}.lineage_edges", {})
+    assert raw == [{"n": 18}], "the replays were stored again, as duplicates"
+    before = {s: first.lineage("linkxup", s) for s in ("pseudo-1", "pseudo-2")}
+    before_stats = first.stats()["tables"]
+    first.close()
+
+    again = Store.open(dsn)
+    try:
+        assert _layout(again, LINEAGE_EDGES.name) == ("toYear(event_time)", "revision 2")
+        assert {s: again.lineage("linkxup", s) for s in before} == before
+        assert [len(edges) for edges in before.values()] == [8, 2]
+        assert again.stats()["tables"] == before_stats
+        # The view made again after the rebuild derives the edges of what is written next,
+        # and a replay of an old event still reads once.
+        late = T0 + timedelta(days=200)
+        again.write_audit(
+            [audit("e9", event_time=late, judged_at=late, offset=9), _history()[0][1]]
+        )
+        after = again.lineage("linkxup", "pseudo-1")
+        assert after[:-2] == before["pseudo-1"]
+        assert [(e.event_id, e.event_time) for e in after[-2:]] == [("e9", late), ("e9", late)]
+        # As a rebuild stopped after its swap leaves the old rows.
+        db = again.database
+        again.command(f"CREATE TABLE {db}.lineage_edges_rebuild AS {db}.lineage_edges")
+    finally:
+        again.close()
+    # Opening it again rebuilds nothing (the table keeps its rows) and drops the leftover.
+    third = Store.open(dsn)
+    try:
+        assert len(third.lineage("linkxup", "pseudo-1")) == 10
+        assert _layout(third, LINEAGE_EDGES.name) == ("toYear(event_time)", "revision 2")
+        left = third.query_rows(
+            "SELECT name FROM system.tables WHERE database = {db:String} AND name LIKE '%rebuild'",
+            {"db": third.database},
+        )
+        assert left == []
+    finally:
+        third.close()
+
+
+def test_a_store_made_before_subject_violations_gets_them_from_its_violations() -> None:
+    dsn = store_dsn()
+    first = Store.open(dsn)
+    opened = violation("v1", occurred_at=T0)
+    other = violation("v2", subject_pseudonym="pseudo-2")
+    retracted = opened.model_copy(
+        update={"status": "retracted", "detected_at": opened.detected_at + timedelta(hours=1)}
+    )
+    later = violation("v3", occurred_at=T0 + timedelta(days=90))
+    db = first.database
+    first._client.command(f"DROP VIEW {db}.{SUBJECT_VIOLATIONS_VIEW}")
+    first._client.command(f"DROP TABLE {db}.{SUBJECT_VIOLATIONS.name}")
+    first.write_violations([opened, other, later])
+    first.write_violations([retracted, later])  # a retraction and a replay
+    first.close()
+
+    again = Store.open(dsn)
+    try:
+        assert again.violations(subject_pseudonym="pseudo-1", retracted=True) == [later, retracted]
+        assert again.violations(subject_pseudonym="pseudo-1") == [later]
+        assert again.violations(subject_pseudonym="pseudo-2") == [other]
+        # The view made after the fill copies what is written next.
+        reopened = opened.model_copy(update={"detected_at": retracted.detected_at + timedelta(1)})
+        again.write_violations([reopened])
+        assert again.violations(subject_pseudonym="pseudo-1") == [later, reopened]
+    finally:
+        again.close()
