@@ -90,3 +90,34 @@ def test_the_changelog_value_is_the_history_dumped_when_events_are_folded_into_t
 
         assert history.changelog_json() == history.model_dump_json(exclude_defaults=True).encode()
     assert history.base.seen("beyond-1")
+
+
+def test_trimming_folds_the_same_base_whether_or_not_the_history_was_read_back() -> None:
+    # A kept state change holds what it changes, so trimming folds it into the base without
+    # parsing it; read back from the changelog (after a restart) it holds only its text, which
+    # trimming parses. Either way the base must come out the same.
+    # Trimming runs before the batch moves "now": two more events, so the last change is folded.
+    final = [{**EVERY_TYPE[0], "id": f"e-last-{i}"} for i in (1, 2)]
+    documents = [{**d, "time": at(3 * i).isoformat()} for i, d in enumerate([*EVERY_TYPE, *final])]
+
+    def bases(read_back: bool) -> list[dict[str, Any]]:
+        judge = Judge(POLICY, KEY, horizon=timedelta(days=1))
+        table: dict[str, SubjectHistory] = {}
+        seen = []
+        for offset, document in enumerate(documents):
+            incoming = Incoming("privacy.events", 0, offset, b"s1", json.dumps(document).encode())
+            verdicts = judge.judge_batch([incoming], table.get)
+            ((key, (_, history)),) = verdicts.histories.items()
+            seen.append(history.base.model_dump())
+            value = history.changelog_json()
+            table[key] = SubjectHistory.model_validate_json(value) if read_back else history
+        return seen
+
+    live = bases(read_back=False)
+
+    assert live == bases(read_back=True)
+    base = live[-1]
+    assert base["consents"]["marketing.advertising"]["data_categories"] == ["user.contact.email"]
+    assert (base["public_categories"], base["auto_share_with_employers"]) == (["user.name"], True)
+    assert (base["account_status"], base["legal_hold_since"]) == ("closed", at(21))
+    assert "request:42" in base["changed_at"] and base["erased_at"] == at(18)
