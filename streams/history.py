@@ -229,9 +229,12 @@ class SubjectHistory(BaseModel):
         # The fields between `base` and the window (`state` at least, it has no default), and
         # those after the window (in the order they are declared).
         middle = serializer.to_json(self, exclude=_NOT_MIDDLE, exclude_defaults=True)
-        tail = serializer.to_json(self, include=_AFTER_WINDOW, exclude_defaults=True)
+        after = b"}"
+        # Both at their defaults for most subjects (no violation in the window): nothing to add.
+        if self.reported or self.fired_until is not None:
+            tail = serializer.to_json(self, include=_AFTER_WINDOW, exclude_defaults=True)
+            after = b"," + tail[1:]
         window = b",".join([kept.changelog_json() for kept in self.window])
-        after = b"," + tail[1:] if len(tail) > 2 else b"}"
         return b'{"base":%s,%s,"window":[%s]%s' % (base, middle[1:-1], window, after)
 
     def changing_base(self) -> SubjectState:
