@@ -118,11 +118,9 @@ def _without_subject_id(text: str, subject_id: str) -> str:
     if SUBJECT_PLACEHOLDER in text:
         raise ValueError("the event holds privtrail's reserved subject placeholder")
     # Producers escape non-ASCII characters, or don't: either spelling of the id is replaced.
-    spellings = [_json_string(subject_id)]
+    text = text.replace(_json_string(subject_id), SUBJECT_PLACEHOLDER)
     if not subject_id.isascii():
-        spellings.append(json.dumps(subject_id, ensure_ascii=False))
-    for spelling in spellings:
-        text = text.replace(spelling, SUBJECT_PLACEHOLDER)
+        text = text.replace(json.dumps(subject_id, ensure_ascii=False), SUBJECT_PLACEHOLDER)
     if SUBJECT_PLACEHOLDER not in text:
         # Spelled some other way (escapes of the producer's own choosing): re-encode the event.
         body = json.loads(text)
@@ -234,8 +232,14 @@ class SubjectHistory(BaseModel):
         if self.reported or self.fired_until is not None:
             tail = serializer.to_json(self, include=_AFTER_WINDOW, exclude_defaults=True)
             after = b"," + tail[1:]
-        window = b",".join([kept.changelog_json() for kept in self.window])
-        return b'{"base":%s,%s,"window":[%s]%s' % (base, middle[1:-1], window, after)
+        # One join: the window is most of the value, copied once.
+        parts = [b'{"base":', base, b",", middle[1:-1], b',"window":[']
+        for kept in self.window:
+            parts += (kept.changelog_json(), b",")
+        if self.window:
+            parts.pop()
+        parts += (b"]", after)
+        return b"".join(parts)
 
     def changing_base(self) -> SubjectState:
         """`base`, to be changed in place (by an event older than the window)."""
