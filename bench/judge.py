@@ -150,37 +150,11 @@ def _child_result(child: subprocess.Popen[str], tree: Path) -> dict[str, Any]:
 
 def _measure(messages_path: Path, batch_size: int, gc_thresholds: str | None) -> dict[str, Any]:
     """One tree's figures; imports whichever tree is first on the path."""
-    from config.settings import REPO_POLICIES
-    from streams.judging import Incoming, Judge
-    from streams.rules.policy import load_policy_set
-
-    policy = load_policy_set(REPO_POLICIES)
-    if gc_thresholds is not None:
-        # As streams.worker.tune_gc does once the worker has loaded its policy (this tree's
-        # function may not exist in the yardstick's).
-        gc.freeze()
-        gc.set_threshold(*map(int, gc_thresholds.split(",")))
-    with messages_path.open("rb") as source:
-        messages: list[tuple[int, bytes, bytes]] = pickle.load(source)
+    policy, messages = load_workload(messages_path, gc_thresholds)
     parse_cpu = _parse_cpu([value for _, _, value in messages], policy.taxonomies)
-    judge = Judge(policy, PSEUDONYM_KEY)
-    table: dict[str, Any] = {}
     rss_before = _rss_bytes()
-    violations = changelog_bytes = 0
     wall, cpu = time.perf_counter(), time.process_time()
-    for first in range(0, len(messages), batch_size):
-        # Made per batch, as the worker makes them of what it consumed: they are garbage after.
-        batch = [
-            Incoming("privacy.events", 0, offset, key, value)
-            for offset, key, value in messages[first : first + batch_size]
-        ]
-        verdicts = judge.judge_batch(batch, table.get)
-        violations += len(verdicts.violations)
-        # A history per subject now, a state per subject before it.
-        written = getattr(verdicts, "histories", None) or verdicts.states
-        for key, (_, value) in written.items():
-            table[key] = value
-            changelog_bytes += len(_changelog_value(value))
+    table, violations, changelog_bytes = judge_messages(policy, messages, batch_size)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {
         "events": len(messages),
@@ -194,6 +168,49 @@ def _measure(messages_path: Path, batch_size: int, gc_thresholds: str | None) ->
         "kept_per_subject": sum(len(getattr(v, "window", ())) for v in table.values()) / len(table),
         "rss_per_subject": (_rss_bytes() - rss_before) / len(table),
     }
+
+
+def load_workload(
+    messages_path: Path, gc_thresholds: str | None
+) -> tuple[Any, list[tuple[int, bytes, bytes]]]:
+    """The policy and the messages, the garbage collector set as the worker sets it."""
+    from config.settings import REPO_POLICIES
+    from streams.rules.policy import load_policy_set
+
+    policy = load_policy_set(REPO_POLICIES)
+    if gc_thresholds is not None:
+        # As streams.worker.tune_gc does once the worker has loaded its policy (this tree's
+        # function may not exist in the yardstick's).
+        gc.freeze()
+        gc.set_threshold(*map(int, gc_thresholds.split(",")))
+    with messages_path.open("rb") as source:
+        messages: list[tuple[int, bytes, bytes]] = pickle.load(source)
+    return policy, messages
+
+
+def judge_messages(
+    policy: Any, messages: list[tuple[int, bytes, bytes]], batch_size: int
+) -> tuple[dict[str, Any], int, int]:
+    """The worker's loop without Kafka: the table, the violations and changelog bytes written."""
+    from streams.judging import Incoming, Judge
+
+    judge = Judge(policy, PSEUDONYM_KEY)
+    table: dict[str, Any] = {}
+    violations = changelog_bytes = 0
+    for first in range(0, len(messages), batch_size):
+        # Made per batch, as the worker makes them of what it consumed: they are garbage after.
+        batch = [
+            Incoming("privacy.events", 0, offset, key, value)
+            for offset, key, value in messages[first : first + batch_size]
+        ]
+        verdicts = judge.judge_batch(batch, table.get)
+        violations += len(verdicts.violations)
+        # A history per subject now, a state per subject before it.
+        written = getattr(verdicts, "histories", None) or verdicts.states
+        for key, (_, value) in written.items():
+            table[key] = value
+            changelog_bytes += len(_changelog_value(value))
+    return table, violations, changelog_bytes
 
 
 def _changelog_value(value: Any) -> bytes:

@@ -168,8 +168,9 @@ def check_taxonomy(data: EventData, taxonomies: Mapping[str, Taxonomy]) -> None:
             raise InvalidEvent(
                 f"data.data_categories[{i}]", f"unknown data category {key!r} for org {data.org!r}"
             )
-    if data.use is not None and data.use not in taxonomy.data_uses:
-        raise InvalidEvent("data.data_use", f"unknown data use {data.use!r} for org {data.org!r}")
+    use = data.use
+    if use is not None and use not in taxonomy.data_uses:
+        raise InvalidEvent("data.data_use", f"unknown data use {use!r} for org {data.org!r}")
     public = data.settings.public_categories if isinstance(data, SettingsChanged) else None
     for i, key in enumerate(public or []):
         if key not in taxonomy.data_categories:

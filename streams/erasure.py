@@ -39,7 +39,8 @@ def start_history(org: str, subject_kind: str, erased_at: datetime | None) -> Su
     """A new subject's history; one seen again after its erasure starts out erased, so that
     processing its data again breaks the rules about erased subjects."""
     history = SubjectHistory.start(org, subject_kind)
-    history.base.erased_at = history.state.erased_at = erased_at
+    if erased_at is not None:
+        history.base.erased_at = history.state.erased_at = erased_at
     return history
 
 

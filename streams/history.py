@@ -27,7 +27,7 @@ from events.outputs import Violation
 from events.validation import parse_accepted
 from streams.rules import Finding, PolicySet
 from streams.rules.replay import report_missed
-from streams.state import SubjectState
+from streams.state import StateChange, SubjectState, state_change
 
 # The changelog must never carry a raw subject id, so a kept event has every JSON string equal
 # to it (the subject's id, and an actor's or recipient's that is the subject) replaced by this;
@@ -60,6 +60,11 @@ class Kept:
     encoded: Annotated[tuple[tuple[str, ...], bytes] | None, Field(exclude=True)] = field(
         default=None, compare=False, repr=False
     )
+    # What a state change changes (`state_change`), so trimming folds it into the base without
+    # parsing it again. Not in the changelog: after a recovery trimming parses the text.
+    change: Annotated[StateChange | None, Field(exclude=True)] = field(
+        default=None, compare=False, repr=False
+    )
 
     @classmethod
     def of(
@@ -69,6 +74,7 @@ class Kept:
         partition: int,
         offset: int,
         violated: tuple[str, ...],
+        change: StateChange | None,
     ) -> Kept:
         return cls(
             id=event.id,
@@ -78,6 +84,7 @@ class Kept:
             offset=offset,
             event=_without_subject_id(raw.decode(), event.data.subject.id.get_secret_value()),
             violated=violated,
+            change=change,
         )
 
     @property
@@ -111,11 +118,9 @@ def _without_subject_id(text: str, subject_id: str) -> str:
     if SUBJECT_PLACEHOLDER in text:
         raise ValueError("the event holds privtrail's reserved subject placeholder")
     # Producers escape non-ASCII characters, or don't: either spelling of the id is replaced.
-    spellings = [_json_string(subject_id)]
+    text = text.replace(_json_string(subject_id), SUBJECT_PLACEHOLDER)
     if not subject_id.isascii():
-        spellings.append(json.dumps(subject_id, ensure_ascii=False))
-    for spelling in spellings:
-        text = text.replace(spelling, SUBJECT_PLACEHOLDER)
+        text = text.replace(json.dumps(subject_id, ensure_ascii=False), SUBJECT_PLACEHOLDER)
     if SUBJECT_PLACEHOLDER not in text:
         # Spelled some other way (escapes of the producer's own choosing): re-encode the event.
         body = json.loads(text)
@@ -148,6 +153,8 @@ class Step:
     missed: list[Finding]
     findings: list[Finding]
     next_due: datetime | None
+    # What the event changed in the state, for the kept event (`Kept.change`).
+    change: StateChange | None
 
 
 def fold(
@@ -162,10 +169,11 @@ def fold(
     due = next_due is not None and next_due < event.time
     missed = report_missed(policy, state, event.time) if due else []
     findings = policy.judge(event, state)
-    state.apply(event)
+    change = state_change(event)
+    state.apply_change(event.id, event.time, change)
     if due or policy.moves_deadlines(event):
         next_due = policy.next_deadline(state)
-    return Step(missed, findings, next_due)
+    return Step(missed, findings, next_due, change)
 
 
 def ordering(event: PrivacyEvent) -> tuple[datetime, str]:
@@ -219,10 +227,19 @@ class SubjectHistory(BaseModel):
         # The fields between `base` and the window (`state` at least, it has no default), and
         # those after the window (in the order they are declared).
         middle = serializer.to_json(self, exclude=_NOT_MIDDLE, exclude_defaults=True)
-        tail = serializer.to_json(self, include=_AFTER_WINDOW, exclude_defaults=True)
-        window = b",".join([kept.changelog_json() for kept in self.window])
-        after = b"," + tail[1:] if len(tail) > 2 else b"}"
-        return b'{"base":%s,%s,"window":[%s]%s' % (base, middle[1:-1], window, after)
+        after = b"}"
+        # Both at their defaults for most subjects (no violation in the window): nothing to add.
+        if self.reported or self.fired_until is not None:
+            tail = serializer.to_json(self, include=_AFTER_WINDOW, exclude_defaults=True)
+            after = b"," + tail[1:]
+        # One join: the window is most of the value, copied once.
+        parts = [b'{"base":', base, b",", middle[1:-1], b',"window":[']
+        for kept in self.window:
+            parts += (kept.changelog_json(), b",")
+        if self.window:
+            parts.pop()
+        parts += (b"]", after)
+        return b"".join(parts)
 
     def changing_base(self) -> SubjectState:
         """`base`, to be changed in place (by an event older than the window)."""
@@ -281,13 +298,10 @@ class SubjectHistory(BaseModel):
         self._base_json = None
         # Parsed first, so a failure cannot leave events folded into both; applying cannot
         # fail, each of them was applied once already when it was judged.
-        parsed = {k.id: k.parse(subject_id) for k in trimmed if k.type not in _ACCESS_TYPES}
+        changes = [_change(kept, subject_id) for kept in trimmed]
         base = self.base
-        for kept in trimmed:
-            if kept.id in parsed:
-                base.apply(parsed[kept.id])
-            else:
-                base.record(kept.id, kept.time)  # an access changes no other state
+        for kept, change in zip(trimmed, changes, strict=True):
+            base.apply_change(kept.id, kept.time, change)
         since = self.window[drop - 1].time
         since = max(since, cutoff) if cutoff is not None else since
         # In order, every deadline before `since` was judged before the first kept event, so
@@ -306,6 +320,14 @@ class SubjectHistory(BaseModel):
             while drop < len(window) and window[drop].time < cutoff:
                 drop += 1
         return drop
+
+
+def _change(kept: Kept, subject_id: str) -> StateChange | None:
+    if kept.type in _ACCESS_TYPES:
+        return None  # an access changes no state but the recent ids and the newest time
+    if kept.change is None:  # read back from the changelog
+        kept.change = state_change(kept.parse(subject_id))
+    return kept.change
 
 
 _AFTER_WINDOW = {"reported", "fired_until"}

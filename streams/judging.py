@@ -32,7 +32,7 @@ from streams.erasure import DeploymentKeyed, Pseudonyms, fulfils_erasure, start_
 from streams.history import Kept, SubjectHistory, fold, ordering
 from streams.rules import Finding, PolicySet
 from streams.rules.replay import report_missed
-from streams.state import SubjectState
+from streams.state import SubjectState, state_change
 from streams.verdicts import (
     DeadLetter,
     Incoming,
@@ -283,6 +283,7 @@ class Judge:
                     item.incoming.partition,
                     item.incoming.offset,
                     violated,
+                    step.change,
                 )
             )
             verdicts.audit.append(
@@ -308,7 +309,14 @@ class Judge:
             [
                 *history.window,
                 *(
-                    Kept.of(i.event, i.incoming.value, i.incoming.partition, i.incoming.offset, ())
+                    Kept.of(
+                        i.event,
+                        i.incoming.value,
+                        i.incoming.partition,
+                        i.incoming.offset,
+                        (),
+                        state_change(i.event),
+                    )
                     for i in new.values()
                 ),
             ],

@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 from events.models import (
     AccountChangedEvent,
     ConsentChangedEvent,
+    DataAccessedEvent,
+    DataSharedEvent,
     LegalHoldChangedEvent,
     PrivacyEvent,
     RequestFulfilledEvent,
@@ -118,33 +120,40 @@ class SubjectState(BaseModel):
 
     def apply(self, event: PrivacyEvent) -> None:
         """Fold one event into the state (after the rules have judged it against the old state)."""
-        at = event.time
-        self.record(event.id, at)
-        match event:
-            case ConsentChangedEvent(data=data):
-                if self._newest(f"consent:{data.data_use}", at):
-                    self.consents[data.data_use] = Consent(
-                        status=data.status, at=at, data_categories=data.data_categories
+        self.apply_change(event.id, event.time, state_change(event))
+
+    def apply_change(self, event_id: str, at: datetime, change: StateChange | None) -> None:
+        """Fold one event into the state, given what `state_change` found in it."""
+        self.record(event_id, at)
+        if change is None:
+            return
+        match change:
+            case ("consent", data_use, status, categories):
+                if self._newest(f"consent:{data_use}", at):
+                    self.consents[data_use] = Consent(
+                        status=status,
+                        at=at,
+                        data_categories=None if categories is None else list(categories),
                     )
-            case SettingsChangedEvent(data=data):
-                for name, value in data.settings.model_dump(exclude_none=True).items():
+            case ("settings", settings):
+                for name, value in settings:
                     if self._newest(f"setting:{name}", at):
-                        setattr(self, name, value)
-            case AccountChangedEvent(data=data):
-                self._apply_account(data.status, at, event.id)
-            case RequestOpenedEvent(data=data):
-                if self._newest(f"request:{data.request_id}", at):
-                    self.open_requests[data.request_id] = OpenRequest(
-                        right=data.right, opened_at=at, event_id=event.id
+                        setattr(self, name, list(value) if isinstance(value, tuple) else value)
+            case ("account", status):
+                self._apply_account(status, at, event_id)
+            case ("request_opened", request_id, right):
+                if self._newest(f"request:{request_id}", at):
+                    self.open_requests[request_id] = OpenRequest(
+                        right=right, opened_at=at, event_id=event_id
                     )
-            case RequestFulfilledEvent(data=data):
-                if self._newest(f"request:{data.request_id}", at):
-                    self.open_requests.pop(data.request_id, None)
-                if data.right == "erasure" and (self.erased_at is None or at > self.erased_at):
+            case ("request_fulfilled", request_id, right):
+                if self._newest(f"request:{request_id}", at):
+                    self.open_requests.pop(request_id, None)
+                if right == "erasure" and (self.erased_at is None or at > self.erased_at):
                     self.erased_at = at
-            case LegalHoldChangedEvent(data=data):
+            case ("legal_hold", status):
                 if self._newest("legal_hold", at):
-                    self.legal_hold_since = at if data.status == "placed" else None
+                    self.legal_hold_since = at if status == "placed" else None
 
     def _newest(self, aspect: str, at: datetime) -> bool:
         """Record a change of `aspect` at `at`, unless a newer change was already applied."""
@@ -166,3 +175,50 @@ class SubjectState(BaseModel):
             self.closed_at, self.closed_event_id = at, event_id
         elif status == "reopened":
             self.closed_at = self.closed_event_id = None
+
+
+# What an event changes in a subject's state besides its id and time, as plain values in
+# tuples: a kept event holds it, so it can be folded into a base later without being parsed
+# again, and the garbage collector stops walking tuples that hold only strings.
+ConsentChange = tuple[Literal["consent"], str, str, tuple[str, ...] | None]
+SettingsChange = tuple[Literal["settings"], tuple[tuple[str, bool | tuple[str, ...]], ...]]
+StatusChange = tuple[Literal["account", "legal_hold"], str]
+RequestChange = tuple[Literal["request_opened", "request_fulfilled"], str, str]
+StateChange = ConsentChange | SettingsChange | StatusChange | RequestChange
+
+
+def state_change(event: PrivacyEvent) -> StateChange | None:
+    """What `event` changes in a subject's state (None for an access, which changes nothing
+    but the recent ids and the newest event time)."""
+    match event:
+        case DataAccessedEvent() | DataSharedEvent():
+            return None  # the bulk of events: no need to try every other type
+        case ConsentChangedEvent(data=data):
+            categories = data.data_categories
+            return (
+                "consent",
+                data.data_use,
+                data.status,
+                None if categories is None else tuple(categories),
+            )
+        case SettingsChangedEvent(data=data):
+            # Its fields in declaration order, unset ones left out: `model_dump(exclude_none=True)`
+            # without the serializer.
+            settings = data.settings.__dict__.items()
+            return (
+                "settings",
+                tuple(
+                    (k, tuple(v) if isinstance(v, list) else v)
+                    for k, v in settings
+                    if v is not None
+                ),
+            )
+        case AccountChangedEvent(data=data):
+            return ("account", data.status)
+        case RequestOpenedEvent(data=data):
+            return ("request_opened", data.request_id, data.right)
+        case RequestFulfilledEvent(data=data):
+            return ("request_fulfilled", data.request_id, data.right)
+        case LegalHoldChangedEvent(data=data):
+            return ("legal_hold", data.status)
+    return None
