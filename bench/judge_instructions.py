@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,8 @@ def main() -> None:
     if args.child is not None:
         _child(args.child, args.batch_size, args.gc_thresholds, args.judge)
         return
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not installed (Debian: apt-get install -y valgrind)")
     from judge import _worker_gc_thresholds, _write_messages
 
     with tempfile.TemporaryDirectory(prefix="privtrail-judge-instructions-") as tmp:
