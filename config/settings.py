@@ -197,6 +197,11 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap or f"127.0.0.1:{self.embedded_kafka_port}"
 
     @property
+    def pseudonym_master(self) -> bytes:
+        """The pseudonym key as the HMACs behind pseudonyms and lookup ids take it."""
+        return self.pseudonym_key.get_secret_value().encode()
+
+    @property
     def store_dsn(self) -> str:
         if self.clickhouse_dsn:
             return self.clickhouse_dsn

@@ -49,7 +49,7 @@ def access_router(
     settings: Settings, store: Store, known: KnownValues, keys: KeyDirectory
 ) -> APIRouter:
     router = APIRouter(tags=["access"])
-    key = settings.pseudonym_key.get_secret_value().encode()
+    key = settings.pseudonym_master
 
     @router.post(
         "/tokens",

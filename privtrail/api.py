@@ -104,7 +104,7 @@ def create_app(
     )
     app.state.store = store
     ensure_access_tables(store)
-    key = settings.pseudonym_key.get_secret_value().encode()
+    key = settings.pseudonym_master
     directory = keys or NoKeys()
     known = _known_values(settings, store)
 

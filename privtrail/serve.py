@@ -101,7 +101,7 @@ def key_follower(settings: Settings) -> KeyFollower:
     return KeyFollower(
         settings.bootstrap,
         settings.app_id,
-        settings.pseudonym_key.get_secret_value().encode(),
+        settings.pseudonym_master,
         settings.kafka_security.kafka_python(),
     )
 

@@ -162,8 +162,7 @@ class Ingestor:
         # Chains every stored row and signs checkpoints (sinks/integrity/); None: off.
         self.ledger = ledger
         # Blanks the raw bytes of erased subjects' rejected inputs; None erasures: none known.
-        master = settings.pseudonym_key.get_secret_value().encode()
-        self._shredder = RejectedShredder(master, store, erasures)
+        self._shredder = RejectedShredder(settings.pseudonym_master, store, erasures)
         # Called with each batch of violations once it is stored (e.g. an alert sink's send).
         self.listeners: list[ViolationListener] = []
         self._consumer_factory = consumer_factory or (lambda: kafka_consumer(settings))

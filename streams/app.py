@@ -100,9 +100,7 @@ class Pipeline:
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
             extra_topic_configs=key_topic_configs(settings),
         )
-        self.keys = SubjectKeys(
-            settings.pseudonym_key.get_secret_value().encode(), self.keys_table.data
-        )
+        self.keys = SubjectKeys(settings.pseudonym_master, self.keys_table.data)
         self.judge = Judge(
             policy,
             self.keys,

@@ -22,7 +22,7 @@ def subjects_by_pseudonym(
     settings: Settings, subjects: Iterable[tuple[str, str]]
 ) -> dict[str, str]:
     """Pseudonym -> subject id, for every pseudonym the worker gave these (org, id) subjects."""
-    master = settings.pseudonym_key.get_secret_value().encode()
+    master = settings.pseudonym_master
     wanted = {json.dumps(lookup_id(master, org, sid)).encode(): (org, sid) for org, sid in subjects}
     found: dict[str, str] = {}
     for key, value in key_log(settings):
@@ -38,7 +38,7 @@ def subjects_by_pseudonym(
 
 def newest_key(settings: Settings, org: str, subject_id: str) -> SubjectKey | None:
     """The subject's entry as the key topic holds it last: what a recovering worker gets."""
-    master = settings.pseudonym_key.get_secret_value().encode()
+    master = settings.pseudonym_master
     wanted = json.dumps(lookup_id(master, org, subject_id)).encode()
     values = [value for key, value in key_log(settings) if key == wanted]
     return SubjectKey.model_validate_json(values[-1]) if values and values[-1] else None

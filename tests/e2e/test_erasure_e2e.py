@@ -153,7 +153,7 @@ def test_an_erased_subject_can_no_longer_be_linked_and_the_trail_still_verifies(
     # The raw bytes' TTL (30 days) is far off: only the erasure can blank them.
     settings = unstarted_pipeline_settings(broker, tmp_path)
     ensure_topics(settings)
-    master = settings.pseudonym_key.get_secret_value().encode()
+    master = settings.pseudonym_master
     # The id the pseudonyms were before per-subject keys: it must not be stored either.
     deployment_keyed = pseudonymise(master, ORG, ERASED)
     # Where the subject's key is kept: the store keeps it by its rejected inputs until erasure.

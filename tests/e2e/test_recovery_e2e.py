@@ -45,9 +45,7 @@ def closed_account(subject: str) -> bytes:
 def judged(pipeline: Pipeline, subject: str) -> tuple[Judge, str, int, SubjectHistory]:
     """The subject's table entry as a worker judging its one event would hold it."""
     settings = pipeline.settings
-    judge = Judge(
-        load_policy_set(settings.policies_dir), settings.pseudonym_key.get_secret_value().encode()
-    )
+    judge = Judge(load_policy_set(settings.policies_dir), settings.pseudonym_master)
     key = subject.encode()
     partition = (murmur2(key) & 0x7FFFFFFF) % settings.partitions
     incoming = Incoming(settings.topics.events, partition, 0, key, closed_account(subject))
