@@ -149,14 +149,15 @@ class KeyFollower:
         if value is None or b'"erased_at"' not in value:
             return
         try:
-            entry = parse_key(json.loads(value))
-        except ValueError:
+            entry, lookup = parse_key(json.loads(value)), json.loads(key)
+        except (TypeError, ValueError):  # a value that is no key entry, a key that is no JSON
+            entry, lookup = None, None
+        if not isinstance(lookup, str):
             # Not the worker's: its text is not logged, as a subject key it would hold a secret.
             log.warning("skipped an entry of %s that is not a subject key", self._topic)
             return
         if entry is None or entry.erased_at is None:
             return
-        lookup = json.loads(key)
         if self._erasures.get(lookup) != entry.erased_at:
             self._erasures[lookup] = entry.erased_at
             self._newly_erased.add(lookup)

@@ -89,3 +89,14 @@ def test_an_entry_that_is_not_a_subject_key_is_skipped() -> None:
     broken.value = b'{"erased_at": "not a time"}'
     follow(follower, [broken])
     assert follower.take_erased() == set()
+
+
+def test_an_entry_with_a_key_that_is_no_lookup_id_is_skipped_and_following_goes_on() -> None:
+    follower = KeyFollower("127.0.0.1:9", APP, MASTER, {})
+    erased = lookup_id(MASTER, "o", "erased")
+    value = SubjectKey(erased_at=DAY).model_dump_json(exclude_defaults=True).encode()
+    foreign, keyless = Record(erased, None), Record(erased, None)
+    foreign.key, foreign.value = b"not json", value
+    keyless.key, keyless.value = None, value  # type: ignore[assignment]
+    follow(follower, [foreign, keyless, Record(erased, SubjectKey(erased_at=DAY))])
+    assert follower.take_erased() == {erased}
