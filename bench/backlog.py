@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 from figures import write_figures
-from profile_worker import _preproduce, bench_main, catch_up, running_kafka
-from throughput import _bare_loop, _workload
+from profile_worker import bench_main, catch_up, preproduce, running_kafka
+from throughput import bare_loop, demo_workload
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, root: Path) -> None:
     with running_kafka(root) as (broker, settings):
-        bare = asyncio.run(_bare_loop(broker.bootstrap, _workload(args.events), settings))
-        asyncio.run(_preproduce(settings, args.events))
+        bare = asyncio.run(bare_loop(broker.bootstrap, demo_workload(args.events), settings))
+        asyncio.run(preproduce(settings, args.events))
         judged, seconds = catch_up(settings, args.events, root / "worker.log")
     if judged == 0:
         raise SystemExit(

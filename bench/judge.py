@@ -75,11 +75,11 @@ def main() -> None:
     if args.child is not None:
         print(json.dumps(_measure(args.child, args.batch_size, args.gc_thresholds)))
         return
-    thresholds = _worker_gc_thresholds() if args.gc == "worker" else None
+    thresholds = worker_gc_thresholds() if args.gc == "worker" else None
     with tempfile.TemporaryDirectory(prefix="privtrail-judge-bench-") as tmp:
         root = Path(tmp)
         messages = root / "messages.pickle"
-        subjects = _write_messages(messages, args.events)
+        subjects = write_messages(messages, args.events)
         trees = {}
         if args.baseline != "none":
             for revision in args.baseline.split(","):
@@ -101,7 +101,7 @@ def main() -> None:
     _report(args, subjects, results)
 
 
-def _write_messages(path: Path, count: int) -> int:
+def write_messages(path: Path, count: int) -> int:
     from privtrail.demo import default_start, demo_events
 
     events = list(demo_events(SEED, count, default_start(), malformed_share=0))
@@ -121,7 +121,7 @@ def extract_tree(revision: str, into: Path) -> Path:
     return into
 
 
-def _worker_gc_thresholds() -> str:
+def worker_gc_thresholds() -> str:
     # This tree's setting, handed to every tree's process: the yardstick's tree predates it.
     from streams.worker import GC_THRESHOLDS
 

@@ -43,16 +43,16 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (Debian: apt-get install -y valgrind)")
-    from judge import _worker_gc_thresholds, _write_messages
+    from judge import worker_gc_thresholds, write_messages
 
     with tempfile.TemporaryDirectory(prefix="privtrail-judge-instructions-") as tmp:
         root = Path(tmp)
         messages = root / "messages.pickle"
-        _write_messages(messages, args.events)
+        write_messages(messages, args.events)
         trees = {r: extract_tree(r, root / r) for r in args.baseline.split(",")}
         trees["now"] = REPO
         runs = [(name, judging) for name in trees for judging in (False, True)]
-        thresholds = _worker_gc_thresholds()
+        thresholds = worker_gc_thresholds()
         with ThreadPoolExecutor(args.jobs) as pool:
             counts = dict(
                 zip(

@@ -125,7 +125,7 @@ def running_kafka(root: Path) -> Iterator[tuple[EmbeddedBroker, Settings]]:
 
 def _run(args: argparse.Namespace, root: Path) -> None:
     with running_kafka(root) as (broker, settings):
-        asyncio.run(_preproduce(settings, args.events))
+        asyncio.run(preproduce(settings, args.events))
         judged, seconds, samples = _profile_worker(settings, args, root)
     _report(args, broker.release(), judged, seconds, samples)
 
@@ -140,7 +140,7 @@ def _settings(bootstrap: str, port: int, data_dir: Path) -> Settings:
     return tuned_settings(settings).model_copy(update={"kafka_bootstrap": bootstrap})
 
 
-async def _preproduce(settings: Settings, count: int) -> None:
+async def preproduce(settings: Settings, count: int) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=20)
     await producer.start()
     try:
@@ -215,14 +215,14 @@ def _wait_for_commits(settings: Settings, done: Callable[[int], bool]) -> int:
     deadline = time.monotonic() + CATCH_UP_TIMEOUT
     with KafkaAdminClient(bootstrap_servers=settings.bootstrap) as admin:
         while time.monotonic() < deadline:
-            committed = _committed(admin, settings)
+            committed = group_committed(admin, settings)
             if committed is not None and done(committed):
                 return committed
             time.sleep(0.1)
     raise RuntimeError(f"the worker did not commit in {CATCH_UP_TIMEOUT:.0f} s")
 
 
-def _committed(admin: KafkaAdminClient, settings: Settings) -> int | None:
+def group_committed(admin: KafkaAdminClient, settings: Settings) -> int | None:
     """The worker group's committed offsets summed, or None while the group has no coordinator."""
     try:
         offsets = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})

@@ -34,7 +34,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from figures import write_figures
 from kafka import KafkaAdminClient
-from profile_worker import PY_SPY, _committed, bench_main, running_kafka
+from profile_worker import PY_SPY, bench_main, group_committed, running_kafka
 
 from config.settings import REPO_POLICIES, Settings
 from privtrail.demo import default_start, demo_events
@@ -218,7 +218,7 @@ async def _send_probe(settings: Settings, salt: int) -> None:
 
 def _committed_now(settings: Settings) -> int:
     with KafkaAdminClient(bootstrap_servers=settings.bootstrap) as admin:
-        return _committed(admin, settings) or 0
+        return group_committed(admin, settings) or 0
 
 
 def _wait(done: Callable[[], bool], worker: subprocess.Popen[bytes], what: str) -> None:

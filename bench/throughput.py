@@ -213,9 +213,9 @@ def _run(args: argparse.Namespace, root: Path) -> None:
     try:
         settings = _settings(args, broker, root / "pipeline")
         count = args.events if args.mode == "burst" else round(args.rate * args.seconds)
-        messages = _workload(count)
+        messages = demo_workload(count)
         _progress("bare consume->produce loop")
-        bare = asyncio.run(_bare_loop(broker.bootstrap, messages, settings))
+        bare = asyncio.run(bare_loop(broker.bootstrap, messages, settings))
         rate = args.rate if args.mode == "steady" else None
         pipeline = _pipeline(settings, messages, rate)
     finally:
@@ -241,7 +241,7 @@ def _settings(args: argparse.Namespace, broker: EmbeddedBroker, data_dir: Path) 
     return tuned_settings(settings).model_copy(update={"kafka_bootstrap": broker.bootstrap})
 
 
-def _workload(count: int) -> list[Message]:
+def demo_workload(count: int) -> list[Message]:
     started = time.perf_counter()
     # Valid events only: every input then becomes one `events` row with a `stored_at`.
     events = demo_events(SEED, count, default_start(), malformed_share=0)
@@ -265,10 +265,10 @@ def _now_iso() -> bytes:
 # --- Baseline -----------------------------------------------------------------------------
 
 
-async def _bare_loop(bootstrap: str, messages: list[Message], settings: Settings) -> BareResult:
+async def bare_loop(bootstrap: str, messages: list[Message], settings: Settings) -> BareResult:
     """Time consuming every message from one topic and producing it to another."""
     _create_topics(bootstrap, [BARE_INPUT, BARE_OUTPUT], settings.partitions)
-    await _preproduce(bootstrap, messages)
+    await preproduce(bootstrap, messages)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id="bench-bare",
@@ -294,7 +294,7 @@ def _bare_producer(bootstrap: str, settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **tuning)
 
 
-async def _preproduce(bootstrap: str, messages: list[Message]) -> None:
+async def preproduce(bootstrap: str, messages: list[Message]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     try:
