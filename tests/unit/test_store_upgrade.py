@@ -3,6 +3,7 @@ layouts, and reads that skip partitions still see the newest copy of each row.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -150,12 +151,19 @@ def _history() -> list[list[object]]:
     return [first, [first[0], first[2], other], [first[3], other]]
 
 
+def _store_with_history(dsn: str, make_old_tables: Callable[[Store], None]) -> Store:
+    """A store at `dsn` whose tables `make_old_tables` put back as an earlier version made
+    them, holding `_history()`."""
+    store = Store.open(dsn)
+    make_old_tables(store)
+    for batch in _history():
+        store.write_audit(batch)  # type: ignore[arg-type]
+    return store
+
+
 def test_a_store_with_monthly_lineage_partitions_is_rebuilt_by_year() -> None:
     dsn = store_dsn()
-    first = Store.open(dsn)
-    _make_monthly_lineage(first)
-    for batch in _history():
-        first.write_audit(batch)  # type: ignore[arg-type]
+    first = _store_with_history(dsn, _make_monthly_lineage)
     assert _layout(first, LINEAGE_EDGES.name) == ("toYYYYMM(event_time)", "")
     raw = first.query_rows(f"SELECT count() AS n FROM {first.database}.lineage_edges", {})
     assert raw == [{"n": 18}], "the replays were stored again, as duplicates"
@@ -259,10 +267,7 @@ def _part_types(store: Store, table: str) -> set[str]:
 
 def test_a_store_with_wide_subject_parts_is_rebuilt_compact_with_the_same_answers() -> None:
     dsn = store_dsn()
-    first = Store.open(dsn)
-    _make_wide_tables(first)
-    for batch in _history():
-        first.write_audit(batch)  # type: ignore[arg-type]
+    first = _store_with_history(dsn, _make_wide_tables)
     opened = violation("v1", occurred_at=T0)
     retracted = opened.model_copy(
         update={"status": "retracted", "detected_at": opened.detected_at + timedelta(hours=1)}
