@@ -30,12 +30,15 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # For tables read a granule of every column at a time, in each part (a subject's rows): all
 # columns of a part in one file (a "compact" part: ClickHouse makes a part wide past 10 MiB,
-# one file per column and substream, about 30 for lineage_edges), and each part's marks put in
-# the mark cache by the insert or merge that writes it, so the first look-up after a merge does
-# not load them. bench/README.md (store.py) has the measurements.
+# one file per column and substream, about 30 for lineage_edges), and each part's marks and
+# primary index put in their caches by the insert or merge that writes it, and when the store
+# opens, so the first look-up after a merge or a restart does not load them.
+# bench/README.md (store.py) has the measurements.
 COMPACT_PARTS: Final = (
     ("min_bytes_for_wide_part", 2**62),
     ("prewarm_mark_cache", 1),
+    ("use_primary_key_cache", 1),
+    ("prewarm_primary_key_cache", 1),
 )
 
 
@@ -202,7 +205,7 @@ LINEAGE_EDGES = Table(
     # 8192 did (bench/README.md, store.py). A look-up reads every column of one granule in each
     # part, which costs per column file in a wide part; compact parts keep them in one.
     settings=(("index_granularity", 1024), *COMPACT_PARTS),
-    # 2: partitioned by year instead of month. 3: compact parts, marks cached as written.
+    # 2: partitioned by year instead of month. 3: compact parts, cached as written.
     revision=3,
 )
 
