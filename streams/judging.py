@@ -215,7 +215,9 @@ class Judge:
         if history.follows(fresh[0].event):
             next_due = self._fold_on_top(key, history, fresh, verdicts, at)
         else:
-            self._rejudge(key, subject_id, history, fresh, verdicts, at)
+            self._late.rejudge(
+                key, subject_id, history, fresh, verdicts, at, self._now_reached, self._topic
+            )
             next_due = self._next_deadline(key, history)
         self._trim(key, subject_id, history)
         self._index(key, partition, next_due)
@@ -239,7 +241,17 @@ class Judge:
                 # The state may be half-updated: rebuild it from the base without this event.
                 reject_internal(item.incoming, error, verdicts)
                 remaining = items[position + 1 :]
-                self._rejudge(key, _subject_id(item.event), history, remaining, verdicts, at)
+                subject_id = _subject_id(item.event)
+                self._late.rejudge(
+                    key,
+                    subject_id,
+                    history,
+                    remaining,
+                    verdicts,
+                    at,
+                    self._now_reached,
+                    self._topic,
+                )
                 return self._next_deadline(key, history)
             next_due = step.next_due
             for finding in step.missed:
@@ -298,19 +310,6 @@ class Judge:
         self, finding: Finding, history: SubjectHistory, key: str, at: datetime
     ) -> Violation:
         return deadline_violation(finding, history.state, key, self.policy, at)
-
-    def _rejudge(
-        self,
-        key: str,
-        subject_id: str,
-        history: SubjectHistory,
-        items: list[Accepted],
-        verdicts: Verdicts,
-        at: datetime,
-    ) -> None:
-        self._late.rejudge(
-            key, subject_id, history, items, verdicts, at, self._now_reached, self._topic
-        )
 
     def _report(self, history: SubjectHistory, violation: Violation, verdicts: Verdicts) -> None:
         history.report(violation)
