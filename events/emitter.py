@@ -104,7 +104,8 @@ class Emitter:
         (at least the 30 s a single request may take). `producer_config` goes to kafka-python's
         `KafkaProducer` and overrides the emitter's defaults; a secured cluster's options go
         there too (`security_protocol`, `sasl_mechanism`, `sasl_plain_username`,
-        `sasl_plain_password`, `ssl_cafile`, `ssl_certfile`, `ssl_keyfile`)."""
+        `sasl_plain_password`, `ssl_cafile`, `ssl_certfile`, `ssl_keyfile`). A `source` no
+        event could carry raises `ValueError` naming it, here rather than at every send."""
         fixed = sorted(FIXED_SETTINGS & producer_config.keys())
         if fixed:
             raise ValueError(
