@@ -11,17 +11,7 @@ import pytest
 from events.emitter import EmitError, Emitter, build_event
 from events.limits import MAX_EVENT_BYTES
 from events.models import EventType
-from tests.unit.test_emitter import SOURCE, SUBJECT, FakeProducer, access, cloudevent
-
-
-@pytest.fixture
-def producer() -> FakeProducer:
-    return FakeProducer()
-
-
-@pytest.fixture
-def emitter(producer: FakeProducer) -> Emitter:
-    return Emitter("127.0.0.1:9", source=SOURCE, producer=producer)
+from tests.unit.test_emitter import SUBJECT, FakeProducer, access, cloudevent
 
 
 def test_a_source_no_event_could_carry_is_refused_when_the_emitter_is_made(
