@@ -221,12 +221,12 @@ class Ingestor:
             self._note_error(f"polling Kafka failed: {error}")
             self._stopping.wait(MAX_BACKOFF_SECONDS)
             return
-        consumed = 0
-        for records in polled.values():
-            for record in records:
-                self._accept(record)
-            consumed += len(records)
-        self._progress.observe(_lag(consumer), advanced=consumed > 0)
+        messages = [record for records in polled.values() for record in records]
+        for message, rows in zip(
+            messages, message_rows(self.settings.topics, messages), strict=True
+        ):
+            self._accept(message, rows)
+        self._progress.observe(_lag(consumer), advanced=bool(messages))
 
     def _flush_due(self) -> bool:
         if self._buffer.rows >= self.settings.sink_batch_size:
@@ -244,9 +244,8 @@ class Ingestor:
     def _room(self) -> int:
         return max(self.settings.sink_batch_size - self._buffer.rows, 1)
 
-    def _accept(self, message: Message) -> None:
+    def _accept(self, message: Message, rows: MessageRows) -> None:
         self._buffer.mark_arrival()
-        rows = message_rows(self.settings.topics, message)
         self._buffer.add(rows)
         if self.ledger is not None:
             self.ledger.observe(message.topic, message.partition, message.offset, rows)

@@ -33,7 +33,7 @@ from events.outputs import (
     Violation,
 )
 from sinks import Rejected
-from sinks.clickhouse.audit_columns import audit_columns, records_columns
+from sinks.clickhouse.audit_columns import audit_columns_of, records_columns
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -61,13 +61,19 @@ class Message(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
-def message_rows(topics: Topics, message: Message) -> MessageRows:
-    """What the store keeps of one consumed message: an AuditBatch's records as columns when
-    it is in the worker's form (sinks/clickhouse/audit_columns.py), else rows as models."""
-    if message.topic == topics.audit:
-        records = _decode_audit(message)
-        return records if isinstance(records, pa.Table) else [records]
-    return [_single_row(topics, message)]
+def message_rows(topics: Topics, messages: Sequence[Message]) -> list[MessageRows]:
+    """What the store keeps of each consumed message: an AuditBatch's records as columns when
+    it is in the worker's form (sinks/clickhouse/audit_columns.py), else rows as models.
+
+    The AuditBatch messages of a poll are read together, in one call."""
+    values = [m.value for m in messages if m.topic == topics.audit and m.value is not None]
+    fast = iter(audit_columns_of(values))
+    return [
+        _audit_rows(message, next(fast) if message.value is not None else None)
+        if message.topic == topics.audit
+        else [_single_row(topics, message)]
+        for message in messages
+    ]
 
 
 def stored_rows(topics: Topics, message: Message) -> list[StoredRow]:
@@ -141,14 +147,13 @@ def rejected_message(message: Message, reason: str, field: str | None) -> Reject
     )
 
 
-def _decode_audit(message: Message) -> pa.Table | Rejected:
-    """An AuditBatch's records as columns: read straight from the worker's JSON when it is in
-    the worker's form, else validated record by record (and rejected with the reason)."""
-    records = audit_columns(message.value) if message.value is not None else None
-    if records is not None:
-        return records
+def _audit_rows(message: Message, fast: pa.Table | None) -> MessageRows:
+    """An AuditBatch's records as columns: `fast`, read straight from the worker's JSON when it
+    is in the worker's form, else validated record by record (and rejected with the reason)."""
+    if fast is not None:
+        return fast
     batch = _decode(AuditBatch, message)
-    return records_columns(batch.records) if isinstance(batch, AuditBatch) else batch
+    return records_columns(batch.records) if isinstance(batch, AuditBatch) else [batch]
 
 
 def _decode(model: type[M], message: Message) -> M | Rejected:
