@@ -554,7 +554,8 @@ _DEFAULT_MAX_QUERY_SIZE = 262144
 # A ReplacingMergeTree insert would first collapse the copies of a row within its own block;
 # FINAL and merges collapse them anyway (the newest `version`, on a tie the last inserted, as
 # the insert would), and the counters count first copies by lookup, not by what is stored.
-# Skipping it cut the insert's CPU time by about a tenth (bench/README.md, store.py).
+# Skipping it cut the CPU time of an `events` insert with its views by about a fifth
+# (bench/README.md, store.py).
 _INSERT_SETTINGS: Final = {"optimize_on_insert": 0}
 
 # Every copy of a row lands in one partition (schema.py: a row's partitioning time never
