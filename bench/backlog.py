@@ -3,7 +3,7 @@ broker.
 
     .venv/bin/python bench/backlog.py --events 100000
 
-Starts Kafka on 127.0.0.1 and, as the yardstick, runs throughput.py's bare aiokafka loop over N
+Starts Kafka on 127.0.0.1 and, as the yardstick, runs bare_loop.py's bare aiokafka loop over N
 demo events (consume each from one topic, produce it to another, per batch, flushing before it
 commits). Then pre-produces N demo events to the events topic and starts one `privtrail worker`
 (all 28 rules, its default settings) with nothing else running: no store, no emitter, no
@@ -20,9 +20,9 @@ import platform
 import sys
 from pathlib import Path
 
+from bare_loop import bare_loop, demo_workload
 from figures import write_figures
 from profile_worker import bench_main, catch_up, preproduce, running_kafka
-from throughput import bare_loop, demo_workload
 
 
 def main(argv: list[str] | None = None) -> int:

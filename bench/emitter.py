@@ -106,8 +106,8 @@ def _report_sends(
     codec = "none" if is_loopback(bootstrap) else REMOTE_COMPRESSION
     lines: dict[str, Callable[[], float]] = {
         "bare kafka-python producer (yardstick)": lambda: _bare(bootstrap, events, codec),
-        "SDK typed helpers": lambda: _sdk(bootstrap, events, _helper_call),
-        "SDK emit(dict)": lambda: _sdk(bootstrap, events, _dict_call),
+        "SDK typed helpers": lambda: _sdk(bootstrap, events, helper_call),
+        "SDK emit(dict)": lambda: _sdk(bootstrap, events, dict_call),
     }
     print(f"sending ({_settings_text()}, compression {codec}) until acknowledged:")
     rates = _in_rounds(lines, rounds)
@@ -153,7 +153,7 @@ def _medians(rates: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 
 
 def _bare(bootstrap: str, events: Sequence[DemoEvent], compression: str) -> float:
-    topic = _new_topic(bootstrap)
+    topic = new_topic(bootstrap)
     settings = {
         **PRODUCER_DEFAULTS,
         "compression_type": None if compression == "none" else compression,
@@ -175,7 +175,7 @@ def _sdk(
     events: Sequence[DemoEvent],
     prepare: Callable[[Emitter, PrivacyEvent], Callable[[], object]],
 ) -> float:
-    topic = _new_topic(bootstrap)
+    topic = new_topic(bootstrap)
     with Emitter(bootstrap, source="/bench/emitter", topic=topic) as emitter:
         # Calls are prepared before the clock starts: the figure is the SDK's work only.
         calls = [prepare(emitter, e.event) for e in events if e.event is not None]
@@ -188,7 +188,7 @@ def _sdk(
         return len(calls) / (time.perf_counter() - started)
 
 
-def _helper_call(emitter: Emitter, event: PrivacyEvent) -> Callable[[], object]:
+def helper_call(emitter: Emitter, event: PrivacyEvent) -> Callable[[], object]:
     """The typed helper call that reports `event`'s data, its id and time left to default as
     a service would leave them."""
     data = json.loads(event.data.model_dump_json(exclude_none=True))
@@ -203,7 +203,7 @@ def _helper_call(emitter: Emitter, event: PrivacyEvent) -> Callable[[], object]:
     return functools.partial(getattr(emitter, HELPERS[event.type]), **arguments)
 
 
-def _dict_call(emitter: Emitter, event: PrivacyEvent) -> Callable[[], object]:
+def dict_call(emitter: Emitter, event: PrivacyEvent) -> Callable[[], object]:
     return functools.partial(emitter.emit, json.loads(event.model_dump_json(exclude_none=True)))
 
 
@@ -261,7 +261,7 @@ def _parse_rate(parse: Callable[[bytes], object], messages: Sequence[bytes]) -> 
 # --- Helpers --------------------------------------------------------------------------------
 
 
-def _new_topic(bootstrap: str) -> str:
+def new_topic(bootstrap: str) -> str:
     """A new topic per measurement, so none writes behind another's data."""
     topic = f"bench-{uuid.uuid4().hex[:12]}"
     with KafkaAdminClient(bootstrap_servers=bootstrap, client_id="privtrail-bench") as admin:

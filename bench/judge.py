@@ -272,19 +272,32 @@ def _report(
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells)))
     yardstick = results[names[0]]
     ratios: dict[str, float] = {}
+    round_ratios: dict[str, list[float]] = {}
+    middle_halves: dict[str, tuple[float, float]] = {}
     for name in names[1:]:
         rounds = [
             mine["judge_us"] / theirs["judge_us"]
             for theirs, mine in zip(yardstick, results[name], strict=True)
         ]
-        ratios[name] = statistics.median(rounds)
+        ratios[name], round_ratios[name] = statistics.median(rounds), rounds
+        middle_halves[name] = low, high = middle_half(rounds)
         print(
-            f"{name} / {names[0]}, judge CPU per event: median of rounds "
-            f"{ratios[name]:.3f} ({', '.join(f'{r:.3f}' for r in rounds)}); "
+            f"{name} / {names[0]}, judge CPU per event: median of {len(rounds)} rounds "
+            f"{ratios[name]:.3f}, middle half {low:.3f}-{high:.3f}, all "
+            f"{min(rounds):.3f}-{max(rounds):.3f} ({', '.join(f'{r:.3f}' for r in rounds)}); "
             f"of medians {median(name, 'judge_us') / median(names[0], 'judge_us'):.3f}"
         )
     trees = {n: {f: median(n, f) for f in ("judge_us", "parse_us", "judge_rate")} for n in names}
-    write_figures(args.json, {"yardstick": names[0], "trees": trees, "ratio": ratios})
+    figures = {"yardstick": names[0], "trees": trees, "ratio": ratios}
+    write_figures(args.json, {**figures, "rounds": round_ratios, "middle_half": middle_halves})
+
+
+def middle_half(values: Sequence[float]) -> tuple[float, float]:
+    """The first and third quartiles: where the middle half of the rounds' ratios lie."""
+    if len(values) < 2:
+        return values[0], values[0]
+    first, _, third = statistics.quantiles(values, n=4, method="inclusive")
+    return first, third
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from store_plans import read_summary, store_activity
 
 from config.settings import Settings
 from events.outputs import AuditBatch
-from sinks.clickhouse.audit_columns import audit_columns
+from sinks.clickhouse.audit_columns import audit_columns_of
 from sinks.clickhouse.feed import FeedFilter, feed_page, violations_over_time
 from sinks.clickhouse.schema import EVENTS
 from sinks.clickhouse.store import Store
@@ -58,7 +58,11 @@ class Bench:
     consumer: ScriptedConsumer
     events: Events
     raw_rate: float
+    raw_cpu_rate: float
     write_seconds: float = 0.0
+    # The process's CPU seconds (every thread: the loop, chDB's, its background merges) while
+    # filling, message making left out, and the events filled meanwhile.
+    fill_cpu: float = 0.0
     # Events the store held when the bench opened it (--dir of an earlier run).
     stored_before: int = 0
 
@@ -69,7 +73,8 @@ class Bench:
         """Ingest events up to `target`; rows/s of the ingest loop (message making excluded)."""
         written = self.written()
         generating = self.consumer.generating
-        started = time.perf_counter()
+        generating_cpu = self.consumer.generating_cpu
+        started, started_cpu = time.perf_counter(), time.process_time()
         with self.consumer.lock:
             self.consumer.allowed = target
         while self.written() < target:
@@ -78,6 +83,8 @@ class Bench:
                 raise SystemExit(f"ingest failed: {problem}")
             time.sleep(0.02)
         elapsed = time.perf_counter() - started - (self.consumer.generating - generating)
+        made_cpu = self.consumer.generating_cpu - generating_cpu
+        self.fill_cpu += time.process_time() - started_cpu - made_cpu
         return (target - written) / elapsed
 
 
@@ -97,8 +104,10 @@ def timed_writes(bench: Bench) -> None:
 @dataclass
 class Yardsticks:
     raw_insert: float
+    # Rows per CPU second of the process: a figure the machine's load moves less.
+    raw_insert_cpu: float
     # Decoding AuditBatch messages alone, records/s: through the models, and as the ingest
-    # loop does (straight to Arrow columns).
+    # loop does (straight to Arrow columns, a batch's messages in one call).
     decode_models: float
     decode_columns: float
 
@@ -115,7 +124,7 @@ def yardsticks(store: Store, events: Events, rows: int, batch: int) -> Yardstick
     )
     # Event numbers past the bench's fill, so nothing here is a copy of a stored event.
     base = 10**8
-    decoding = to_columns = inserting = 0.0
+    decoding = to_columns = inserting = inserting_cpu = 0.0
     for start in range(base, base + rows, batch):
         values = [
             m.value
@@ -127,17 +136,17 @@ def yardsticks(store: Store, events: Events, rows: int, batch: int) -> Yardstick
         records = [r for v in values for r in AuditBatch.model_validate_json(v).records]
         decoding += time.perf_counter() - began
         began = time.perf_counter()
-        for value in values:
-            audit_columns(value)
+        audit_columns_of(values)
         to_columns += time.perf_counter() - began
         data = [[getattr(r, name) for r in records] for name in EVENTS.column_names]
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         client.insert(
             "raw_events", data, column_names=EVENTS.column_names, database=db, column_oriented=True
         )
         inserting += time.perf_counter() - began
+        inserting_cpu += time.process_time() - began_cpu
     client.command(f"DROP TABLE {db}.raw_events")
-    return Yardsticks(rows / inserting, rows / decoding, rows / to_columns)
+    return Yardsticks(rows / inserting, rows / inserting_cpu, rows / decoding, rows / to_columns)
 
 
 def percentiles(run: Callable[[], object], times: int) -> tuple[float, float]:
@@ -263,7 +272,7 @@ FILL_STEP = 1_000_000
 
 def fill_to(bench: Bench, done: int, size: int, deadline: float) -> int:
     """Ingest up to `size` events in steps, stopping early past `deadline`; the size reached."""
-    write_before = bench.write_seconds
+    write_before, cpu_before = bench.write_seconds, bench.fill_cpu
     target, ingesting = done, 0.0
     while target < size and time.monotonic() < deadline:
         step = min(size, target + FILL_STEP) - target
@@ -271,11 +280,16 @@ def fill_to(bench: Bench, done: int, size: int, deadline: float) -> int:
         target += step
     writing = bench.write_seconds - write_before
     rate = (target - done) / ingesting
+    cpu_rate = (target - done) / (bench.fill_cpu - cpu_before)
     stopped = "" if target == size else f" (fill time budget spent: stopped short of {size:,})"
     print(
         f"\n{target:,} events{stopped}: ingest {done:,} -> {target:,} at {rate:,.0f} rows/s "
         f"= {rate / bench.raw_rate:.2f} x raw insert; Store.write_audit_columns alone "
         f"{(target - done) / writing:,.0f} rows/s; {load_average()}"
+    )
+    print(
+        f"  per CPU second of the process: ingest {cpu_rate:,.0f} rows = "
+        f"{cpu_rate / bench.raw_cpu_rate:.2f} x the raw insert's {bench.raw_cpu_rate:,.0f}"
     )
     return target
 
@@ -306,15 +320,21 @@ def run(args: argparse.Namespace, sizes: list[int], directory: str) -> None:
     ingestor = Ingestor(settings, store, consumer_factory=lambda: consumer)
     sticks = yardsticks(store, events, min(500_000, sizes[0]), args.batch_size)
     print(
-        f"yardstick: raw insert into a plain MergeTree {sticks.raw_insert:,.0f} rows/s; "
-        f"{load_average()}"
+        f"yardstick: raw insert into a plain MergeTree {sticks.raw_insert:,.0f} rows/s "
+        f"({sticks.raw_insert_cpu:,.0f} per CPU second); {load_average()}"
     )
     print(
         f"(decoding AuditBatch messages alone: {sticks.decode_columns:,.0f} records/s to Arrow "
         f"columns as ingest does, {sticks.decode_models:,.0f} records/s to models)"
     )
     bench = Bench(
-        store, ingestor, consumer, events, raw_rate=sticks.raw_insert, stored_before=stored
+        store,
+        ingestor,
+        consumer,
+        events,
+        raw_rate=sticks.raw_insert,
+        raw_cpu_rate=sticks.raw_insert_cpu,
+        stored_before=stored,
     )
     timed_writes(bench)
     deadline = time.monotonic() + args.fill_seconds

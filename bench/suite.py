@@ -64,7 +64,15 @@ STEPS = (
     Step("backlog", "backlog.py", ("--events", "100000"), ("--events", "8000")),
     Step("profile", "profile_worker.py", ("--events", "40000"), ("--events", "8000")),
     Step("emitter", "emitter.py", ("--events", "30000"), ("--events", "2000", "--rounds", "1")),
-    Step("judge", "judge.py", ("--events", "50000"), ("--events", "2000", "--rounds", "1")),
+    # One round's ratio moves by 10% or more, the size of the goal: the median of 12 rounds,
+    # each round's two trees side by side so that a change of load hits both (about 2 minutes
+    # on 2 quiet cores).
+    Step(
+        "judge",
+        "judge.py",
+        ("--events", "50000", "--rounds", "12", "--together"),
+        ("--events", "2000", "--rounds", "1", "--together"),
+    ),
     Step(
         "store",
         "store.py",

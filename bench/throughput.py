@@ -6,9 +6,9 @@
 
 Everything runs on 127.0.0.1 in a temporary directory: an embedded broker, then
 
-1. the baseline: a bare aiokafka loop that consumes N pre-produced messages (the same demo
-   events, same keys and sizes) from one topic and produces each to another, per batch of up to
-   `--batch-size`, flushing before it commits, as the worker does;
+1. the baseline (bare_loop.py): a bare aiokafka loop that consumes N pre-produced messages
+   (the same demo events, same keys and sizes) from one topic and produces each to another, per
+   batch of up to `--batch-size`, flushing before it commits, as the worker does;
 2. the pipeline: the store/API process and one worker as real processes, N demo events sent
    through the emitter SDK with their `time` set to the moment of sending, and the wait until
    all of them are stored. `--mode burst` (the default) sends them all at once, so its latency
@@ -39,9 +39,17 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from bare_loop import (
+    STALL_SECONDS,
+    BareResult,
+    BenchError,
+    Message,
+    bare_loop,
+    demo_workload,
+    now_iso,
+    progress,
+)
 from figures import add_json_option, write_figures
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from config.settings import Settings
 from events.emitter import EmitError, Emitter
@@ -56,7 +64,6 @@ from privtrail.brokers import (
 from privtrail.brokers.apache_kafka import free_port
 from privtrail.client import ApiClient, ApiError
 from privtrail.credentials import api_client
-from privtrail.demo import default_start, demo_events
 from privtrail.schemas import Latency
 from privtrail.stack import Stack, StackError
 from privtrail.topics import TopicError
@@ -66,11 +73,6 @@ DEFAULT_RATE = 5000
 DEFAULT_SECONDS = 60.0
 # A paced sender checks the clock once per this many sends.
 PACE_EVERY = 50
-SEED = 7
-BARE_INPUT = "bench.bare.in"
-BARE_OUTPUT = "bench.bare.out"
-# The pipeline or the bare loop is declared stuck when nothing moves for this long.
-STALL_SECONDS = 60.0
 POLL_SECONDS = 1.0
 PROGRESS_SECONDS = 10.0
 WARMUP_TIMEOUT = 120.0
@@ -78,36 +80,6 @@ WARMUP_TIMEOUT = 120.0
 BROKER_START_TIMEOUT = 180.0
 
 T = TypeVar("T")
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not run to the end."""
-
-
-@dataclass(frozen=True)
-class Message:
-    """A demo event as its emitter sends it, split around its `time` so it can be restamped."""
-
-    key: bytes | None
-    before_time: bytes
-    after_time: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.before_time) + len(self.after_time) + len(_now_iso())
-
-    def value(self, time_iso: bytes) -> bytes:
-        return self.before_time + time_iso + self.after_time
-
-
-@dataclass(frozen=True)
-class BareResult:
-    messages: int
-    seconds: float
-
-    @property
-    def rate(self) -> float:
-        return self.messages / self.seconds
 
 
 @dataclass(frozen=True)
@@ -141,15 +113,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _run(args, root)
     except KeyboardInterrupt:
-        _progress("interrupted; everything started has been stopped")
+        progress("interrupted; everything started has been stopped")
         code = 130
     except (BenchError, BrokerError, EmitError, StackError, TopicError) as error:
-        _progress(f"benchmark failed: {error}")
+        progress(f"benchmark failed: {error}")
         code = 1
     finally:
         # The process logs in it are what explains a failure.
         if args.keep or code == 1:
-            _progress(f"kept {root} (process logs: {root / 'pipeline'}/*.log)")
+            progress(f"kept {root} (process logs: {root / 'pipeline'}/*.log)")
         else:
             shutil.rmtree(root, ignore_errors=True)
     return code
@@ -208,13 +180,13 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _run(args: argparse.Namespace, root: Path) -> None:
     broker = embedded_broker(args.broker, free_port(), root / "broker")
-    _progress(f"starting the {args.broker} broker")
+    progress(f"starting the {args.broker} broker")
     broker.start(timeout=BROKER_START_TIMEOUT)
     try:
         settings = _settings(args, broker, root / "pipeline")
         count = args.events if args.mode == "burst" else round(args.rate * args.seconds)
         messages = demo_workload(count)
-        _progress("bare consume->produce loop")
+        progress("bare consume->produce loop")
         bare = asyncio.run(bare_loop(broker.bootstrap, messages, settings))
         rate = args.rate if args.mode == "steady" else None
         pipeline = _pipeline(settings, messages, rate)
@@ -241,106 +213,12 @@ def _settings(args: argparse.Namespace, broker: EmbeddedBroker, data_dir: Path) 
     return tuned_settings(settings).model_copy(update={"kafka_bootstrap": broker.bootstrap})
 
 
-def demo_workload(count: int) -> list[Message]:
-    started = time.perf_counter()
-    # Valid events only: every input then becomes one `events` row with a `stored_at`.
-    events = demo_events(SEED, count, default_start(), malformed_share=0)
-    messages = [_split_at_time(event.key, event.value) for event in events]
-    _progress(f"generated {count} demo events in {time.perf_counter() - started:.1f} s")
-    return messages
-
-
-def _split_at_time(key: bytes | None, value: bytes) -> Message:
-    # The envelope's `time` precedes `data`, so the first occurrence is the envelope's.
-    marker = b'"time":"'
-    start = value.index(marker) + len(marker)
-    end = value.index(b'"', start)
-    return Message(key, value[:start], value[end:])
-
-
-def _now_iso() -> bytes:
-    return datetime.now(UTC).isoformat().encode()
-
-
-# --- Baseline -----------------------------------------------------------------------------
-
-
-async def bare_loop(bootstrap: str, messages: list[Message], settings: Settings) -> BareResult:
-    """Time consuming every message from one topic and producing it to another."""
-    _create_topics(bootstrap, [BARE_INPUT, BARE_OUTPUT], settings.partitions)
-    await preproduce(bootstrap, messages)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id="bench-bare",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    producer = _bare_producer(bootstrap, settings)
-    await consumer.start()
-    await producer.start()
-    try:
-        consumer.assign([TopicPartition(BARE_INPUT, p) for p in range(settings.partitions)])
-        return await _consume_produce(consumer, producer, len(messages), settings.batch_size)
-    finally:
-        await consumer.stop()
-        await producer.stop()
-
-
-def _bare_producer(bootstrap: str, settings: Settings) -> AIOKafkaProducer:
-    # The worker's producer settings: acks from all replicas, the broker's batch-size tuning.
-    tuning = {}
-    if settings.producer_max_batch_size is not None:
-        tuning["max_batch_size"] = settings.producer_max_batch_size
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **tuning)
-
-
-async def preproduce(bootstrap: str, messages: list[Message]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        stamp = _now_iso()
-        for message in messages:
-            await producer.send(BARE_INPUT, message.value(stamp), key=message.key)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-async def _consume_produce(
-    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, total: int, batch_size: int
-) -> BareResult:
-    consumed = 0
-    started = last_progress = time.perf_counter()
-    while consumed < total:
-        batches = await consumer.getmany(timeout_ms=1000, max_records=batch_size)
-        for records in batches.values():
-            for record in records:
-                await producer.send(BARE_OUTPUT, record.value, key=record.key)
-            consumed += len(records)
-        await producer.flush()
-        await consumer.commit()
-        if batches:
-            last_progress = time.perf_counter()
-        elif time.perf_counter() - last_progress > STALL_SECONDS:
-            raise BenchError(f"the bare loop got nothing for {STALL_SECONDS:.0f} s at {consumed}")
-    return BareResult(consumed, time.perf_counter() - started)
-
-
-def _create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    with KafkaAdminClient(bootstrap_servers=bootstrap, client_id="privtrail-bench") as admin:
-        admin.create_topics([NewTopic(name, partitions, 1) for name in names])
-        admin.wait_for_topics(names, timeout_ms=30_000)
-
-
-# --- Pipeline -----------------------------------------------------------------------------
-
-
 def _pipeline(settings: Settings, messages: list[Message], rate: int | None) -> PipelineResult:
-    _progress("starting the store/API process and a worker")
+    progress("starting the store/API process and a worker")
     with Stack(settings) as stack, api_client(settings) as api:
         warmup = _warm_up(stack, api, settings)
         pace = f" at {rate} events/s" if rate else ""
-        _progress(f"pipeline: sending {len(messages)} events{pace}")
+        progress(f"pipeline: sending {len(messages)} events{pace}")
         first_emit, emit_seconds = _emit(settings, messages, rate)
         _wait_until_stored(stack, api, warmup + len(messages))
         latency = api.latency(since=first_emit)
@@ -359,7 +237,7 @@ def _warm_up(stack: Stack, api: ApiClient, settings: Settings) -> int:
     with Emitter(settings.bootstrap, source="/bench/warm-up", topic=settings.topics.events) as sdk:
         for number in range(count):
             sdk.account_changed("connectx", f"bench-warm-up-{number}", "customer", "created")
-    _progress("warming up: waiting for the worker to join and the store to write")
+    progress("warming up: waiting for the worker to join and the store to write")
     _wait_until_stored(stack, api, count, stall=WARMUP_TIMEOUT)
     return count
 
@@ -373,7 +251,7 @@ def _emit(settings: Settings, messages: list[Message], rate: int | None) -> tupl
         for number, message in enumerate(messages):
             if rate and number % PACE_EVERY == 0:
                 _wait_until(started + number / rate)
-            sdk.send_raw(message.key, message.value(_now_iso()))
+            sdk.send_raw(message.key, message.value(now_iso()))
         sdk.flush()
         return first, time.perf_counter() - started
 
@@ -409,7 +287,7 @@ def _wait_for(stack: Stack, expected: int, count: Callable[[], int], stall: floa
                 f"see the logs in {stack.settings.data_dir}"
             )
         if now - last_progress >= PROGRESS_SECONDS:
-            _progress(f"  stored {stored} of {expected}")
+            progress(f"  stored {stored} of {expected}")
             last_progress = now
         time.sleep(POLL_SECONDS)
 
@@ -426,9 +304,6 @@ def _api_call(call: Callable[[], T]) -> T:
         return call()
     except ApiError as error:
         raise BenchError(f"the query API failed: {error}") from error
-
-
-# --- Report -------------------------------------------------------------------------------
 
 
 def _report(
@@ -509,10 +384,6 @@ def _ms(value: float | None) -> str:
 
 def _host() -> str:
     return f"{platform.system()} {platform.machine()}"
-
-
-def _progress(text: str) -> None:
-    print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -26,18 +26,14 @@ Other clients default to other hashes; configure them to match, e.g. kcat / libr
 
 from __future__ import annotations
 
-import functools
 import threading
-import uuid
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
-import orjson
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from events.limits import DEFAULT_MAX_AHEAD
 from events.models import (
     CONTENT_TYPE,
     ActorKind,
@@ -46,6 +42,16 @@ from events.models import (
     PrivacyEvent,
     RecipientKind,
     Right,
+)
+from events.new_events import (
+    build_event,
+    check_source,
+    encode_dict_event,
+    encode_event,
+    event_key,
+    new_event,
+    present,
+    validate_event,
 )
 from events.producer import (
     DEFAULT_DELIVERY_TIMEOUT,
@@ -59,7 +65,6 @@ from events.producer import (
     drop_send_record_logs,
     kafka_producer,
 )
-from events.validation import InvalidEvent, check_size, check_time, parse_structure, validate_json
 
 __all__ = [
     "DEFAULT_DELIVERY_TIMEOUT",
@@ -82,39 +87,6 @@ _HEADERS = [("content-type", CONTENT_TYPE.encode())]
 _MAX_REPORTED_FAILURES = 5
 
 
-def build_event(
-    event_type: EventType,
-    *,
-    source: str,
-    data: Mapping[str, Any],
-    event_id: str | None = None,
-    time: datetime | None = None,
-) -> PrivacyEvent:
-    """A validated contract event; `id` defaults to a random UUID, `time` to now (UTC)."""
-    event, _ = _new_event(event_type, source, data, event_id, time)
-    return event
-
-
-def validate_event(raw: bytes) -> PrivacyEvent:
-    """The event in `raw` (CloudEvents JSON), checked against the wire models only.
-
-    Taxonomy keys are not checked here: which keys exist depends on the org's policy, which the
-    worker knows and the emitter does not. The time window is, on this machine's clock, so an
-    event the worker would reject for its `time` is refused here already.
-    """
-    return _checked(parse_structure, raw)
-
-
-def encode_event(event: PrivacyEvent) -> bytes:
-    """The structured-mode CloudEvents JSON value of an event (UTF-8)."""
-    return event.model_dump_json(exclude_none=True).encode()
-
-
-def event_key(event: PrivacyEvent) -> bytes:
-    """The Kafka message key of an event: its subject id."""
-    return event.data.subject.id.get_secret_value().encode()
-
-
 class Emitter:
     """Produces privacy events to Kafka for one emitting service (`source`)."""
 
@@ -132,7 +104,8 @@ class Emitter:
         (at least the 30 s a single request may take). `producer_config` goes to kafka-python's
         `KafkaProducer` and overrides the emitter's defaults; a secured cluster's options go
         there too (`security_protocol`, `sasl_mechanism`, `sasl_plain_username`,
-        `sasl_plain_password`, `ssl_cafile`, `ssl_certfile`, `ssl_keyfile`)."""
+        `sasl_plain_password`, `ssl_cafile`, `ssl_certfile`, `ssl_keyfile`). A `source` no
+        event could carry raises `ValueError` naming it, here rather than at every send."""
         fixed = sorted(FIXED_SETTINGS & producer_config.keys())
         if fixed:
             raise ValueError(
@@ -141,6 +114,7 @@ class Emitter:
             )
         if not source:
             raise ValueError("source must be the URI-reference of the emitting service")
+        check_source(source)
         linger = producer_config.get("linger_ms", PRODUCER_DEFAULTS["linger_ms"]) / 1000
         if delivery_timeout < REQUEST_TIMEOUT_SECONDS + linger:
             raise ValueError(
@@ -183,11 +157,11 @@ class Emitter:
         A dict is validated first and sent as given (CloudEvents extension attributes survive).
         """
         if isinstance(event, Mapping):
-            value = _to_json(event)
-            model = validate_event(value)
+            model, value = encode_dict_event(event)
         else:
             model, value = event, encode_event(event)
-        return self._send_event(model, value)
+        self._send(event_key(model), value, label=model.id)
+        return model.id
 
     def send_raw(self, key: bytes | None, value: bytes) -> None:
         """Send bytes verbatim, without any validation.
@@ -199,7 +173,7 @@ class Emitter:
         with self._lock:
             self._raw_sent += 1
             label = f"raw message #{self._raw_sent}"
-        self._send(key, value, label=label)
+        self._send(key, value, label=label, raw=True)
 
     def data_accessed(
         self,
@@ -252,7 +226,7 @@ class Emitter:
             "data_use": data_use,
             "legal_basis": legal_basis,
             "recipient": {"id": recipient_id, "kind": recipient_kind, "country": recipient_country},
-            "transfer": {"encrypted": encrypted, "safeguard": safeguard},
+            "transfer": present({"encrypted": encrypted, "safeguard": safeguard}),
             "aggregated": aggregated,
             "explicit_consent": explicit_consent,
         }
@@ -297,7 +271,7 @@ class Emitter:
             "public_categories": None if public_categories is None else list(public_categories),
             "auto_share_with_employers": auto_share_with_employers,
         }
-        data = {**_base(org, subject_id, subject_kind), "settings": settings}
+        data = {**_base(org, subject_id, subject_kind), "settings": present(settings)}
         return self._emit_new(EventType.SETTINGS_CHANGED, data, event_id, time)
 
     def account_changed(
@@ -385,25 +359,27 @@ class Emitter:
         event_id: str | None,
         time: datetime | None,
     ) -> str:
-        return self._send_event(*_new_event(event_type, self.source, data, event_id, time))
+        # The helpers' nested objects (transfer, settings) leave out their own nulls.
+        new_id, key, value = new_event(
+            event_type, self.source, present(data), event_id, time, source_checked=True
+        )
+        self._send(key, value, label=new_id)
+        return new_id
 
-    def _send_event(self, event: PrivacyEvent, value: bytes) -> str:
-        self._send(event_key(event), value, label=f"event {event.id}")
-        return event.id
-
-    def _send(self, key: bytes | None, value: bytes, *, label: str) -> None:
+    def _send(self, key: bytes | None, value: bytes, *, label: str, raw: bool = False) -> None:
+        """`label`: the event id, or with `raw` what names the message in errors."""
         if self._closed:
-            raise EmitError(f"cannot send {label}: the emitter is closed")
+            raise EmitError(f"cannot send {_name(label, raw)}: the emitter is closed")
         try:
             future = self._producer.send(self.topic, value=value, key=key, headers=list(_HEADERS))
         except KafkaError as exc:
-            raise EmitError(f"Kafka refused {label}: {exc}") from exc
-        future.add_errback(functools.partial(self._record_failure, label))
+            raise EmitError(f"Kafka refused {_name(label, raw)}: {exc}") from exc
+        future.add_errback(self._record_failure, label, raw)
 
-    def _record_failure(self, label: str, error: BaseException) -> None:
+    def _record_failure(self, label: str, raw: bool, error: BaseException) -> None:
         # Runs on the producer's I/O thread.
         with self._lock:
-            self._failures.append(DeliveryFailure(label, error))
+            self._failures.append(DeliveryFailure(_name(label, raw), error))
 
     def _raise_failures(self) -> None:
         with self._lock:
@@ -422,55 +398,6 @@ def _base(org: str, subject_id: str, subject_kind: str) -> dict[str, Any]:
     return {"org": org, "subject": {"id": subject_id, "kind": subject_kind}}
 
 
-def _new_event(
-    event_type: EventType,
-    source: str,
-    data: Mapping[str, Any],
-    event_id: str | None,
-    time: datetime | None,
-) -> tuple[PrivacyEvent, bytes]:
-    """A new event and its wire bytes: the bytes that are validated are the ones sent."""
-    envelope = {
-        "specversion": "1.0",
-        "id": event_id or str(uuid.uuid4()),
-        "source": source,
-        "type": str(event_type),
-        "time": time or datetime.now(UTC),
-        "datacontenttype": "application/json",
-        # Optional fields are left out rather than sent as null.
-        "data": _without_nulls(data),
-    }
-    value = _to_json(envelope)
-    return _checked(_parse_own_encoding, value), value
-
-
-def _parse_own_encoding(raw: bytes) -> PrivacyEvent:
-    # Encoded here from a dict: unique keys by construction, nesting as deep as the helpers'
-    # arguments, so the full shape check would find nothing the wire models do not.
-    check_size(raw)
-    return validate_json(raw)
-
-
-def _checked(parse: Callable[[bytes], PrivacyEvent], raw: bytes) -> PrivacyEvent:
-    try:
-        event = parse(raw)
-        check_time(event, datetime.now(UTC), DEFAULT_MAX_AHEAD)
-    except InvalidEvent as error:
-        raise EmitError(error.reason, field=error.field or None) from None
-    return event
-
-
-def _to_json(envelope: Mapping[str, Any]) -> bytes:
-    try:
-        # UTC as `Z`, as the wire models write it.
-        return orjson.dumps(envelope, option=orjson.OPT_UTC_Z)
-    except orjson.JSONEncodeError as exc:
-        raise EmitError(f"event is not JSON-serialisable ({exc})") from None
-
-
-def _without_nulls(document: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: _without_nulls(v) if isinstance(v, dict) else v
-        for k, v in document.items()
-        if v is not None
-    }
+def _name(label: str, raw: bool) -> str:
+    # Built only for an error: a send costs no text of its own.
+    return label if raw else f"event {label}"

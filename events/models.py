@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from functools import cache, lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import pycountry
 from pydantic import (
@@ -286,7 +286,9 @@ class LegalHoldChanged(EventData):
     reason: Text
 
 
-class _Envelope(BaseModel):
+class Envelope(BaseModel):
+    """The CloudEvents attributes every event has; `type` and `data` are its subclasses'."""
+
     # CloudEvents allows extension attributes, so unknown envelope keys are ignored, not errors.
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
@@ -301,42 +303,42 @@ class _Envelope(BaseModel):
         return self.time
 
 
-class DataAccessedEvent(_Envelope):
+class DataAccessedEvent(Envelope):
     type: Literal[EventType.DATA_ACCESSED]
     data: DataAccessed
 
 
-class DataSharedEvent(_Envelope):
+class DataSharedEvent(Envelope):
     type: Literal[EventType.DATA_SHARED]
     data: DataShared
 
 
-class ConsentChangedEvent(_Envelope):
+class ConsentChangedEvent(Envelope):
     type: Literal[EventType.CONSENT_CHANGED]
     data: ConsentChanged
 
 
-class SettingsChangedEvent(_Envelope):
+class SettingsChangedEvent(Envelope):
     type: Literal[EventType.SETTINGS_CHANGED]
     data: SettingsChanged
 
 
-class AccountChangedEvent(_Envelope):
+class AccountChangedEvent(Envelope):
     type: Literal[EventType.ACCOUNT_CHANGED]
     data: AccountChanged
 
 
-class RequestOpenedEvent(_Envelope):
+class RequestOpenedEvent(Envelope):
     type: Literal[EventType.REQUEST_OPENED]
     data: RequestChanged
 
 
-class RequestFulfilledEvent(_Envelope):
+class RequestFulfilledEvent(Envelope):
     type: Literal[EventType.REQUEST_FULFILLED]
     data: RequestChanged
 
 
-class LegalHoldChangedEvent(_Envelope):
+class LegalHoldChangedEvent(Envelope):
     type: Literal[EventType.LEGAL_HOLD_CHANGED]
     data: LegalHoldChanged
 
@@ -352,3 +354,17 @@ PrivacyEvent = Annotated[
     | LegalHoldChangedEvent,
     Field(discriminator="type"),
 ]
+
+
+def _data_models() -> dict[str, type[EventData]]:
+    """Event type -> the model of its `data`, read off the `PrivacyEvent` union."""
+    union = get_args(PrivacyEvent)[0]
+    models = {}
+    for envelope in get_args(union):
+        (event_type,) = get_args(envelope.model_fields["type"].annotation)
+        models[str(event_type)] = envelope.model_fields["data"].annotation
+    return models
+
+
+# Keyed by the type's text: an `EventType` finds its entry too.
+DATA_MODELS = _data_models()

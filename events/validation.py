@@ -19,10 +19,21 @@ from events.limits import (
     MAX_EVENT_BYTES,
     MAX_NESTING_DEPTH,
 )
-from events.models import EventData, PrivacyEvent, SettingsChanged, control_character_reason
+from events.models import (
+    DATA_MODELS,
+    Envelope,
+    EventData,
+    EventType,
+    PrivacyEvent,
+    SettingsChanged,
+    control_character_reason,
+)
 from events.taxonomy import Taxonomy
 
 _ADAPTER: TypeAdapter[PrivacyEvent] = TypeAdapter(PrivacyEvent)
+_ENVELOPE: TypeAdapter[Envelope] = TypeAdapter(Envelope)
+# The models' own validators: `model_validate_json` is a Python call around each.
+_DATA_VALIDATORS = {name: model.__pydantic_validator__ for name, model in DATA_MODELS.items()}
 _EARLIEST = f"{EARLIEST_EVENT_TIME:%Y-%m-%dT%H:%M:%SZ}"
 # How many characters of an offending JSON key or event type a reason quotes.
 _QUOTED_CHARS = 64
@@ -79,7 +90,27 @@ def validate_json(raw: bytes) -> PrivacyEvent:
         raise _first_error(exc) from None
 
 
-def check_time(event: PrivacyEvent, now: datetime, max_ahead: timedelta) -> None:
+def validate_data_json(event_type: EventType, raw: bytes) -> EventData:
+    """The `data` of an event of `event_type` alone, from its JSON: for an event whose envelope
+    is valid by construction (the emitter's typed helpers). Errors name `data.<field>`, as
+    `validate_json` does."""
+    try:
+        data: EventData = _DATA_VALIDATORS[event_type].validate_json(raw)
+    except ValidationError as exc:
+        raise _first_error(exc, within=("data",)) from None
+    return data
+
+
+def validate_envelope(attributes: Mapping[str, Any]) -> Envelope:
+    """The envelope attributes in `attributes` (Python values: a `time` is a datetime) against
+    the wire model, without `type` and `data`."""
+    try:
+        return _ENVELOPE.validate_python(attributes)
+    except ValidationError as exc:
+        raise _first_error(exc, within=()) from None
+
+
+def check_time(event: Envelope, now: datetime, max_ahead: timedelta) -> None:
     """Reject an event dated later than `max_ahead` after `now`: one such event would move
     event time ("now" for deadlines) past everyone's deadlines."""
     latest = now + max_ahead
@@ -106,6 +137,14 @@ def check_shape(raw: bytes) -> None:
     # A container's depth is at most the number of brackets: most events need no walk.
     if document is not None and raw.count(b"{") + raw.count(b"[") > MAX_NESTING_DEPTH:
         _check_depth(document)
+
+
+def check_encoded_shape(raw: bytes) -> None:
+    """The bounds of `check_shape` that JSON encoded by orjson from a dict can break: size and
+    nesting depth. Its keys are unique (a dict's) and its text valid UTF-8 by construction."""
+    check_size(raw)
+    if raw.count(b"{") + raw.count(b"[") > MAX_NESTING_DEPTH:
+        _check_depth(orjson.loads(raw))
 
 
 def check_size(raw: bytes) -> None:
@@ -292,20 +331,22 @@ def _duration(delta: timedelta) -> str:
     return f"{seconds} s"
 
 
-def _first_error(exc: ValidationError) -> InvalidEvent:
+def _first_error(exc: ValidationError, within: tuple[str, ...] | None = None) -> InvalidEvent:
+    """The first error, its field path prefixed with `within` (the path of what was validated);
+    without it, a whole event's error, located from its union's `type` tag."""
     error = exc.errors(include_url=False)[0]
     if error["type"] == "json_invalid":
         return InvalidEvent("", f"not valid JSON ({error['ctx'].get('error', 'parse error')})")
-    if error["type"] == "dict_type" and not error["loc"]:
+    if within is None and error["type"] == "dict_type" and not error["loc"]:
         return InvalidEvent("", "a CloudEvent must be a JSON object")
-    return InvalidEvent(_field_path(error), _reason(error))
+    return InvalidEvent(_field_path(error, within), _reason(error))
 
 
-def _field_path(error: ErrorDetails) -> str:
+def _field_path(error: ErrorDetails, within: tuple[str, ...] | None) -> str:
     if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
         return "type"
     # The first step of a discriminated union's location is the `type` tag, not a field.
-    loc = list(error["loc"])[1:]
+    loc = list(error["loc"])[1:] if within is None else [*within, *error["loc"]]
     path = ""
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))

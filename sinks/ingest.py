@@ -14,34 +14,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import Any, Protocol
 
 import pyarrow as pa
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from config.settings import Settings, Topics
-from events.fitting import (
-    DLQ_ORIGINAL_KEY_SHA256,
-    DLQ_ORIGINAL_KEY_SIZE,
-    DLQ_ORIGINAL_SHA256,
-    DLQ_ORIGINAL_SIZE,
-)
-from events.outputs import (
-    DLQ_FIELD,
-    DLQ_OFFSET,
-    DLQ_PARTITION,
-    DLQ_REASON,
-    DLQ_TIME,
-    DLQ_TOPIC,
-    AuditBatch,
-    AuditRecord,
-    Violation,
-)
+from config.settings import Settings
+from events.outputs import Violation
 from sinks import Rejected
-from sinks.clickhouse.audit_columns import audit_columns, records_columns
 from sinks.clickhouse.store import Store
 from sinks.erasure import Erasures, RejectedShredder
 from sinks.integrity.ledger import Ledger
+from sinks.messages import Message, MessageRows, message_rows
 from sinks.progress import Progress
 
 # Upper bound on one poll, so `stop()` is noticed quickly even with nothing to consume.
@@ -52,31 +36,7 @@ BOOTSTRAP_TIMEOUT_MS = 5000
 
 log = logging.getLogger(__name__)
 
-M = TypeVar("M", bound=BaseModel)
-
 ViolationListener = Callable[[Sequence[Violation]], None]
-StoredRow = AuditRecord | Violation | Rejected
-# One consumed message's rows: an AuditBatch's records as columns, or rows as models.
-MessageRows: TypeAlias = "pa.Table | list[Violation | Rejected]"
-
-
-class Message(Protocol):
-    """The parts of a consumed Kafka record the ingest loop reads (kafka-python ConsumerRecord)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int | None: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
 class Consumer(Protocol):
@@ -261,12 +221,12 @@ class Ingestor:
             self._note_error(f"polling Kafka failed: {error}")
             self._stopping.wait(MAX_BACKOFF_SECONDS)
             return
-        consumed = 0
-        for records in polled.values():
-            for record in records:
-                self._accept(record)
-            consumed += len(records)
-        self._progress.observe(_lag(consumer), advanced=consumed > 0)
+        messages = [record for records in polled.values() for record in records]
+        for message, rows in zip(
+            messages, message_rows(self.settings.topics, messages), strict=True
+        ):
+            self._accept(message, rows)
+        self._progress.observe(_lag(consumer), advanced=bool(messages))
 
     def _flush_due(self) -> bool:
         if self._buffer.rows >= self.settings.sink_batch_size:
@@ -284,9 +244,8 @@ class Ingestor:
     def _room(self) -> int:
         return max(self.settings.sink_batch_size - self._buffer.rows, 1)
 
-    def _accept(self, message: Message) -> None:
+    def _accept(self, message: Message, rows: MessageRows) -> None:
         self._buffer.mark_arrival()
-        rows = _message_rows(self.settings.topics, message)
         self._buffer.add(rows)
         if self.ledger is not None:
             self.ledger.observe(message.topic, message.partition, message.offset, rows)
@@ -410,134 +369,3 @@ def kafka_consumer(settings: Settings) -> Consumer:
         **settings.kafka_security.kafka_python(),
     )
     return consumer
-
-
-def _message_rows(topics: Topics, message: Message) -> MessageRows:
-    """What the store keeps of one consumed message: an AuditBatch's records as columns when
-    it is in the worker's form (sinks/clickhouse/audit_columns.py), else rows as models."""
-    if message.topic == topics.audit:
-        records = _decode_audit(message)
-        return records if isinstance(records, pa.Table) else [records]
-    return [_single_row(topics, message)]
-
-
-def stored_rows(topics: Topics, message: Message) -> list[StoredRow]:
-    """The rows the store keeps of one consumed message, in the message's order."""
-    if message.topic == topics.audit:
-        batch = _decode(AuditBatch, message)
-        return list(batch.records) if isinstance(batch, AuditBatch) else [batch]
-    return [_single_row(topics, message)]
-
-
-def _single_row(topics: Topics, message: Message) -> Violation | Rejected:
-    """The one row of a message from a topic other than the audit batches'."""
-    if message.topic == topics.deadletter:
-        return rejected_from_dead_letter(message)
-    if message.topic == topics.violations:
-        return _decode(Violation, message)
-    reason = f"message from topic {message.topic!r}, which the store does not consume"
-    return rejected_message(message, reason, None)
-
-
-def rejected_from_dead_letter(message: Message) -> Rejected:
-    """A dead letter as stored: original bytes, and the reason and origin from its headers."""
-    headers = {
-        name: (value or b"").decode("utf-8", errors="replace") for name, value in message.headers
-    }
-    origin = _origin(headers) or (message.topic, message.partition, message.offset)
-    return Rejected(
-        rejection_id=Rejected.make_id(*origin),
-        received_at=_parse_time(headers.get(DLQ_TIME)) or _message_time(message),
-        source_topic=origin[0],
-        source_partition=origin[1],
-        source_offset=origin[2],
-        # Kept as sent: an empty field header means the input as a whole (e.g. not JSON).
-        field=headers.get(DLQ_FIELD),
-        reason=_reason(headers) + _truncation_note(headers),
-        raw=message.value or b"",
-        key=message.key,
-    )
-
-
-def _reason(headers: Mapping[str, str]) -> str:
-    return headers.get(DLQ_REASON) or f"dead letter without a {DLQ_REASON} header"
-
-
-def _truncation_note(headers: Mapping[str, str]) -> str:
-    """What a dead letter too large to fit kept of its input (events/fitting.py): told in the
-    reason, so the stored row says which bytes it lacks and how to recognise the original."""
-    notes = [
-        f"{part} was {headers[size]} bytes, SHA-256 {headers.get(digest, 'unknown')}"
-        for part, size, digest in (
-            ("input", DLQ_ORIGINAL_SIZE, DLQ_ORIGINAL_SHA256),
-            ("key", DLQ_ORIGINAL_KEY_SIZE, DLQ_ORIGINAL_KEY_SHA256),
-        )
-        if size in headers
-    ]
-    return f" (stored truncated: {'; '.join(notes)})" if notes else ""
-
-
-def rejected_message(message: Message, reason: str, field: str | None) -> Rejected:
-    """A message the store itself cannot decode, kept with its exact bytes."""
-    return Rejected(
-        rejection_id=Rejected.make_id(message.topic, message.partition, message.offset),
-        received_at=_message_time(message),
-        source_topic=message.topic,
-        source_partition=message.partition,
-        source_offset=message.offset,
-        field=field,
-        reason=reason,
-        raw=message.value or b"",
-        key=message.key,
-    )
-
-
-def _decode_audit(message: Message) -> pa.Table | Rejected:
-    """An AuditBatch's records as columns: read straight from the worker's JSON when it is in
-    the worker's form, else validated record by record (and rejected with the reason)."""
-    records = audit_columns(message.value) if message.value is not None else None
-    if records is not None:
-        return records
-    batch = _decode(AuditBatch, message)
-    return records_columns(batch.records) if isinstance(batch, AuditBatch) else batch
-
-
-def _decode(model: type[M], message: Message) -> M | Rejected:
-    if message.value is None:
-        reason = f"empty message where a {model.__name__} was expected"
-        return rejected_message(message, reason, None)
-    try:
-        return model.model_validate_json(message.value)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or None
-        more = f" (and {error.error_count() - 1} more errors)" if error.error_count() > 1 else ""
-        reason = f"not a valid {model.__name__}: {first['msg']}{more}"
-        return rejected_message(message, reason, where)
-
-
-def _origin(headers: Mapping[str, str]) -> tuple[str, int, int] | None:
-    # All three or none: mixing the dead letter's own coordinates with a source topic could
-    # give two different rejections the same id.
-    topic = headers.get(DLQ_TOPIC)
-    partition = headers.get(DLQ_PARTITION, "")
-    offset = headers.get(DLQ_OFFSET, "")
-    if not topic or not partition.isdigit() or not offset.isdigit():
-        return None
-    return topic, int(partition), int(offset)
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _message_time(message: Message) -> datetime:
-    if message.timestamp is not None and message.timestamp > 0:
-        return datetime.fromtimestamp(message.timestamp / 1000, UTC)
-    return datetime.now(UTC)

@@ -5,10 +5,9 @@ Pure of Faust and Kafka so it can be tested in-process and reused for replay; th
 
 Arrival order never changes a verdict (event-contract.md, Time). An event that comes after
 everything judged for its subject is folded on top of the subject's state: the common case. A
-late one is merged into the subject's window (streams/history.py) and the window is judged
-again from its base; violations that appear, change or disappear are re-sent, a disappeared
-one with status "retracted", and audit records whose verdict changed are re-sent too. The store
-keeps the newest copy of each, so it ends up with exactly the in-order result.
+late one is merged into the subject's window, which is judged again (streams/late.py), and
+what that changes is re-sent. The store keeps the newest copy of each violation and audit
+record, so it ends up with exactly the in-order result.
 
 No input stops the stream: whatever goes wrong while judging one event dead-letters that event
 with the reason `internal: ...`, and the subject is judged again without it.
@@ -20,7 +19,6 @@ import heapq
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from events.limits import DEFAULT_MAX_AHEAD
@@ -30,13 +28,13 @@ from events.pseudonyms import Resolved
 from events.validation import InvalidEvent, parse_event
 from streams.erasure import DeploymentKeyed, Pseudonyms, fulfils_erasure, start_history
 from streams.history import Kept, SubjectHistory, fold, ordering
+from streams.late import LateJudge, reject_internal
 from streams.rules import Finding, PolicySet
 from streams.rules.replay import report_missed
-from streams.state import SubjectState, state_change
 from streams.verdicts import (
+    Accepted,
     DeadLetter,
     Incoming,
-    Origin,
     Verdicts,
     audit_record,
     deadline_violation,
@@ -51,33 +49,6 @@ StateLoader = Callable[[str], SubjectHistory | None]
 
 DEFAULT_HORIZON = timedelta(days=7)
 DEFAULT_MAX_KEPT = 256
-
-
-@dataclass(frozen=True, slots=True)
-class _Accepted:
-    event: PrivacyEvent
-    incoming: Incoming
-    pseudonym: str
-
-    @property
-    def origin(self) -> Origin:
-        incoming = self.incoming
-        return Origin(self.pseudonym, incoming.partition, incoming.offset, incoming.appended_at)
-
-
-@dataclass
-class _Refold:
-    """A window judged again from its base: the resulting state and what it reports."""
-
-    state: SubjectState
-    reported: dict[str, Violation] = field(default_factory=dict)
-    violated: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-class _EventFailed(Exception):
-    def __init__(self, kept: Kept, error: Exception) -> None:
-        super().__init__(f"{type(error).__name__}: {error}")
-        self.kept = kept
 
 
 class Judge:
@@ -101,6 +72,7 @@ class Judge:
         self.horizon = horizon
         self.max_kept = max_kept
         self.max_ahead = max_ahead
+        self._late = LateJudge(policy, horizon)
         self._pseudonyms = (
             DeploymentKeyed(pseudonyms) if isinstance(pseudonyms, bytes) else pseudonyms
         )
@@ -135,7 +107,7 @@ class Judge:
         """Judge a batch, then report the deadlines that event time has passed."""
         verdicts = Verdicts()
         received = datetime.now(UTC)
-        by_subject: dict[str, list[_Accepted]] = defaultdict(list)
+        by_subject: dict[str, list[Accepted]] = defaultdict(list)
         # A subject's events come in runs: its pseudonym (an HMAC) is computed once per batch and
         # source partition, and again only past an erasure.
         pseudonyms: dict[tuple[str, str, int], Resolved] = {}
@@ -181,7 +153,7 @@ class Judge:
         verdicts: Verdicts,
         now: datetime,
         pseudonyms: dict[tuple[str, str, int], Resolved],
-    ) -> _Accepted | None:
+    ) -> Accepted | None:
         try:
             event = parse_event(incoming.value, self.policy.taxonomies, now, self.max_ahead)
             _check_key(incoming.key, event)
@@ -190,13 +162,13 @@ class Judge:
             verdicts.dead_letters.append(DeadLetter(incoming, error))
             return None
         except Exception as error:
-            self._reject_internal(incoming, error, verdicts)
+            reject_internal(incoming, error, verdicts)
             return None
         self._topic = incoming.topic
         newest = self._partition_times.get(incoming.partition)
         if newest is None or event.time > newest:
             self._partition_times[incoming.partition] = event.time
-        return _Accepted(event, incoming, pseudonym)
+        return Accepted(event, incoming, pseudonym)
 
     def _pseudonym(
         self,
@@ -224,7 +196,7 @@ class Judge:
     def _judge_subject(
         self,
         key: str,
-        items: list[_Accepted],
+        items: list[Accepted],
         load: StateLoader,
         verdicts: Verdicts,
         at: datetime,
@@ -243,7 +215,9 @@ class Judge:
         if history.follows(fresh[0].event):
             next_due = self._fold_on_top(key, history, fresh, verdicts, at)
         else:
-            self._rejudge(key, subject_id, history, fresh, verdicts, at)
+            self._late.rejudge(
+                key, subject_id, history, fresh, verdicts, at, self._now_reached, self._topic
+            )
             next_due = self._next_deadline(key, history)
         self._trim(key, subject_id, history)
         self._index(key, partition, next_due)
@@ -252,7 +226,7 @@ class Judge:
         self,
         key: str,
         history: SubjectHistory,
-        items: list[_Accepted],
+        items: list[Accepted],
         verdicts: Verdicts,
         at: datetime,
     ) -> datetime | None:
@@ -265,9 +239,19 @@ class Judge:
                 step = fold(self.policy, history.state, item.event, next_due)
             except Exception as error:
                 # The state may be half-updated: rebuild it from the base without this event.
-                self._reject_internal(item.incoming, error, verdicts)
+                reject_internal(item.incoming, error, verdicts)
                 remaining = items[position + 1 :]
-                self._rejudge(key, _subject_id(item.event), history, remaining, verdicts, at)
+                subject_id = _subject_id(item.event)
+                self._late.rejudge(
+                    key,
+                    subject_id,
+                    history,
+                    remaining,
+                    verdicts,
+                    at,
+                    self._now_reached,
+                    self._topic,
+                )
                 return self._next_deadline(key, history)
             next_due = step.next_due
             for finding in step.missed:
@@ -290,141 +274,6 @@ class Judge:
                 audit_record(item.event, item.origin, violated, self.policy.version, at)
             )
         return next_due
-
-    def _rejudge(
-        self,
-        key: str,
-        subject_id: str,
-        history: SubjectHistory,
-        items: list[_Accepted],
-        verdicts: Verdicts,
-        at: datetime,
-    ) -> None:
-        """Merge late events into the window and judge it again from its base."""
-        beyond = [item for item in items if history.too_old(item.event)]
-        for item in beyond:
-            self._judge_beyond_horizon(key, history, item, verdicts, at)
-        new = {item.event.id: item for item in items if not history.too_old(item.event)}
-        window = sorted(
-            [
-                *history.window,
-                *(
-                    Kept.of(
-                        i.event,
-                        i.incoming.value,
-                        i.incoming.partition,
-                        i.incoming.offset,
-                        (),
-                        state_change(i.event),
-                    )
-                    for i in new.values()
-                ),
-            ],
-            key=lambda kept: kept.order,
-        )
-        while True:
-            try:
-                refold = self._refold(key, subject_id, history, window, at)
-                break
-            except _EventFailed as failed:
-                window.remove(failed.kept)
-                incoming = new[failed.kept.id].incoming if failed.kept.id in new else None
-                self._reject_internal(incoming or self._as_incoming(failed.kept), failed, verdicts)
-        self._send_changes(history, refold, verdicts, at)
-        for kept in window:
-            violated = refold.violated[kept.id]
-            arrived = new.get(kept.id)
-            if arrived is not None or violated != kept.violated:
-                event = arrived.event if arrived is not None else kept.parse(subject_id)
-                origin = Origin(key, kept.partition, kept.offset)
-                verdicts.audit.append(
-                    audit_record(event, origin, violated, self.policy.version, at)
-                )
-            kept.violated = violated
-        history.replace_window(window)
-        history.state = refold.state
-
-    def _refold(
-        self, key: str, subject_id: str, history: SubjectHistory, window: list[Kept], at: datetime
-    ) -> _Refold:
-        refold = _Refold(history.base.model_copy(deep=True))
-        next_due = self.policy.next_deadline(refold.state)
-        for kept in window:
-            try:
-                event = kept.parse(subject_id)
-                step = fold(self.policy, refold.state, event, next_due)
-                missed = [self._deadline(f, history, key, at, refold.state) for f in step.missed]
-            except Exception as error:
-                raise _EventFailed(kept, error) from error
-            next_due = step.next_due
-            for violation in missed:
-                refold.reported[violation.violation_id] = violation
-            for finding in step.findings:
-                violation = event_violation(finding, event, key, self.policy.version, at)
-                refold.reported[violation.violation_id] = violation
-            refold.violated[kept.id] = tuple(f.rule.rule_id for f in step.findings)
-        if self._now_reached is not None:
-            try:
-                for finding in report_missed(self.policy, refold.state, self._now_reached):
-                    violation = self._deadline(finding, history, key, at, refold.state)
-                    refold.reported[violation.violation_id] = violation
-            except Exception:
-                # Not any one event's fault; the deadlines are judged again at the next "now".
-                log.exception("judging the deadlines of subject %s failed", key)
-        return refold
-
-    def _send_changes(
-        self, history: SubjectHistory, refold: _Refold, verdicts: Verdicts, at: datetime
-    ) -> None:
-        """Re-send what the re-fold reports differently: new, changed, or no longer found."""
-        before = history.reported
-        history.reported = {}
-        history.fired_until = None
-        for violation_id, violation in refold.reported.items():
-            old = before.get(violation_id)
-            history.report(violation)
-            if old is None or _content(old) != _content(violation):
-                verdicts.violations.append(violation)
-        for violation_id, old in before.items():
-            if violation_id not in refold.reported:
-                verdicts.violations.append(
-                    old.model_copy(update={"status": "retracted", "detected_at": at})
-                )
-
-    def _judge_beyond_horizon(
-        self,
-        key: str,
-        history: SubjectHistory,
-        item: _Accepted,
-        verdicts: Verdicts,
-        at: datetime,
-    ) -> None:
-        """An event older than the window: judged against the oldest state kept, and said so."""
-        since = history.since
-        assert since is not None
-        note = (
-            f" (arrived after the lateness horizon of {_span(self.horizon)}: judged against "
-            f"the subject's state as of {since.isoformat()})"
-        )
-        base = history.changing_base()
-        try:
-            findings = self.policy.judge(item.event, base)
-            base.apply(item.event)
-            missed = report_missed(self.policy, base, since)
-        except Exception as error:
-            self._reject_internal(item.incoming, error, verdicts)
-            return
-        for finding in findings:
-            violation = event_violation(finding, item.event, key, self.policy.version, at)
-            verdicts.violations.append(
-                violation.model_copy(update={"explanation": violation.explanation + note})
-            )
-        for finding in missed:
-            verdicts.violations.append(deadline_violation(finding, base, key, self.policy, at))
-        violated = tuple(f.rule.rule_id for f in findings)
-        verdicts.audit.append(
-            audit_record(item.event, item.origin, violated, self.policy.version, at)
-        )
 
     def _judge_due(self, now: datetime, load: StateLoader, verdicts: Verdicts) -> Verdicts:
         if self._now_reached is None or now > self._now_reached:
@@ -458,14 +307,9 @@ class Judge:
         return verdicts
 
     def _deadline(
-        self,
-        finding: Finding,
-        history: SubjectHistory,
-        key: str,
-        at: datetime,
-        state: SubjectState | None = None,
+        self, finding: Finding, history: SubjectHistory, key: str, at: datetime
     ) -> Violation:
-        return deadline_violation(finding, state or history.state, key, self.policy, at)
+        return deadline_violation(finding, history.state, key, self.policy, at)
 
     def _report(self, history: SubjectHistory, violation: Violation, verdicts: Verdicts) -> None:
         history.report(violation)
@@ -492,33 +336,12 @@ class Judge:
             self._deadlines[key] = (deadline, partition)
             heapq.heappush(self._heap, (deadline, key))
 
-    def _reject_internal(self, incoming: Incoming, error: Exception, verdicts: Verdicts) -> None:
-        reason = (
-            f"internal: {error}"
-            if isinstance(error, _EventFailed)
-            else (f"internal: {type(error).__name__}: {error}")
-        )
-        log.error(
-            "dead-lettering the event at %s[%d]@%d: %s",
-            incoming.topic,
-            incoming.partition,
-            incoming.offset,
-            reason,
-            exc_info=error,
-        )
-        verdicts.dead_letters.append(DeadLetter(incoming, InvalidEvent("", reason)))
-
-    def _as_incoming(self, kept: Kept) -> Incoming:
-        # An event judged before, failing now that a late event changed what came before it;
-        # its original bytes are gone, so the dead letter carries it as kept.
-        return Incoming(self._topic, kept.partition, kept.offset, None, kept.event.encode())
-
 
 def _subject_id(event: PrivacyEvent) -> str:
     return event.data.subject.id.get_secret_value()
 
 
-def _fresh(items: list[_Accepted], history: SubjectHistory) -> list[_Accepted]:
+def _fresh(items: list[Accepted], history: SubjectHistory) -> list[Accepted]:
     """Items whose id the subject has not seen: the same id twice is one event."""
     seen: set[str] = set()
     fresh = []
@@ -528,16 +351,6 @@ def _fresh(items: list[_Accepted], history: SubjectHistory) -> list[_Accepted]:
             seen.add(event_id)
             fresh.append(item)
     return fresh
-
-
-def _span(delta: timedelta) -> str:
-    if delta % timedelta(days=1):
-        return str(delta)
-    return f"{delta.days} day" + ("s" if delta.days != 1 else "")
-
-
-def _content(violation: Violation) -> dict[str, object]:
-    return violation.model_dump(exclude={"detected_at"})
 
 
 def _check_key(key: bytes | None, event: PrivacyEvent) -> None:

@@ -151,6 +151,20 @@ class Origin:
     appended_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A consumed message that parsed into a valid event, with its subject's pseudonym."""
+
+    event: PrivacyEvent
+    incoming: Incoming
+    pseudonym: str
+
+    @property
+    def origin(self) -> Origin:
+        incoming = self.incoming
+        return Origin(self.pseudonym, incoming.partition, incoming.offset, incoming.appended_at)
+
+
 def audit_record(
     event: PrivacyEvent, origin: Origin, violated: Sequence[str], version: str, at: datetime
 ) -> AuditRecord:

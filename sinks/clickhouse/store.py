@@ -221,7 +221,9 @@ class Store:
             counted = first_copies(keys, self._stored_events(table, keys))
             field = arrow_schema(EVENTS).field("counted")
             data = table.append_column(field, pa.array(counted, field.type))
-            self._client.insert_arrow(EVENTS.name, data, database=self.database)
+            self._client.insert_arrow(
+                EVENTS.name, data, database=self.database, settings=_INSERT_SETTINGS
+            )
 
     def write_violations(self, violations: Sequence[Violation]) -> None:
         """Insert the violations with their change to the count of open ones."""
@@ -500,7 +502,9 @@ class Store:
     ) -> None:
         """Insert `rows` with their bookkeeping columns; the caller holds the lock."""
         data = arrow_rows(table, rows, bookkeeping)
-        self._client.insert_arrow(table.name, data, database=self.database)
+        self._client.insert_arrow(
+            table.name, data, database=self.database, settings=_INSERT_SETTINGS
+        )
 
     def _query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Rows of a lookup run while the caller holds the lock; its SQL carries a batch's ids.
@@ -546,6 +550,13 @@ _OPEN = "status = 'open'"
 
 
 _DEFAULT_MAX_QUERY_SIZE = 262144
+
+# A ReplacingMergeTree insert would first collapse the copies of a row within its own block;
+# FINAL and merges collapse them anyway (the newest `version`, on a tie the last inserted, as
+# the insert would), and the counters count first copies by lookup, not by what is stored.
+# Skipping it cut the CPU time of an `events` insert with its views by about a fifth
+# (bench/README.md, store.py).
+_INSERT_SETTINGS: Final = {"optimize_on_insert": 0}
 
 # Every copy of a row lands in one partition (schema.py: a row's partitioning time never
 # changes), so FINAL need not merge across them. Said, it also lets a filter on that time skip

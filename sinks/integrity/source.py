@@ -15,9 +15,9 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from config.settings import Settings
-from sinks.ingest import Message, StoredRow, stored_rows
 from sinks.integrity.chain import LOCAL_CHAINS, chain_name
 from sinks.integrity.signing import Checkpoint
+from sinks.messages import Message, StoredRow, stored_rows
 
 READ_TIMEOUT_SECONDS = 20.0
 CONNECT_TIMEOUT_MS = 5000

@@ -15,25 +15,12 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from events.models import DataAccessed, DataShared, EventData, PrivacyEvent
+from events.models import DATA_MODELS, DataAccessed, DataShared, EventData, PrivacyEvent
 from events.outputs import AuditRecord
 from streams.rules.base import PolicySet
 from streams.rules.replay import SubjectFinding, judge_history
 
 _EVENTS: TypeAdapter[PrivacyEvent] = TypeAdapter(PrivacyEvent)
-
-
-def _data_models() -> dict[str, type[EventData]]:
-    """Event type -> the model of its `data`, read off the `PrivacyEvent` union."""
-    union = get_args(PrivacyEvent)[0]
-    models = {}
-    for envelope in get_args(union):
-        (event_type,) = get_args(envelope.model_fields["type"].annotation)
-        models[str(event_type)] = envelope.model_fields["data"].annotation
-    return models
-
-
-_DATA_MODELS = _data_models()
 
 
 class RebuildError(ValueError):
@@ -50,7 +37,7 @@ def event_from_audit(record: AuditRecord) -> PrivacyEvent:
     Everything the rules read is rebuilt exactly. The optional CloudEvents `datacontenttype`
     is not stored (it can only say JSON) and comes back unset.
     """
-    model = _DATA_MODELS.get(record.event_type)
+    model = DATA_MODELS.get(record.event_type)
     if model is None:
         raise RebuildError(
             f"audit record {record.event_id}: unknown event type {record.event_type!r}"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from events.outputs import AuditBatch
-from sinks.clickhouse.audit_columns import audit_columns, records_columns
+from sinks.clickhouse.audit_columns import audit_columns, audit_columns_of, records_columns
 from tests.unit.chdb_store import T0, audit
 
 
@@ -80,3 +80,46 @@ def test_what_is_not_one_batch_is_left_to_the_model() -> None:
     assert audit_columns(value + b"\n" + value) is None
     assert audit_columns(b'{"records": null}') is None
     assert audit_columns(b"not json") is None
+
+
+def test_a_poll_of_worker_batches_reads_into_each_message_s_own_columns() -> None:
+    values = [worker_message(), worker_message(details={}), worker_message(event_id="e9")]
+
+    columns = audit_columns_of(values)
+
+    assert all(
+        c is not None and c.equals(by_model(v)) for c, v in zip(columns, values, strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        worker_message(data_categories=None),  # the model's to reject
+        b"not json",
+        b"",
+        b'{"records": null}',
+    ],
+)
+def test_a_message_out_of_the_worker_form_leaves_the_others_of_its_poll_read(
+    other: bytes,
+) -> None:
+    values = [worker_message(), other, worker_message(event_id="e9")]
+
+    columns = audit_columns_of(values)
+
+    assert columns[1] is None
+    for column, value in zip(columns[::2], values[::2], strict=True):
+        assert column is not None
+        assert column.equals(by_model(value))
+
+
+def test_a_batch_over_several_lines_is_read_alone_into_its_own_columns() -> None:
+    over_lines = worker_message().replace(b", ", b",\n")
+    values = [worker_message(event_id="e9"), over_lines]
+
+    columns = audit_columns_of(values)
+
+    assert all(
+        c is not None and c.equals(by_model(v)) for c, v in zip(columns, values, strict=True)
+    )

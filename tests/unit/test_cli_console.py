@@ -8,12 +8,12 @@ import io
 from rich.console import Console
 from rich.progress import Progress
 
-from privtrail import cli
+from privtrail.cli import base
 
 
 def test_a_console_made_on_first_use_drives_a_progress_bar() -> None:
     out = io.StringIO()
-    console = cli._ConsoleOnFirstUse(file=out, width=60, color_system=None)
+    console = base._ConsoleOnFirstUse(file=out, width=60, color_system=None)
 
     with Progress(console=console) as progress:
         task = progress.add_task("emitting", total=3)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from privtrail import cli
+from privtrail.cli import up
 from privtrail.demo import DemoSubject
 from privtrail.schemas import RuleCount, Stats
 from privtrail.summary import invocation, summary_lines
@@ -42,11 +42,11 @@ def stats(rejected: int, *rows: tuple[str, str, int]) -> Stats:
 
 def test_the_demo_progress_counts_each_event_once(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=out, width=100))
+    monkeypatch.setattr(up, "console", Console(file=out, width=100))
     emitter = RecordingEmitter()
-    run = cli._Run(started=0.0, before="not asked")
+    run = up._Run(started=0.0, before="not asked")
 
-    cli._send_demo_with_progress(emitter, 300, 7, run)  # type: ignore[arg-type]
+    up._send_demo_with_progress(emitter, 300, 7, run)  # type: ignore[arg-type]
 
     assert len(emitter.sent) == 300
     assert run.sent == 300
@@ -57,10 +57,10 @@ def test_the_demo_progress_counts_each_event_once(monkeypatch: pytest.MonkeyPatc
 
 
 def test_each_run_of_the_demo_sends_new_event_ids(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "console", Console(file=io.StringIO()))
+    monkeypatch.setattr(up, "console", Console(file=io.StringIO()))
     runs = [RecordingEmitter(), RecordingEmitter()]
     for emitter in runs:
-        cli._send_demo_with_progress(emitter, 300, 7, cli._Run(0.0, "not asked"))  # type: ignore[arg-type]
+        up._send_demo_with_progress(emitter, 300, 7, up._Run(0.0, "not asked"))  # type: ignore[arg-type]
 
     first, second = ({m["id"] for m in map(_parsed, e.sent) if m} for e in runs)
     assert len(first) > 250

@@ -72,14 +72,7 @@ class FakeProducer:
         self.closed = True
 
 
-@pytest.fixture
-def producer() -> FakeProducer:
-    return FakeProducer()
-
-
-@pytest.fixture
-def emitter(producer: FakeProducer) -> Emitter:
-    return Emitter("127.0.0.1:9", source=SOURCE, producer=producer)
+# The `producer` (a FakeProducer) and `emitter` fixtures are in conftest.py.
 
 
 def access(emitter: Emitter, **overrides: Any) -> str:

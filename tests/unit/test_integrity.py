@@ -18,13 +18,13 @@ from sinks import Rejected
 from sinks.clickhouse.audit_columns import audit_columns
 from sinks.clickhouse.schema import EVENTS
 from sinks.clickhouse.store import Store
-from sinks.ingest import StoredRow
 from sinks.integrity.canonical import payload_digest, row_digest
 from sinks.integrity.chain import Chains, chain_name, table_of
 from sinks.integrity.ledger import Ledger
 from sinks.integrity.signing import Checkpoint, SigningKeyError, check_export, load_signer
 from sinks.integrity.tables import CHAIN, CHECKPOINTS, read_entries, read_rows, write_entries
 from sinks.integrity.verify import VerifyReport, verify
+from sinks.messages import StoredRow
 from tests.unit.chdb_store import T0, audit, store_dsn, violation
 from tests.unit.test_store import rejected as stored_rejected
 

@@ -20,7 +20,7 @@ from privtrail.api import create_app
 from privtrail.client import ApiClient
 from sinks import Rejected
 from sinks.clickhouse.store import Store
-from sinks.ingest import rejected_from_dead_letter
+from sinks.messages import rejected_from_dead_letter
 from tests.unit.chdb_store import T0, store_dsn
 from tests.unit.tokens import bearer
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from rich.console import Console
 
+from privtrail.cli.base import JsonFlag, fail
+
 if TYPE_CHECKING:
     from privtrail.access_client import AccessClient
     from sinks.access import AccessEntry, TokenInfo
@@ -24,7 +26,6 @@ console = Console()
 errors = Console(stderr=True)
 
 T = TypeVar("T")
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def add_access_commands(app: typer.Typer) -> None:
@@ -106,7 +107,7 @@ def access_log(
     (needs an auditor token)."""
     if subject is not None:
         if org is None:
-            raise _fail("--subject needs --org: a subject id is only unique within its org")
+            raise fail("--subject needs --org: a subject id is only unique within its org")
         found = _call(lambda c: c.subject_access_log(subject, org, limit))
     else:
         params = {
@@ -155,9 +156,4 @@ def _call(question: Callable[[AccessClient], T]) -> T:
         with closing(AccessClient(Settings())) as client:
             return question(client)
     except ApiError as exc:
-        raise _fail(str(exc)) from None
-
-
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(1)
+        raise fail(str(exc)) from None
