@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from store import Events, ScriptedConsumer
+from store_history import Events, ScriptedConsumer
 
 from config.settings import Settings
 from sinks.clickhouse.store import Store

@@ -16,19 +16,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-from store import (
+from store import FILL_STEP, Bench, load_average
+from store_history import (
     _JUDGING,
     CATEGORIES,
     EVENT_SPACING,
-    FILL_STEP,
     KINDS,
     RETRACT_AFTER,
     RETRACT_EVERY,
     T0,
     VIOLATION_EVERY,
-    Bench,
     Events,
-    load_average,
 )
 
 from events.outputs import Violation

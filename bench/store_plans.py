@@ -1,4 +1,5 @@
-"""What a Store query reads, from ClickHouse's `EXPLAIN indexes = 1` of the SQL it sends.
+"""What a Store query reads, from ClickHouse's `EXPLAIN indexes = 1` of the SQL it sends, and
+the parts and merges of the store it reads them from.
 
 bench/store.py prints it beside the query times: parts and granules each index leaves, so a
 time can be read against the data the query touched (a filter that prunes nothing shows as
@@ -49,3 +50,20 @@ def read_summary(store: Store, call: Callable[[], object]) -> str:
             summary[-1] += f" {line.removeprefix('Granules: ')} granules"
             index = None
     return ", ".join(summary) or "(no index used)"
+
+
+def store_activity(store: Store) -> str:
+    """`lineage_edges: 13 parts (13 Compact), 2 merges running in the store`: how many parts a
+    subject's look-up may read, and whether merges compete with it."""
+    parts = store.query_rows(
+        "SELECT part_type, count() AS n FROM system.parts WHERE database = {db:String} "
+        "AND table = 'lineage_edges' AND active GROUP BY part_type ORDER BY part_type",
+        {"db": store.database},
+    )
+    merges = store.query_rows(
+        "SELECT count() AS n FROM system.merges WHERE database = {db:String}",
+        {"db": store.database},
+    )
+    kinds = ", ".join(f"{row['n']} {row['part_type']}" for row in parts)
+    total = sum(row["n"] for row in parts)
+    return f"lineage_edges: {total} parts ({kinds}), {merges[0]['n']} merges running in the store"

@@ -28,6 +28,19 @@ REVISION: Final = "revision "
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
+# For tables read a granule of every column at a time, in each part (a subject's rows): all
+# columns of a part in one file (a "compact" part: ClickHouse makes a part wide past 10 MiB,
+# one file per column and substream, about 30 for lineage_edges), and each part's marks and
+# primary index put in their caches by the insert or merge that writes it, and when the store
+# opens, so the first look-up after a merge or a restart does not load them.
+# bench/README.md (store.py) has the measurements.
+COMPACT_PARTS: Final = (
+    ("min_bytes_for_wide_part", 2**62),
+    ("prewarm_mark_cache", 1),
+    ("use_primary_key_cache", 1),
+    ("prewarm_primary_key_cache", 1),
+)
+
 
 @dataclass(frozen=True)
 class Table:
@@ -47,9 +60,9 @@ class Table:
     bytes_columns: frozenset[str] = frozenset()
     # Data skipping indexes: (name, "expression TYPE kind GRANULARITY n").
     indexes: tuple[tuple[str, str], ...] = ()
-    # Rows per granule, the unit a query reads (ClickHouse's default: 8192). Set when the table
-    # is created: a store made before keeps its granules.
-    index_granularity: int | None = None
+    # MergeTree settings given when the table is created (e.g. index_granularity, rows per
+    # granule, the unit a query reads): a store made before keeps its own until a rebuild.
+    settings: tuple[tuple[str, int], ...] = ()
     # False: a plain MergeTree, append-only, whose rows are never replaced (no FINAL to read).
     replacing: bool = True
     # Raised when the partitioning, sorting key or granules change, which ClickHouse cannot
@@ -75,8 +88,8 @@ class Table:
         )
         engine = f"ReplacingMergeTree({self.version or ''})" if self.replacing else "MergeTree"
         partition = f"\nPARTITION BY {self.partition_by}" if self.partition_by else ""
-        granularity = self.index_granularity
-        settings = f"\nSETTINGS index_granularity = {granularity}" if granularity else ""
+        given = ", ".join(f"{name} = {value}" for name, value in self.settings)
+        settings = f"\nSETTINGS {given}" if given else ""
         return (
             f"CREATE TABLE IF NOT EXISTS {database}.{name or self.name} (\n    {columns}\n)\n"
             f"ENGINE = {engine}{partition}\nORDER BY ({', '.join(self.order_by)}){settings}\n"
@@ -189,10 +202,11 @@ LINEAGE_EDGES = Table(
     # of one partition a year. Nothing drops or expires partitions of this table.
     partition_by="toYear(event_time)",
     # A subject's edges are a few rows in each part: 1024-row granules read an eighth of what
-    # 8192 did (bench/README.md, store.py).
-    index_granularity=1024,
-    # 2: partitioned by year instead of month.
-    revision=2,
+    # 8192 did (bench/README.md, store.py). A look-up reads every column of one granule in each
+    # part, which costs per column file in a wide part; compact parts keep them in one.
+    settings=(("index_granularity", 1024), *COMPACT_PARTS),
+    # 2: partitioned by year instead of month. 3: compact parts, cached as written.
+    revision=3,
 )
 
 REJECTED_EVENTS = Table(
@@ -233,9 +247,12 @@ SUBJECT_VIOLATIONS = replace(
     partition_by="toYear(occurred_at)",
     bookkeeping=(),
     indexes=(),
+    # A subject's few violations are a row or two in each part, read with every column.
+    settings=COMPACT_PARTS,
     # Raise it with every column `violations` gains: its view copies the columns it was made
     # with, and a store holding an older revision has the table and view made again.
-    revision=1,
+    # 2: compact parts.
+    revision=2,
 )
 SUBJECT_VIOLATIONS_VIEW: Final = "subject_violations_mv"
 

@@ -3,6 +3,7 @@ layouts, and reads that skip partitions still see the newest copy of each row.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -135,6 +136,9 @@ def _layout(store: Store, table: str) -> tuple[str, str]:
     return rows[0]["partition_key"], rows[0]["comment"]
 
 
+_CURRENT = f"revision {LINEAGE_EDGES.revision}"
+
+
 def _history() -> list[list[object]]:
     """Batches of a subject's accesses and shares over four months, with replays, and another
     subject's; the replays are stored again as duplicate rows that FINAL hides."""
@@ -147,12 +151,19 @@ def _history() -> list[list[object]]:
     return [first, [first[0], first[2], other], [first[3], other]]
 
 
+def _store_with_history(dsn: str, make_old_tables: Callable[[Store], None]) -> Store:
+    """A store at `dsn` whose tables `make_old_tables` put back as an earlier version made
+    them, holding `_history()`."""
+    store = Store.open(dsn)
+    make_old_tables(store)
+    for batch in _history():
+        store.write_audit(batch)  # type: ignore[arg-type]
+    return store
+
+
 def test_a_store_with_monthly_lineage_partitions_is_rebuilt_by_year() -> None:
     dsn = store_dsn()
-    first = Store.open(dsn)
-    _make_monthly_lineage(first)
-    for batch in _history():
-        first.write_audit(batch)  # type: ignore[arg-type]
+    first = _store_with_history(dsn, _make_monthly_lineage)
     assert _layout(first, LINEAGE_EDGES.name) == ("toYYYYMM(event_time)", "")
     raw = first.query_rows(f"SELECT count() AS n FROM {first.database}.lineage_edges", {})
     assert raw == [{"n": 18}], "the replays were stored again, as duplicates"
@@ -162,7 +173,7 @@ def test_a_store_with_monthly_lineage_partitions_is_rebuilt_by_year() -> None:
 
     again = Store.open(dsn)
     try:
-        assert _layout(again, LINEAGE_EDGES.name) == ("toYear(event_time)", "revision 2")
+        assert _layout(again, LINEAGE_EDGES.name) == ("toYear(event_time)", _CURRENT)
         assert {s: again.lineage("linkxup", s) for s in before} == before
         assert [len(edges) for edges in before.values()] == [8, 2]
         assert again.stats()["tables"] == before_stats
@@ -184,7 +195,7 @@ def test_a_store_with_monthly_lineage_partitions_is_rebuilt_by_year() -> None:
     third = Store.open(dsn)
     try:
         assert len(third.lineage("linkxup", "pseudo-1")) == 10
-        assert _layout(third, LINEAGE_EDGES.name) == ("toYear(event_time)", "revision 2")
+        assert _layout(third, LINEAGE_EDGES.name) == ("toYear(event_time)", _CURRENT)
         left = third.query_rows(
             "SELECT name FROM system.tables WHERE database = {db:String} AND name LIKE '%rebuild'",
             {"db": third.database},
@@ -219,5 +230,71 @@ def test_a_store_made_before_subject_violations_gets_them_from_its_violations() 
         reopened = opened.model_copy(update={"detected_at": retracted.detected_at + timedelta(1)})
         again.write_violations([reopened])
         assert again.violations(subject_pseudonym="pseudo-1") == [later, reopened]
+    finally:
+        again.close()
+
+
+# The second revision of `lineage_edges` and the first of `subject_violations`, as they wrote
+# a store's large parts: one file per column (wide), marks loaded by the first read.
+_WIDE = (("min_bytes_for_wide_part", 0),)
+
+
+def _make_wide_tables(store: Store) -> None:
+    db, client = store.database, store._client
+    client.command(f"DROP VIEW {db}.{LINEAGE_VIEW}")
+    client.command(f"DROP VIEW {db}.{SUBJECT_VIOLATIONS_VIEW}")
+    for table in (
+        replace(LINEAGE_EDGES, settings=(("index_granularity", 1024), *_WIDE), revision=2),
+        replace(SUBJECT_VIOLATIONS, settings=_WIDE, revision=1),
+    ):
+        client.command(f"DROP TABLE {db}.{table.name}")
+        client.command(table.ddl(db))
+    client.command(lineage_view_ddl(db))
+    client.command(
+        f"CREATE MATERIALIZED VIEW {db}.{SUBJECT_VIOLATIONS_VIEW} TO {db}.subject_violations "
+        f"AS SELECT {Store._select(SUBJECT_VIOLATIONS)} FROM {db}.violations"
+    )
+
+
+def _part_types(store: Store, table: str) -> set[str]:
+    rows = store.query_rows(
+        "SELECT DISTINCT part_type AS kind FROM system.parts "
+        "WHERE database = {db:String} AND table = {t:String} AND active",
+        {"db": store.database, "t": table},
+    )
+    return {row["kind"] for row in rows}
+
+
+def test_a_store_with_wide_subject_parts_is_rebuilt_compact_with_the_same_answers() -> None:
+    dsn = store_dsn()
+    first = _store_with_history(dsn, _make_wide_tables)
+    opened = violation("v1", occurred_at=T0)
+    retracted = opened.model_copy(
+        update={"status": "retracted", "detected_at": opened.detected_at + timedelta(hours=1)}
+    )
+    first.write_violations([opened, violation("v2", subject_pseudonym="pseudo-2")])
+    first.write_violations([retracted, opened])  # a retraction and a replay
+    subjects = ("pseudo-1", "pseudo-2")
+    lineage = {s: first.lineage("linkxup", s) for s in subjects}
+    broken = {s: first.violations(subject_pseudonym=s, retracted=True) for s in subjects}
+    tables = ("lineage_edges", "subject_violations")
+    assert {t: _part_types(first, t) for t in tables} == {t: {"Wide"} for t in tables}
+    first.close()
+
+    again = Store.open(dsn)
+    try:
+        assert {t: _part_types(again, t) for t in tables} == {t: {"Compact"} for t in tables}
+        assert {s: again.lineage("linkxup", s) for s in subjects} == lineage
+        assert [len(edges) for edges in lineage.values()] == [8, 2]
+        assert {s: again.violations(subject_pseudonym=s, retracted=True) for s in subjects} == (
+            broken
+        )
+        assert [v.status for v in broken["pseudo-1"]] == ["retracted"]
+        # Both views, made again, copy what is written next.
+        late = T0 + timedelta(days=200)
+        again.write_audit([audit("e9", event_time=late, judged_at=late, offset=9)])
+        again.write_violations([violation("v3", occurred_at=late)])
+        assert [e.event_id for e in again.lineage("linkxup", "pseudo-1")][-2:] == ["e9", "e9"]
+        assert [v.violation_id for v in again.violations(subject_pseudonym="pseudo-1")] == ["v3"]
     finally:
         again.close()
