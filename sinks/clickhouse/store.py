@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TypedDict
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, Final
 
 import clickhouse_connect
 import orjson
@@ -27,6 +25,7 @@ from pydantic import BaseModel
 
 from events.outputs import AuditRecord, Violation
 from sinks import LineageEdge, Rejected
+from sinks.clickhouse.answers import Lag, RuleCount, StoreLatency, StoreStats
 from sinks.clickhouse.arrow import arrow_rows, arrow_schema
 from sinks.clickhouse.audit_columns import records_columns
 from sinks.clickhouse.counters import (
@@ -46,8 +45,8 @@ from sinks.clickhouse.deltas import (
     first_copies,
     open_deltas,
 )
+from sinks.clickhouse.dsn import StoreError, redact, split_database
 from sinks.clickhouse.schema import (
-    DEFAULT_DATABASE,
     EVENTS,
     LINEAGE_EDGES,
     REJECTED_EVENTS,
@@ -56,7 +55,6 @@ from sinks.clickhouse.schema import (
     VIOLATIONS,
     Table,
     add_missing_columns,
-    check_database_name,
     ensure_schema,
 )
 from sinks.clickhouse.tls import tls_options
@@ -67,85 +65,6 @@ _BYTES_COLUMNS: ColumnFormats = dict.fromkeys(REJECTED_EVENTS.bytes_columns, "by
 
 # Audit records read per query when streaming history: bounds memory, not the history's length.
 HISTORY_PAGE = 5000
-
-
-class StoreError(RuntimeError):
-    """The store could not be opened."""
-
-
-class RuleCount(TypedDict):
-    org: str
-    rule_id: str
-    severity: str
-    count: int
-
-
-class StoreStats(TypedDict):
-    # Rows per table, duplicates not counted.
-    tables: dict[str, int]
-    violations_by_rule: list[RuleCount]
-
-
-class StoreLatency(TypedDict):
-    """Milliseconds from events' own time to their storage (their age when stored), and from
-    the broker's append to their storage (the pipeline's lag), over the events counted."""
-
-    events: int
-    # None when no event was counted.
-    p50_ms: float | None
-    p99_ms: float | None
-    max_ms: float | None
-    last_stored_at: datetime | None
-    # Over the events whose append time is known.
-    pipeline_events: int
-    pipeline_p50_ms: float | None
-    pipeline_p99_ms: float | None
-    pipeline_max_ms: float | None
-
-
-@dataclass(frozen=True)
-class _Lag:
-    events: int
-    p50_ms: float | None
-    p99_ms: float | None
-    max_ms: float | None
-    last_stored_at: datetime | None
-
-
-def split_database(dsn: str) -> tuple[str, str]:
-    """The DSN without its database, and that database (`privtrail` when the DSN names none).
-
-    The database goes in the path for a server (`http://host:8123/audit`) and in a `database`
-    parameter for an on-disk chDB (`chdb:///var/lib/privtrail?database=audit`), whose path is
-    the data directory.
-    """
-    parts = urlsplit(dsn)
-    query = dict(parse_qsl(parts.query))
-    path = parts.path
-    if parts.scheme == "chdb" and not parts.netloc:
-        database = query.pop("database", "")
-    elif parts.scheme in ("chdb", "http", "https"):
-        database = path.strip("/").split("/")[0] or query.pop("database", "")
-        path = ""
-    else:
-        raise StoreError(
-            f"unsupported store DSN scheme {parts.scheme!r} in {redact(dsn)}: "
-            "use chdb:///path/to/dir or http(s)://host:8123/database"
-        )
-    # Built by hand: urlunsplit would drop the empty authority of chdb:///path.
-    server = f"{parts.scheme}://{parts.netloc}{path}"
-    if query:
-        server += f"?{urlencode(query)}"
-    return server, check_database_name(database or DEFAULT_DATABASE)
-
-
-def redact(dsn: str) -> str:
-    """The DSN with its password hidden, for error messages and logs."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _utc(moment: datetime) -> datetime:
@@ -427,7 +346,7 @@ class Store:
             pipeline_max_ms=pipeline.max_ms,
         )
 
-    def _lag(self, counter: str, since: datetime | None) -> _Lag:
+    def _lag(self, counter: str, since: datetime | None) -> Lag:
         where = "stored_at >= {since:DateTime64(3, 'UTC')}" if since is not None else "1"
         sql = (
             f"SELECT sum(events) AS events, {QUANTILES_MERGE}(lag_ms) AS q, "
@@ -437,9 +356,9 @@ class Store:
         parameters = {"since": _utc(since)} if since is not None else {}
         row = self._rows(sql, parameters)[0]
         if row["events"] == 0:
-            return _Lag(0, None, None, None, None)
+            return Lag(0, None, None, None, None)
         p50, p99 = row["q"]
-        return _Lag(
+        return Lag(
             int(row["events"]), float(p50), float(p99), float(row["max_ms"]), row["last_stored_at"]
         )
 

@@ -10,6 +10,7 @@ import pytest
 from events.outputs import AuditRecord, Violation
 from sinks import LineageEdge, Rejected
 from sinks.clickhouse.counters import COUNTERS
+from sinks.clickhouse.dsn import StoreError, redact, split_database
 from sinks.clickhouse.schema import (
     EVENTS,
     LINEAGE_EDGES,
@@ -18,7 +19,7 @@ from sinks.clickhouse.schema import (
     SUBJECT_VIOLATIONS_VIEW,
     VIOLATIONS,
 )
-from sinks.clickhouse.store import Store, StoreError, redact, split_database
+from sinks.clickhouse.store import Store
 from tests.unit.chdb_store import T0, audit, store_dsn, violation
 
 

@@ -18,7 +18,8 @@ from events.producer import login_refusal
 from privtrail import cli
 from privtrail.brokers.apache_kafka import BROKER_USER, check_sasl_users, server_properties
 from privtrail.brokers.base import BrokerError
-from sinks.clickhouse.store import Store, StoreError
+from sinks.clickhouse.dsn import StoreError
+from sinks.clickhouse.store import Store
 from sinks.clickhouse.tls import TlsMisconfigured, tls_options
 from tests.support import free_port
 
