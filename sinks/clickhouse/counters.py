@@ -14,9 +14,10 @@ the counters stay consistent with themselves even where FINAL has two copies to 
 
 Writes must not race for the same ids: the store's lock orders them within a process, and
 Kafka's partitioning by subject gives each store process of a group its own ids (two may
-overlap for the moment of a rebalance). ClickHouse writes a block to a table and then to its
-views, not atomically: a store killed inside one insert could leave the rows without their
-counts; the replay then finds the rows stored and does not count them again.
+overlap for the moment of a rebalance). ClickHouse writes a block to a table and to its views
+as separate parts, not atomically: a store killed inside one insert can leave the rows without
+their counts, or counts without their rows, and the replay that follows cannot tell. So a store
+opened after its last owner died recounts every counter from its rows (owner.py).
 
 A store made before these tables existed gets them back-filled from its tables read with FINAL
 (`ensure_counters`), once, before anything writes to it; a table whose definition changed since
@@ -255,9 +256,10 @@ COUNTERS: Final = (
 )
 
 
-def ensure_counters(client: Client, database: str) -> None:
+def ensure_counters(client: Client, database: str, recount: bool = False) -> None:
     """Create the counter tables and their views; fill a missing table from the store's rows,
-    and rebuild one of an older revision the same way.
+    and rebuild one of an older revision the same way, or every one when `recount` (the
+    store's last owner died inside an insert, perhaps: owner.py).
 
     Run when the store opens, before its ingest starts: rows inserted between a back-fill and
     its views' creation would not be counted.
@@ -265,9 +267,10 @@ def ensure_counters(client: Client, database: str) -> None:
     revisions = table_revisions(client, database, [counter.name for counter in COUNTERS])
     for counter in COUNTERS:
         stored = revisions.get(counter.name)
-        if stored is not None and stored != counter.revision:
+        rebuild = stored is not None and (recount or stored != counter.revision)
+        if rebuild:
             _drop(client, database, counter)
-        if stored != counter.revision:
+        if rebuild or stored is None:
             _backfill(client, database, counter)
         for view, select in counter.views:
             client.command(

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import clickhouse_connect
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +27,7 @@ from sinks import LineageEdge, Rejected
 from sinks.clickhouse.answers import Lag, RuleCount, StoreLatency, StoreStats
 from sinks.clickhouse.arrow import arrow_rows, arrow_schema
 from sinks.clickhouse.audit_columns import records_columns
+from sinks.clickhouse.connect import connect
 from sinks.clickhouse.counters import (
     EVENT_LATENCY,
     ORG_ROW_COUNTS,
@@ -36,7 +36,6 @@ from sinks.clickhouse.counters import (
     ROW_COUNTS,
     RULE_COUNTS,
     VIOLATION_STATES,
-    ensure_counters,
 )
 from sinks.clickhouse.deltas import (
     EventKey,
@@ -45,7 +44,7 @@ from sinks.clickhouse.deltas import (
     first_copies,
     open_deltas,
 )
-from sinks.clickhouse.dsn import StoreError, redact, split_database
+from sinks.clickhouse.owner import OwnerMark
 from sinks.clickhouse.schema import (
     EVENTS,
     LINEAGE_EDGES,
@@ -55,9 +54,7 @@ from sinks.clickhouse.schema import (
     VIOLATIONS,
     Table,
     add_missing_columns,
-    ensure_schema,
 )
-from sinks.clickhouse.tls import tls_options
 
 ColumnFormats = dict[str, str | dict[str, str]]
 
@@ -73,7 +70,13 @@ def _utc(moment: datetime) -> datetime:
 
 
 class Store:
-    def __init__(self, client: Client, database: str, reader: Client | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        database: str,
+        reader: Client | None = None,
+        owner: OwnerMark | None = None,
+    ) -> None:
         # Writes, the lookups they depend on, and DDL.
         self._client = client
         self._lock = threading.Lock()
@@ -81,6 +84,8 @@ class Store:
         self._reader = reader or client
         self._read_lock = threading.Lock() if reader is not None else self._lock
         self.database = database
+        # Released by close(): a store that is never closed is recounted when next opened.
+        self._owner = owner or OwnerMark(None)
 
     @classmethod
     def open(cls, dsn: str, verify: bool = True, ca_cert: Path | None = None) -> Store:
@@ -88,23 +93,8 @@ class Store:
 
         https:// checks the server's certificate (unless not `verify`) against `ca_cert`, or
         the system's CAs when that is None."""
-        server_dsn, database = split_database(dsn)
-        opened: list[Client] = []
-        try:
-            tls = tls_options(server_dsn, verify, ca_cert)
-            for _ in ("writer", "reader"):
-                opened.append(clickhouse_connect.get_client(dsn=server_dsn, tz_mode="aware", **tls))
-        except Exception as error:
-            _close_all(opened)
-            raise StoreError(f"cannot open the store at {redact(dsn)}: {error}") from error
-        writer, reader = opened
-        try:
-            ensure_schema(writer, database)
-            ensure_counters(writer, database)
-        except Exception as error:
-            _close_all(opened)
-            raise StoreError(f"cannot create the schema in {redact(dsn)}: {error}") from error
-        return cls(writer, database, reader)
+        opened = connect(dsn, verify, ca_cert)
+        return cls(opened.writer, opened.database, opened.reader, opened.owner)
 
     def close(self) -> None:
         with self._read_lock:
@@ -112,6 +102,7 @@ class Store:
                 self._reader.close()
         with self._lock:
             self._client.close()
+        self._owner.release()
 
     def ping(self) -> None:
         """Raise if the store does not answer a trivial query."""
@@ -482,11 +473,6 @@ _INSERT_SETTINGS: Final = {"optimize_on_insert": 0}
 # partitions: without it, ClickHouse 26.3 on reads every partition under FINAL when the
 # partition column is not in the sorting key (`violations(since=...)`, EXPLAIN indexes = 1).
 _READ_SETTINGS: Final = {"do_not_merge_across_partitions_select_final": 1}
-
-
-def _close_all(clients: Iterable[Client]) -> None:
-    for client in clients:
-        client.close()
 
 
 def _ids_literal(ids: Iterable[str]) -> str:
