@@ -85,14 +85,11 @@ def new_event(
     The rest is valid by construction: a new random id, the time now, the type, and a `source`
     the `Emitter` checked once (`source_checked`). Optional fields of `data` are left out
     rather than sent as null: `data` holds no None."""
+    now = datetime.now(UTC)
     try:
         if event_id or time or not source_checked:
             given = {"specversion": "1.0", "id": event_id or "-", "source": source}
-            check_time(
-                validate_envelope({**given, "time": time or datetime.now(UTC)}),
-                datetime.now(UTC),
-                DEFAULT_MAX_AHEAD,
-            )
+            check_time(validate_envelope({**given, "time": time or now}), now, DEFAULT_MAX_AHEAD)
         data_json = _to_json(data)
         subject_id = validate_data_json(event_type, data_json).subject.id.get_secret_value()
     except InvalidEvent as error:
@@ -103,7 +100,7 @@ def new_event(
         "id": new_id,
         "source": source,
         "type": str(event_type),
-        "time": time or datetime.now(UTC),
+        "time": time or now,
         "datacontenttype": "application/json",
         "data": orjson.Fragment(data_json),
     }
