@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from events.emitter import Emitter
-from tests.unit.test_emitter import SOURCE, FakeProducer
+from tests.unit.emitter_support import SOURCE, FakeProducer
 
 
 @pytest.fixture
