@@ -1,139 +1,38 @@
-"""The Kafka behaviour privtrail relies on, checked against each embedded broker."""
+"""The Kafka client behaviour privtrail relies on, checked against each embedded broker."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.errors import CommitFailedError  # type: ignore[import-untyped]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient
 from kafka.partitioner.default import murmur2
-from kafka.structs import OffsetAndMetadata
-from kafka.structs import TopicPartition as KafkaTopicPartition
 
-from privtrail.brokers import EmbeddedBroker, embedded_broker
-from privtrail.brokers.base import START_TIMEOUT_SECONDS
-from privtrail.topics import TopicError, ensure_topics, topic_names
-from tests.support import free_port, settings_for
+from privtrail.brokers import EmbeddedBroker
+from tests.e2e.broker_io import (
+    WAIT_SECONDS,
+    Record,
+    as_records,
+    consume_with_kafka_python,
+    create_topic,
+    group_consumer,
+    on_each_broker,
+    produce_with_aiokafka,
+    produce_with_kafka_python,
+    read_topic_with_aiokafka,
+    read_topic_with_kafka_python,
+    sample_records,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
-
-# (key, value, headers) as a test writes them and expects to read them back.
-Record = tuple[bytes, bytes, tuple[tuple[str, bytes], ...]]
-
-WAIT_SECONDS = 20.0
-
-
-def on_each_broker(noida_defect: str | None = None) -> pytest.MarkDecorator:
-    """Run on Kafka and noida. Kafka is the reference and must pass; when noida has a known
-    defect the test hits, it must fail it, with the defect named in the expected-failure reason."""
-    defect = (
-        []
-        if noida_defect is None
-        else [pytest.mark.xfail(strict=True, raises=AssertionError, reason=noida_defect)]
-    )
-    return pytest.mark.parametrize(
-        "broker",
-        [pytest.param("kafka", id="kafka"), pytest.param("noida", id="noida", marks=defect)],
-        indirect=True,
-    )
-
-
-def each_kind() -> pytest.MarkDecorator:
-    """For tests that launch their own broker instead of sharing the fixture's."""
-    return pytest.mark.parametrize("kind", ["kafka", "noida"])
-
-
-def create_topic(bootstrap: str, partitions: int) -> str:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
-        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}})
-        admin.wait_for_topics([name])
-    return name
-
-
-def sample_records(count: int) -> list[Record]:
-    return [
-        (f"subject-{i % 5}".encode(), f"event-{i}".encode(), (("ce_id", str(i).encode()),))
-        for i in range(count)
-    ]
-
-
-def produce_with_kafka_python(bootstrap: str, topic: str, records: list[Record]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap)
-    try:
-        futures = [
-            producer.send(topic, key=key, value=value, headers=list(headers))
-            for key, value, headers in records
-        ]
-        for future in futures:
-            future.get(timeout=WAIT_SECONDS)
-    finally:
-        producer.close()
-
-
-def consume_with_kafka_python(consumer: KafkaConsumer, count: int) -> list[Any]:
-    received: list[Any] = []
-    deadline = time.monotonic() + WAIT_SECONDS
-    while len(received) < count and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=200).values():
-            received.extend(batch)
-    return received
-
-
-def read_topic_with_kafka_python(bootstrap: str, topic: str, count: int) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        consumer.assign([KafkaTopicPartition(topic, p) for p in sorted(partitions)])
-        return consume_with_kafka_python(consumer, count)
-    finally:
-        consumer.close()
-
-
-async def produce_with_aiokafka(bootstrap: str, topic: str, records: list[Record]) -> list[Any]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(topic, key=key, value=value, headers=list(headers))
-            for key, value, headers in records
-        ]
-        return list(await asyncio.wait_for(asyncio.gather(*futures), WAIT_SECONDS))
-    finally:
-        await producer.stop()
-
-
-async def read_topic_with_aiokafka(bootstrap: str, topic: str, count: int) -> list[Any]:
-    # An unsubscribed aiokafka consumer's metadata names no topics (only noida sends them all).
-    partitions = partition_counts(bootstrap, [topic])[topic]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
-        received: list[Any] = []
-        deadline = time.monotonic() + WAIT_SECONDS
-        while len(received) < count and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
-                received.extend(batch)
-        return received
-    finally:
-        await consumer.stop()
-
-
-def as_records(messages: list[Any]) -> Counter[Record]:
-    return Counter((m.key, m.value, tuple((k, v) for k, v in m.headers)) for m in messages)
 
 
 @on_each_broker()
@@ -295,21 +194,6 @@ def test_offset_commits_during_a_rebalance_do_not_stall_the_group(broker: Embedd
     asyncio.run(group_survives_commits_during_rebalance(broker))
 
 
-def group_consumer(broker: EmbeddedBroker, topic: str, group: str) -> KafkaConsumer:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=broker.bootstrap,
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    # kafka-python's group leader assigns only partitions it has metadata for: a join that wins
-    # the race with the first metadata fetch assigns nothing ("No partition metadata for
-    # topic") and stays empty until the next refresh, minutes later. Fetch it first.
-    consumer.partitions_for_topic(topic)
-    return consumer
-
-
 @on_each_broker()
 def test_committed_offsets_survive_a_consumer_restart(broker: EmbeddedBroker) -> None:
     topic = create_topic(broker.bootstrap, partitions=2)
@@ -442,101 +326,3 @@ def test_transactional_writes_reach_read_committed_consumers(broker: EmbeddedBro
     asyncio.run(transactional_write(broker.bootstrap, topic))
 
     assert asyncio.run(read_committed(broker.bootstrap, topic)) == [b"committed"]
-
-
-def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
-    with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
-        return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(topics)}
-
-
-@on_each_broker()
-def test_ensure_topics_creates_all_topics_and_is_idempotent(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
-    settings = settings_for(broker, tmp_path, partitions=3)
-    names = topic_names(settings)
-
-    ensure_topics(settings)
-    ensure_topics(settings)
-
-    # events, violations, deadletter, audit, and the signed integrity checkpoints.
-    assert len(names) == 5
-    assert partition_counts(broker.bootstrap, names) == dict.fromkeys(names, 3)
-
-
-@on_each_broker()
-def test_ensure_topics_rejects_topics_with_another_partition_count(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
-    settings = settings_for(broker, tmp_path, partitions=3)
-    ensure_topics(settings)
-
-    with pytest.raises(TopicError, match=settings.topics.events) as raised:
-        ensure_topics(settings.model_copy(update={"partitions": 2}))
-
-    assert "has 3" in str(raised.value)
-
-
-@each_kind()
-@pytest.mark.timeout(120)
-def test_ensure_topics_waits_for_a_broker_that_is_still_starting(kind: str, tmp_path: Path) -> None:
-    broker = embedded_broker(kind, free_port(), tmp_path / "broker")
-    settings = settings_for(broker, tmp_path, partitions=2)
-    errors: list[BaseException] = []
-    # Kafka takes 5 s to start on an idle 2-core machine and far longer on a busy one: wait as
-    # long as the broker's own start-up may take.
-    patience = START_TIMEOUT_SECONDS + WAIT_SECONDS
-
-    def ensure() -> None:
-        try:
-            ensure_topics(settings, timeout=patience)
-        except BaseException as error:
-            errors.append(error)
-
-    worker = threading.Thread(target=ensure)
-    worker.start()
-    time.sleep(1.5)
-    with broker:
-        worker.join(patience + 5)
-        assert not worker.is_alive()
-        assert errors == []
-        assert set(partition_counts(broker.bootstrap, topic_names(settings)).values()) == {2}
-
-
-def test_ensure_topics_gives_up_when_no_broker_answers(tmp_path: Path) -> None:
-    absent = embedded_broker("noida", free_port(), tmp_path / "never-started")
-    settings = settings_for(absent, tmp_path)
-    started = time.monotonic()
-
-    with pytest.raises(TopicError, match=settings.bootstrap):
-        ensure_topics(settings, timeout=2)
-
-    assert time.monotonic() - started < 10
-
-
-@each_kind()
-def test_broker_restart_keeps_topics_records_and_committed_offsets(
-    kind: str, tmp_path: Path
-) -> None:
-    broker = embedded_broker(kind, free_port(), tmp_path)
-    records = sample_records(12)
-    group = "restart-group"
-    with broker:
-        topic = create_topic(broker.bootstrap, partitions=2)
-        produce_with_kafka_python(broker.bootstrap, topic, records)
-        consumer = group_consumer(broker, topic, group)
-        try:
-            consume_with_kafka_python(consumer, len(records))
-            consumer.commit({KafkaTopicPartition(topic, 0): OffsetAndMetadata(1, "", -1)})
-        finally:
-            consumer.close(autocommit=False)
-
-    with broker:
-        assert partition_counts(broker.bootstrap, [topic]) == {topic: 2}
-        received = read_topic_with_kafka_python(broker.bootstrap, topic, len(records))
-        assert as_records(received) == Counter(records)
-        consumer = group_consumer(broker, topic, group)
-        try:
-            assert consumer.committed(KafkaTopicPartition(topic, 0)) == 1
-        finally:
-            consumer.close(autocommit=False)
