@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from events.outputs import AuditRecord, Violation
+from sinks import Rejected
 
 _root: Path | None = None
 _numbers = itertools.count()
@@ -80,3 +81,19 @@ def violation(violation_id: str, **fields: object) -> Violation:
     }
     values.update(fields)
     return Violation.model_validate(values)
+
+
+def rejected(rejection_id: str, **fields: object) -> Rejected:
+    values: dict[str, object] = {
+        "rejection_id": rejection_id,
+        "received_at": T0,
+        "source_topic": "privacy.events",
+        "source_partition": 1,
+        "source_offset": 3,
+        "field": "data.recipient.country",
+        "reason": "'XX' is not an ISO 3166-1 alpha-2 country code",
+        "raw": b'{"id": "e9"}',
+        "key": b"subject-9",
+    }
+    values.update(fields)
+    return Rejected.model_validate(values)

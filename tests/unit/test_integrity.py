@@ -26,7 +26,7 @@ from sinks.integrity.tables import CHAIN, CHECKPOINTS, read_entries, read_rows, 
 from sinks.integrity.verify import VerifyReport, verify
 from sinks.messages import StoredRow
 from tests.unit.chdb_store import T0, audit, store_dsn, violation
-from tests.unit.test_store import rejected as stored_rejected
+from tests.unit.chdb_store import rejected as stored_rejected
 
 AUDIT, VIOLATIONS_TOPIC, DEADLETTER = "privacy.audit", "privacy.violations", "privacy.deadletter"
 
