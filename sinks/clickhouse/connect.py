@@ -55,8 +55,13 @@ def connect(dsn: str, verify: bool, ca_cert: Path | None) -> Connections:
     except Exception as error:
         _close_all(opened)
         raise StoreError(f"cannot create the schema in {redact(dsn)}: {error}") from error
-    # Only now: a recount cut short leaves the dead owner's file, and the next open recounts.
-    owner.claim()
+    try:
+        # Only now: a recount cut short leaves the dead owner's file, and the next open
+        # recounts.
+        owner.claim()
+    except OSError as error:
+        _close_all(opened)
+        raise StoreError(f"cannot mark the store at {redact(dsn)} as open: {error}") from error
     return Connections(writer, reader, database, owner)
 
 

@@ -16,13 +16,18 @@ no such file.
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-OWNER_FILE = "privtrail-owner.pid"
+OWNER_FILE = "privtrail-owner"
+
+# With the pid in the file: a pid alone repeats, e.g. in a container restarted after its store
+# was killed, where the new process has the dead one's pid.
+_TOKEN = secrets.token_hex(8)
 
 # Stores of this process open on each file: the last to close removes it.
 _open_here: Counter[Path] = Counter()
@@ -49,17 +54,17 @@ class OwnerMark:
             owner = self.path.read_text().strip()
         except FileNotFoundError:
             return False
-        # Our own pid: another Store of this process has it open (tests, benches), or had.
-        return owner != str(os.getpid())
+        # This process: another of its Stores has it open (tests, benches), or had.
+        return owner != _this_process()
 
     def claim(self) -> None:
         if self.path is None:
             return
         with _open_here_lock:
-            _open_here[self.path] += 1
             written = self.path.with_suffix(".tmp")
-            written.write_text(f"{os.getpid()}\n")
+            written.write_text(f"{_this_process()}\n")
             written.replace(self.path)
+            _open_here[self.path] += 1
 
     def release(self) -> None:
         """Remove the file once every Store of this process that claimed it has closed."""
@@ -70,3 +75,7 @@ class OwnerMark:
             if _open_here[self.path] <= 0:
                 del _open_here[self.path]
                 self.path.unlink(missing_ok=True)
+
+
+def _this_process() -> str:
+    return f"{os.getpid()} {_TOKEN}"

@@ -9,11 +9,12 @@ process.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from sinks.clickhouse.owner import OWNER_FILE
+from sinks.clickhouse.owner import OWNER_FILE, OwnerMark
 
 # Writes three events and three violations, then skews each counter as a lost or extra view
 # part would, and leaves as a killed process does: without closing the store.
@@ -84,3 +85,25 @@ def test_a_store_closed_cleanly_opens_without_a_recount(tmp_path: Path) -> None:
     told = json.loads(_run(_OPEN_AND_TELL, tmp_path))
 
     assert told["tables"]["events"] == 3 + 5
+
+
+def test_a_dead_owner_with_this_process_pid_is_still_another_process(tmp_path: Path) -> None:
+    # A container restarted after its store was killed: the new process has the dead one's pid.
+    mark = OwnerMark(tmp_path / OWNER_FILE)
+    (tmp_path / OWNER_FILE).write_text(f"{os.getpid()} 0123456789abcdef\n")
+    assert mark.previous_owner_died()
+
+    mark.claim()
+    assert not mark.previous_owner_died()
+    mark.release()
+    assert not (tmp_path / OWNER_FILE).exists()
+
+
+def test_only_the_last_store_of_a_process_to_close_removes_the_mark(tmp_path: Path) -> None:
+    first, second = OwnerMark(tmp_path / OWNER_FILE), OwnerMark(tmp_path / OWNER_FILE)
+    first.claim()
+    second.claim()
+    first.release()
+    assert (tmp_path / OWNER_FILE).exists()
+    second.release()
+    assert not (tmp_path / OWNER_FILE).exists()
