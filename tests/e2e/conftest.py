@@ -113,6 +113,16 @@ def serving(settings: Settings) -> Iterator[Pipeline]:
         yield running
 
 
+def ingest_drained(api: ApiClient) -> bool:
+    """Whether the store's ingest has read its topics to the end and written what it read.
+
+    Events and violations are separate inserts: a store killed between the two leaves every
+    event stored, and its successor writes the violations only once the group hands it the
+    topics, after the dead member's session times out."""
+    ingest = api.health().ingest
+    return ingest is not None and ingest.lag == 0 and ingest.pending_rows == 0
+
+
 def _healthy(api: ApiClient) -> bool:
     try:
         api.health()

@@ -31,12 +31,11 @@ from events.models import PrivacyEvent
 from events.outputs import Violation
 from privtrail.api import MAX_LIMIT
 from privtrail.brokers import EmbeddedBroker, embedded_broker
-from privtrail.client import ApiClient
 from privtrail.credentials import api_client
 from privtrail.demo import default_start, demo_events
 from streams.rules import judge_history, load_policy_set
 from streams.state import deadline_key
-from tests.e2e.conftest import Pipeline, _healthy, pipeline_settings, settled
+from tests.e2e.conftest import Pipeline, _healthy, ingest_drained, pipeline_settings, settled
 from tests.e2e.keys import subjects_by_pseudonym
 from tests.support import free_port, running_process
 
@@ -186,8 +185,6 @@ class Stack:
             f"all {len(events)} events stored",
             STORE_TIMEOUT,
         )
-        # Events and violations are separate inserts: a store killed between the two has all
-        # the events, and its successor writes the violations once it is assigned the topics.
         self.pipeline.wait_for(
             lambda: ingest_drained(api), "the store's ingest to drain its topics", STORE_TIMEOUT
         )
@@ -211,12 +208,6 @@ class Stack:
         )
         assert not api.rejected(limit=10), "demo traffic without malformed input was rejected"
         return {v.violation_id: v for v in stored}
-
-
-def ingest_drained(api: ApiClient) -> bool:
-    """Whether the store's ingest has read its topics to the end and written what it read."""
-    ingest = api.health().ingest
-    return ingest is not None and ingest.lag == 0 and ingest.pending_rows == 0
 
 
 def fault_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:

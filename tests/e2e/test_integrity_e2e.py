@@ -25,7 +25,7 @@ from privtrail.brokers import EmbeddedBroker
 from privtrail.credentials import api_client
 from privtrail.demo import default_start, demo_events
 from privtrail.processes import spawn
-from tests.e2e.conftest import Pipeline, _healthy, pipeline_settings, settled
+from tests.e2e.conftest import Pipeline, _healthy, ingest_drained, pipeline_settings, settled
 from tests.support import running_process
 
 pytestmark = pytest.mark.e2e
@@ -90,6 +90,7 @@ def stored_rows(pipeline: Pipeline) -> int:
 def wait_stored(pipeline: Pipeline, events: int) -> int:
     """Wait until the store holds `events` events and nothing more arrives; its row count."""
     pipeline.wait_for(lambda: pipeline.api.stats().events >= events, f"{events} events", 300)
+    pipeline.wait_for(lambda: ingest_drained(pipeline.api), "the store's ingest to drain", 120)
     return pipeline.wait_for(settled(lambda: stored_rows(pipeline)), "the store to settle", 120)
 
 
