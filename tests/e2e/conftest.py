@@ -118,7 +118,9 @@ def ingest_drained(api: ApiClient) -> bool:
 
     Events and violations are separate inserts: a store killed between the two leaves every
     event stored, and its successor writes the violations only once the group hands it the
-    topics, after the dead member's session times out."""
+    topics, after the dead member's session times out. The lag counts the partitions whose
+    position is known: use it once the group has committed offsets (a fresh group's partitions
+    get theirs one by one)."""
     ingest = api.health().ingest
     return ingest is not None and ingest.lag == 0 and ingest.pending_rows == 0
 
